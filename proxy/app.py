@@ -1,0 +1,83 @@
+"""Build the ASGI application from a configuration."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from proxy.config import GatewayConfig
+from proxy.errors import GatewayError
+from proxy.gateway import Gateway
+from proxy.middleware import RequestIdMiddleware
+from proxy.responses import JSONBody, error_response
+from proxy.routes.images import create_generation
+from proxy.routes.models import list_models
+
+log = logging.getLogger("proxy.app")
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    message = (f"No route for {request.method} {request.url.path}." if exc.status_code == 404
+               else str(exc.detail))
+    return error_response(GatewayError(exc.status_code, message, code=code))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    # Starlette logs the traceback; the client gets the envelope, never the traceback.
+    return error_response(GatewayError(
+        500, "The gateway failed while handling this request; it has been logged.",
+        type="server_error", code="internal_error",
+    ))
+
+
+async def _healthz(request: Request) -> Response:
+    return JSONBody({"status": "ok"})
+
+
+def build_routes(config: GatewayConfig) -> list[Route]:
+    routes = [Route("/healthz", _healthz, methods=["GET"])]
+    for base in config.server.base_paths:
+        routes += [
+            Route(f"{base}/images/generations", create_generation, methods=["POST"]),
+            Route(f"{base}/models", list_models, methods=["GET"]),
+        ]
+    return routes
+
+
+def create_app(config: GatewayConfig) -> ASGIApp:
+    gateway = Gateway.from_config(config)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.aclose()
+
+    app = Starlette(
+        routes=build_routes(config),
+        lifespan=lifespan,
+        exception_handlers={
+            GatewayError: _gateway_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+    )
+    app.state.gateway = gateway
+    return RequestIdMiddleware(app)

@@ -1,0 +1,86 @@
+"""``image-proxy`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from proxy import __version__
+from proxy.config import ConfigError, GatewayConfig, load_config, load_default_config
+
+
+def _load(path: str | None) -> GatewayConfig:
+    return load_config(path) if path else load_default_config()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:
+        print("image-proxy: the configuration is not valid:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    if args.host is not None:
+        config.server.host = args.host
+    if args.port is not None:
+        config.server.port = args.port
+
+    from proxy.app import create_app
+
+    app = create_app(config)
+    server = uvicorn.Server(uvicorn.Config(
+        app,
+        host=config.server.host,
+        port=config.server.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        # Slow image jobs must be able to finish when the server is asked to stop.
+        timeout_graceful_shutdown=30,
+    ))
+    server.run()
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    names = ", ".join(m.name for m in config.models)
+    print(f"configuration OK: {len(config.models)} model(s): {names}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="image-proxy", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"image-proxy {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", help="YAML configuration file (default: the embedded one)")
+    serve.add_argument("--host", help="address to bind (overrides server.host)")
+    serve.add_argument("--port", type=int, help="port to bind (overrides server.port)")
+    serve.add_argument("--log-level", default="info",
+                       choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(run=_serve)
+
+    check = commands.add_parser("check-config", help="validate a configuration and exit")
+    check.add_argument("--config", help="YAML configuration file (default: the embedded one)")
+    check.set_defaults(run=_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

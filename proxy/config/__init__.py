@@ -1,0 +1,15 @@
+"""Configuration: one YAML file, validated at start-up; an embedded default when there is none."""
+
+from proxy.config.loader import ConfigError, load_config, load_config_text, load_default_config
+from proxy.config.schema import GatewayConfig, ModelConfig, ServerConfig, TimeoutConfig
+
+__all__ = [
+    "ConfigError",
+    "GatewayConfig",
+    "ModelConfig",
+    "ServerConfig",
+    "TimeoutConfig",
+    "load_config",
+    "load_config_text",
+    "load_default_config",
+]

@@ -1,0 +1,186 @@
+"""Read the YAML file, interpolate ``${ENV}`` secrets, validate, and point errors at the line.
+
+Errors read like ``gateway.yaml:7: models[0].provider: unknown provider 'opnai'`` so that a typo is
+found without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from proxy.config.schema import GatewayConfig, ModelConfig
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+Loc = tuple[str | int, ...]
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; ``str()`` lists every problem, one per line."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+def format_loc(loc: Iterable[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+class _Lines:
+    """Maps a location such as ``("models", 0, "provider")`` to its line in the YAML source."""
+
+    def __init__(self, text: str) -> None:
+        try:
+            self.root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError:
+            self.root = None
+
+    def line(self, loc: Loc) -> int | None:
+        node = self.root
+        line = node.start_mark.line + 1 if node is not None else None
+        for part in loc:
+            child = None
+            if isinstance(node, yaml.MappingNode):
+                for key, value in node.value:
+                    if key.value == part:
+                        child = value
+                        break
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+                if 0 <= part < len(node.value):
+                    child = node.value[part]
+            if child is None:
+                break
+            node, line = child, child.start_mark.line + 1
+        return line
+
+
+def _interpolate(value: Any, loc: Loc, problems: list[tuple[Loc, str]]) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; a missing variable is an error."""
+    if isinstance(value, dict):
+        return {k: _interpolate(v, (*loc, k), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, (*loc, i), problems) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        found = os.environ.get(name)
+        if found is None or (found == "" and default is not None):
+            if default is not None:
+                return default
+            problems.append((loc, f"environment variable {name} is not set"))
+            return ""
+        return found
+
+    return _ENV_REF.sub(substitute, value)
+
+
+def _pydantic_problems(exc: ValidationError, prefix: Loc = ()) -> list[tuple[Loc, str]]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = (*prefix, *err["loc"])
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        out.append((loc, message))
+    return out
+
+
+def load_config_text(text: str, source: str = "<config>") -> GatewayConfig:
+    """Parse and validate configuration text; raises :class:`ConfigError`."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise ConfigError([f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{source}: the top level must be a mapping of keys"])
+
+    problems: list[tuple[Loc, str]] = []
+    data = _interpolate(raw, (), problems)
+    config: GatewayConfig | None = None
+    if not problems:
+        try:
+            config = GatewayConfig.model_validate(data)
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(exc))
+        problems.extend(_check_models(data))
+
+    if problems:
+        lines = _Lines(text)
+        located = sorted(((lines.line(loc) or 0, loc, message) for loc, message in problems),
+                         key=lambda item: item[0])
+        raise ConfigError([
+            f"{source}:{line}: {format_loc(loc)}: {message}" if line
+            else f"{source}: {format_loc(loc)}: {message}"
+            for line, loc, message in located
+        ])
+    assert config is not None
+    return config
+
+
+def _check_models(data: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """Provider names and each provider's own keys. Works on the raw data so these problems are
+    reported together with any others, not only once the rest is valid."""
+    # Imported here: providers import config types, so the registry cannot load at import time.
+    from proxy.providers.registry import provider_names, settings_model
+
+    problems: list[tuple[Loc, str]] = []
+    models = data.get("models")
+    if not isinstance(models, list):
+        return problems
+    common = set(ModelConfig.model_fields)
+    for i, model in enumerate(models):
+        if not isinstance(model, dict) or not isinstance(model.get("provider"), str):
+            continue
+        loc: Loc = ("models", i)
+        settings_cls: type[BaseModel] | None = settings_model(model["provider"])
+        if settings_cls is None:
+            known = ", ".join(provider_names())
+            problems.append(
+                ((*loc, "provider"), f"unknown provider {model['provider']!r} (known: {known})")
+            )
+            continue
+        own = {k: v for k, v in model.items() if k not in common}
+        try:
+            settings_cls.model_validate(own)
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(exc, loc))
+    default = data.get("default_model")
+    names = {name for m in models if isinstance(m, dict)
+             for name in (m.get("name"), *(m.get("aliases") or []))}
+    if isinstance(default, str) and default not in names:
+        problems.append((("default_model",), f"{default!r} is not a configured model"))
+    return problems
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the configuration file: {exc.strerror}"]) from None
+    return load_config_text(text, source=str(path))
+
+
+def load_default_config() -> GatewayConfig:
+    """The embedded default (``default.yaml`` in this package)."""
+    from importlib.resources import files
+
+    text = files("proxy.config").joinpath("default.yaml").read_text(encoding="utf-8")
+    return load_config_text(text, source="<embedded default>")

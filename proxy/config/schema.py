@@ -1,0 +1,95 @@
+"""The shape of the configuration file, as pydantic models.
+
+Provider-specific keys (``base_url``, ``api_key``, ``workflow`` …) live next to the common ones in a
+model entry; the provider validates them with its own settings model, so this module need not know
+every provider.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from proxy.models.rules import ModelRulesOverride
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TimeoutConfig(Strict):
+    """Seconds. Image models are slow: gpt-image-2 at high quality can take over two minutes."""
+
+    connect: float = Field(10.0, gt=0)
+    # Until the response headers arrive, and the longest silence allowed mid-stream: a non-streamed
+    # OpenAI image call sends nothing until the image is done.
+    first_byte: float = Field(600.0, gt=0)
+    total: float = Field(900.0, gt=0)
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    # Where the image endpoints are mounted; "" mounts them at the root (``/images/...``).
+    base_paths: list[str] = Field(default_factory=lambda: ["/v1"])
+    # Largest JSON request body accepted (bytes); edits carry base64 images, so it is generous.
+    max_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    # Seconds between SSE keep-alive comments while a stream has nothing to send.
+    sse_keepalive: float = Field(15.0, gt=0)
+
+    @field_validator("base_paths")
+    @classmethod
+    def _normalise_paths(cls, paths: list[str]) -> list[str]:
+        out = []
+        for path in paths:
+            path = path.strip().rstrip("/")
+            if path and not path.startswith("/"):
+                raise ValueError(f"base path {path!r} must start with '/'")
+            out.append(path)
+        return out
+
+
+class ModelConfig(BaseModel):
+    """One served model. Keys not listed here belong to the provider's own settings."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1)
+    provider: str = Field(min_length=1)
+    upstream_model: str | None = None
+    aliases: list[str] = Field(default_factory=list)
+    rules: ModelRulesOverride | None = None
+    # Parameters the model cannot honour: reject with 400 (default) or drop them and say so in the
+    # ``x-dropped-params`` response header.
+    drop_unsupported: bool | None = None
+    timeout: TimeoutConfig = Field(default_factory=TimeoutConfig)
+
+    @property
+    def provider_settings(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    def resolved_upstream_model(self) -> str:
+        if self.upstream_model:
+            return self.upstream_model
+        prefix = f"{self.provider}/"
+        return self.name[len(prefix):] if self.name.startswith(prefix) else self.name
+
+
+class GatewayConfig(Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    models: list[ModelConfig] = Field(min_length=1)
+    # Used when a request names no model.
+    default_model: str | None = None
+    drop_unsupported: bool = False
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, models: list[ModelConfig]) -> list[ModelConfig]:
+        seen: set[str] = set()
+        for model in models:
+            for name in (model.name, *model.aliases):
+                if name in seen:
+                    raise ValueError(f"model name or alias {name!r} is used twice")
+                seen.add(name)
+        return models

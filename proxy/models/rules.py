@@ -1,0 +1,119 @@
+"""Per-model parameter rules: what a model accepts, as data.
+
+``None`` for an option list means the model does not take that parameter at all, which is different
+from an empty list. The catalog ships rules for known models; a config entry can override any field.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SIZE_PATTERN = re.compile(r"^([1-9][0-9]{0,4})x([1-9][0-9]{0,4})$")
+
+
+class SizeRange(BaseModel):
+    """Arbitrary ``WxH`` sizes within limits (gpt-image-2, the local renderer)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    multiple_of: int = Field(1, ge=1)
+    min_edge: int = Field(1, ge=1)
+    max_edge: int = Field(4096, ge=1)
+    min_pixels: int = Field(1, ge=1)
+    max_pixels: int = Field(4096 * 4096, ge=1)
+    max_ratio: float = Field(1000.0, ge=1.0)
+
+    def problem(self, width: int, height: int) -> str | None:
+        """Why ``width x height`` is outside the range, or None when it fits."""
+        if width % self.multiple_of or height % self.multiple_of:
+            return f"width and height must be multiples of {self.multiple_of}"
+        if min(width, height) < self.min_edge or max(width, height) > self.max_edge:
+            return f"each edge must be between {self.min_edge} and {self.max_edge} pixels"
+        pixels = width * height
+        if not self.min_pixels <= pixels <= self.max_pixels:
+            return f"total pixels must be between {self.min_pixels} and {self.max_pixels}"
+        if max(width, height) / min(width, height) > self.max_ratio + 1e-9:
+            ratio = f"{self.max_ratio:g}"
+            return f"the aspect ratio must be between 1:{ratio} and {ratio}:1"
+        return None
+
+
+class ModelRules(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_max: int = Field(32000, ge=1)
+    n_min: int = Field(1, ge=1)
+    n_max: int = Field(10, ge=1)
+    # Explicit sizes ("auto" included when the model takes it) and/or an arbitrary-size range.
+    sizes: list[str] | None = None
+    size_range: SizeRange | None = None
+    # What ``auto`` (or no size) turns into, when the gateway knows; echoed as the resolved size.
+    default_size: str | None = None
+    qualities: list[str] | None = None
+    default_quality: str | None = None
+    output_formats: list[str] | None = None
+    backgrounds: list[str] | None = None
+    styles: list[str] | None = None
+    output_compression: bool = False
+    moderation: bool = False
+    user: bool = True
+    # ``seed`` (a gateway extension): the backend can reproduce an image from it.
+    seed: bool = False
+    # ``b64_json`` is always available (it is what the gateway returns); ``url`` only where the
+    # upstream hands out URLs itself.
+    response_formats: list[str] = Field(default_factory=lambda: ["b64_json"])
+    # The upstream streams partial images itself; otherwise the gateway emulates the stream.
+    streaming: bool = False
+    stream_max_n: int = Field(1, ge=1)
+    edits: bool = False
+    # Unknown model on an OpenAI-compatible upstream: forward every parameter unvalidated and let
+    # the upstream judge, instead of guessing rules.
+    passthrough: bool = False
+
+    def accepts_size(self, size: str) -> str | None:
+        """None if ``size`` is accepted, else the reason it is not."""
+        if self.sizes is None and self.size_range is None:
+            return "this model does not take a size"
+        if self.sizes and size in self.sizes:
+            return None
+        match = SIZE_PATTERN.match(size)
+        if self.size_range is not None and match:
+            return self.size_range.problem(int(match.group(1)), int(match.group(2)))
+        if self.size_range is not None and size == "auto":
+            return None
+        return "unsupported size"
+
+
+class ModelRulesOverride(BaseModel):
+    """Every field of :class:`ModelRules`, all optional: what a config entry changes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_max: int | None = Field(None, ge=1)
+    n_min: int | None = Field(None, ge=1)
+    n_max: int | None = Field(None, ge=1)
+    sizes: list[str] | None = None
+    size_range: SizeRange | None = None
+    default_size: str | None = None
+    qualities: list[str] | None = None
+    default_quality: str | None = None
+    output_formats: list[str] | None = None
+    backgrounds: list[str] | None = None
+    styles: list[str] | None = None
+    output_compression: bool | None = None
+    moderation: bool | None = None
+    user: bool | None = None
+    seed: bool | None = None
+    response_formats: list[str] | None = None
+    streaming: bool | None = None
+    stream_max_n: int | None = Field(None, ge=1)
+    edits: bool | None = None
+    passthrough: bool | None = None
+
+    def apply(self, rules: ModelRules) -> ModelRules:
+        # Attribute values, not model_dump(): nested rules (size_range) must stay models.
+        changes = {name: getattr(self, name) for name in self.model_fields_set}
+        return rules.model_copy(update=changes)
+

@@ -1,0 +1,72 @@
+"""The models this gateway serves: config entries joined with catalog rules and their adapter."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from proxy.config import GatewayConfig, ModelConfig
+from proxy.errors import invalid_param, model_not_found
+from proxy.models.catalog import load_catalog
+from proxy.models.rules import ModelRules
+from proxy.providers.base import Provider
+from proxy.providers.registry import provider_class
+from proxy.upstream import UpstreamClient
+
+
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    name: str
+    config: ModelConfig
+    rules: ModelRules
+    provider: Provider
+    drop_unsupported: bool
+
+    @property
+    def provider_name(self) -> str:
+        return self.config.provider
+
+    @property
+    def upstream_model(self) -> str:
+        return self.config.resolved_upstream_model()
+
+
+class ModelTable:
+    """Lookup by name or alias, with close-match suggestions for a 404."""
+
+    def __init__(self, config: GatewayConfig, http: UpstreamClient) -> None:
+        catalog = load_catalog()
+        self.default = config.default_model
+        self.models: list[ServedModel] = []
+        self._by_name: dict[str, ServedModel] = {}
+        for entry in config.models:
+            cls = provider_class(entry.provider)
+            assert cls is not None, "config validation checks provider names"
+            settings = cls.settings_class.model_validate(entry.provider_settings)
+            rules = catalog.rules_for(entry.provider, entry.resolved_upstream_model())
+            if entry.rules is not None:
+                rules = entry.rules.apply(rules)
+            drop = entry.drop_unsupported
+            if drop is None:
+                drop = config.drop_unsupported
+            served = ServedModel(entry.name, entry, rules, cls(entry, settings, http), drop)
+            self.models.append(served)
+            for name in (entry.name, *entry.aliases):
+                self._by_name[name] = served
+        if self.default is None and len(self.models) == 1:
+            self.default = self.models[0].name
+
+    def resolve(self, name: str | None) -> ServedModel:
+        if name is None:
+            if self.default is None:
+                raise invalid_param("model", "Missing required parameter: 'model'.",
+                                    code="missing_required_parameter")
+            name = self.default
+        served = self._by_name.get(name)
+        if served is None:
+            raise model_not_found(name, difflib.get_close_matches(name, list(self._by_name), n=3))
+        return served
+
+    async def aclose(self) -> None:
+        for served in self.models:
+            await served.provider.aclose()

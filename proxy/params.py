@@ -1,0 +1,287 @@
+"""Parse and validate the parameters of an image request.
+
+Two passes. :func:`parse_params` checks types and universal limits (OpenAI's own bounds) and knows
+nothing about models. :func:`apply_rules` then holds the request against the chosen model's rules.
+Every rejection is a 400 that names the parameter, with OpenAI's wording where OpenAI has one.
+``null`` means absent throughout: clients and the official SDKs send explicit nulls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.errors import GatewayError, invalid_param, unsupported_param
+from proxy.models.rules import SIZE_PATTERN, ModelRules
+
+_INT, _STR, _BOOL = "integer", "string", "boolean"
+
+# name -> (type, minimum, maximum). Bounds are OpenAI's universal ones; per-model limits come later.
+FIELDS: dict[str, tuple[str, int | None, int | None]] = {
+    "model": (_STR, None, None),
+    "prompt": (_STR, None, None),
+    "n": (_INT, 1, 10),
+    "size": (_STR, None, None),
+    "quality": (_STR, None, None),
+    "background": (_STR, None, None),
+    "output_format": (_STR, None, None),
+    "output_compression": (_INT, 0, 100),
+    "moderation": (_STR, None, None),
+    "response_format": (_STR, None, None),
+    "style": (_STR, None, None),
+    "user": (_STR, None, None),
+    "stream": (_BOOL, None, None),
+    "partial_images": (_INT, 0, 3),
+    "seed": (_INT, 0, 2**32 - 1),
+}
+
+# Fields whose values are a closed set in OpenAI's API; models narrow them further.
+ENUMS: dict[str, tuple[str, ...]] = {
+    "background": ("transparent", "opaque", "auto"),
+    "moderation": ("low", "auto"),
+    "response_format": ("url", "b64_json"),
+    "style": ("vivid", "natural"),
+}
+
+# Parameters that do not change the image: when a model cannot use them they are dropped (and
+# reported), never a reason to fail a paid request.
+COSMETIC = frozenset({"user", "moderation"})
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+               list: "an array", dict: "an object", type(None): "null"}
+
+
+@dataclass(slots=True)
+class ImageRequest:
+    """A validated request; only what the model accepts (and the client sent) is set."""
+
+    model: str
+    prompt: str
+    n: int = 1
+    size: str | None = None
+    quality: str | None = None
+    background: str | None = None
+    output_format: str | None = None
+    output_compression: int | None = None
+    moderation: str | None = None
+    response_format: str | None = None
+    style: str | None = None
+    user: str | None = None
+    stream: bool = False
+    partial_images: int = 0
+    seed: int | None = None
+    # Parameters the gateway does not know, forwarded as they are (passthrough models only).
+    extra: dict[str, Any] = field(default_factory=dict)
+    # Parameters dropped because the model cannot use them (reported in ``x-dropped-params``).
+    dropped: list[str] = field(default_factory=list)
+
+    def upstream_params(self) -> dict[str, Any]:
+        """The OpenAI-named parameters that are set, for adapters that speak OpenAI's dialect."""
+        out: dict[str, Any] = {}
+        for name in ("n", "size", "quality", "background", "output_format",
+                     "output_compression", "moderation", "response_format", "style", "user"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        out.update(self.extra)
+        return out
+
+
+def _describe(value: Any) -> str:
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _coerce(name: str, kind: str, value: Any, from_form: bool) -> Any:
+    """Type-check one value; form fields arrive as strings and are converted first."""
+    if from_form and isinstance(value, str):
+        try:
+            if kind == _INT:
+                return int(value.strip())
+            if kind == _BOOL and value.strip().lower() in ("true", "false"):
+                return value.strip().lower() == "true"
+        except ValueError:
+            pass
+    ok = {
+        _STR: isinstance(value, str),
+        _INT: isinstance(value, int) and not isinstance(value, bool),
+        _BOOL: isinstance(value, bool),
+    }[kind]
+    if not ok:
+        raise invalid_param(
+            name,
+            f"Invalid type for '{name}': expected {'an' if kind == _INT else 'a'} {kind}, "
+            f"but got {_describe(value)} instead.",
+            code="invalid_type",
+        )
+    return value
+
+
+def parse_params(
+    body: dict[str, Any], *, from_form: bool = False
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Type-check the known fields of ``body``; returns ``(known, unknown)`` without nulls."""
+    known: dict[str, Any] = {}
+    unknown: dict[str, Any] = {}
+    for name, value in body.items():
+        if value is None:
+            continue
+        spec = FIELDS.get(name)
+        if spec is None:
+            unknown[name] = value
+            continue
+        kind, low, high = spec
+        value = _coerce(name, kind, value, from_form)
+        if kind == _INT:
+            if low is not None and value < low:
+                raise invalid_param(
+                    name,
+                    f"Invalid '{name}': integer below minimum value. "
+                    f"Expected a value >= {low}, but got {value} instead.",
+                    code="integer_below_min_value",
+                )
+            if high is not None and value > high:
+                raise invalid_param(
+                    name,
+                    f"Invalid '{name}': integer above maximum value. "
+                    f"Expected a value <= {high}, but got {value} instead.",
+                    code="integer_above_max_value",
+                )
+        if name in ENUMS and value not in ENUMS[name]:
+            raise _bad_value(name, value, ENUMS[name])
+        known[name] = value
+    if "prompt" not in known:
+        raise invalid_param("prompt", "Missing required parameter: 'prompt'.",
+                            code="missing_required_parameter")
+    if not known["prompt"].strip():
+        raise invalid_param("prompt", "Invalid 'prompt': the prompt must not be empty.",
+                            code="empty_string")
+    return known, unknown
+
+
+def _bad_value(name: str, value: Any, allowed: list[str] | tuple[str, ...]) -> GatewayError:
+    listed = ", ".join(f"'{v}'" for v in allowed)
+    return invalid_param(name, f"Invalid value: '{value}'. Supported values are: {listed}.")
+
+
+class _Policy:
+    """Decides what happens to a parameter the model cannot use."""
+
+    def __init__(self, model: str, drop_unsupported: bool) -> None:
+        self.model = model
+        self.drop_unsupported = drop_unsupported
+        self.dropped: list[str] = []
+
+    def unsupported(self, name: str) -> None:
+        if name in COSMETIC or self.drop_unsupported:
+            self.dropped.append(name)
+            return
+        raise unsupported_param(name, self.model)
+
+
+def apply_rules(
+    known: dict[str, Any],
+    unknown: dict[str, Any],
+    model: str,
+    rules: ModelRules,
+    *,
+    drop_unsupported: bool,
+) -> ImageRequest:
+    """Hold the parsed parameters against one model's rules."""
+    prompt: str = known["prompt"]
+    if len(prompt) > rules.prompt_max:
+        raise invalid_param(
+            "prompt",
+            f"Invalid 'prompt': string too long. Expected a string with maximum length "
+            f"{rules.prompt_max}, but got a string with length {len(prompt)} instead.",
+            code="string_above_max_length",
+        )
+    request = ImageRequest(model=model, prompt=prompt)
+    policy = _Policy(model, drop_unsupported)
+
+    n = known.get("n", 1)
+    if not rules.n_min <= n <= rules.n_max:
+        raise invalid_param(
+            "n", f"Invalid 'n': model '{model}' supports n from {rules.n_min} to {rules.n_max}, "
+                 f"but got {n}.",
+        )
+    request.n = n
+    request.stream = known.get("stream", False)
+    request.partial_images = known.get("partial_images", 0)
+    if request.stream and n > rules.stream_max_n:
+        raise invalid_param(
+            "n", f"Streaming is only supported with n<={rules.stream_max_n} for model '{model}'.",
+        )
+
+    if rules.passthrough:
+        # The upstream is the judge; forward what the client sent, only type-checked.
+        for name in ("size", "quality", "background", "output_format", "output_compression",
+                     "moderation", "response_format", "style", "user", "seed"):
+            setattr(request, name, known.get(name))
+        request.extra = dict(unknown)
+        return request
+
+    for name in unknown:
+        if drop_unsupported:
+            policy.dropped.append(name)
+        else:
+            raise invalid_param(name, f"Unknown parameter: '{name}'.", code="unknown_parameter")
+
+    if "size" in known:
+        size = known["size"]
+        reason = rules.accepts_size(size)
+        if reason == "this model does not take a size":
+            policy.unsupported("size")
+        elif reason == "unsupported size" and rules.sizes and rules.size_range is None:
+            raise _bad_value("size", size, rules.sizes)
+        elif reason is not None:
+            if not SIZE_PATTERN.match(size) and size != "auto":
+                reason = "expected 'auto' or WIDTHxHEIGHT, e.g. '1024x1024'"
+            raise invalid_param("size", f"Invalid size '{size}' for model '{model}': {reason}.")
+        else:
+            request.size = size
+
+    for name, allowed in (("quality", rules.qualities), ("background", rules.backgrounds),
+                          ("output_format", rules.output_formats), ("style", rules.styles)):
+        if name not in known:
+            continue
+        if allowed is None:
+            policy.unsupported(name)
+        elif known[name] not in allowed:
+            raise _bad_value(name, known[name], allowed)
+        else:
+            setattr(request, name, known[name])
+
+    for name, supported in (("output_compression", rules.output_compression),
+                            ("moderation", rules.moderation), ("user", rules.user),
+                            ("seed", rules.seed)):
+        if name in known:
+            if supported:
+                setattr(request, name, known[name])
+            else:
+                policy.unsupported(name)
+
+    response_format = known.get("response_format")
+    if response_format == "url" and "url" not in rules.response_formats:
+        raise invalid_param(
+            "response_format",
+            f"response_format 'url' is not available for model '{model}': it returns base64 "
+            "images and this gateway has no image storage configured. Use 'b64_json'.",
+            code="unsupported_value",
+        )
+    if request.stream and response_format == "url":
+        raise invalid_param("response_format",
+                            "Streamed images are always base64: use 'b64_json' with stream.")
+    if len(rules.response_formats) > 1:
+        # Forwarded only where the upstream has a choice; b64-only models reject the field. A
+        # stream must carry base64, whatever the upstream's own default is.
+        if request.stream:
+            request.response_format = "b64_json"
+        elif response_format in rules.response_formats:
+            request.response_format = response_format
+
+    if request.background == "transparent" and request.output_format == "jpeg":
+        raise invalid_param(
+            "background", "A transparent background needs output_format 'png' or 'webp'.",
+        )
+    request.dropped = policy.dropped
+    return request

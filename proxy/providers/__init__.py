@@ -1,0 +1,1 @@
+"""Provider adapters: one module (or folder) per upstream wire format."""

@@ -1,0 +1,144 @@
+"""Provider ``openai``: OpenAI's Images API and anything that speaks it at a ``base_url``.
+
+Non-streamed calls return the upstream's ``ImagesResponse``; streamed ones relay its
+``image_generation.*`` SSE events as they arrive. Base64 strings are handed on untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from pydantic import Field, SecretStr
+
+from proxy.errors import GatewayError, upstream_error
+from proxy.events import Completed, Event, Image, PartialImage, Progress
+from proxy.providers.base import Provider, ProviderSettings
+from proxy.providers.openai_errors import error_from_upstream, parse_usage
+from proxy.sse import SSEDecoder
+
+if TYPE_CHECKING:
+    from proxy.jobs import Job
+
+_ECHOED = ("size", "quality", "background", "output_format")
+
+
+class OpenAISettings(ProviderSettings):
+    base_url: str = Field("https://api.openai.com/v1", pattern=r"^https?://")
+    api_key: SecretStr | None = None
+    organization: str | None = None
+    project: str | None = None
+    # Sent with every upstream request (e.g. a routing header of an OpenAI-compatible server).
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class OpenAIProvider(Provider):
+    name = "openai"
+    settings_class = OpenAISettings
+    settings: OpenAISettings
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"content-type": "application/json", **self.settings.headers}
+        if self.settings.api_key is not None:
+            headers["authorization"] = f"Bearer {self.settings.api_key.get_secret_value()}"
+        if self.settings.organization:
+            headers["openai-organization"] = self.settings.organization
+        if self.settings.project:
+            headers["openai-project"] = self.settings.project
+        return headers
+
+    def _payload(self, job: Job, stream: bool) -> dict[str, Any]:
+        request = job.request
+        payload: dict[str, Any] = {"model": job.model.upstream_model, "prompt": request.prompt}
+        payload.update(request.upstream_params())
+        if stream:
+            payload["stream"] = True
+            if request.partial_images:
+                payload["partial_images"] = request.partial_images
+        return payload
+
+    async def generate(self, job: Job) -> AsyncGenerator[Event, None]:
+        stream = job.request.stream and job.model.rules.streaming
+        url = self.settings.base_url.rstrip("/") + "/images/generations"
+        body = orjson.dumps(self._payload(job, stream))
+        async with self.http.request(
+            "POST", url, timeout=job.model.config.timeout, headers=self._headers(), body=body
+        ) as response:
+            if response.status != 200:
+                raw = await response.content.read(65536)
+                raise error_from_upstream(response.status, raw, response.headers)
+            yield Progress(0.0, stage="upstream_accepted")
+            content_type = response.headers.get("content-type", "")
+            if "text/event-stream" in content_type:
+                async for event in self._relay_stream(job, response.content):
+                    yield event
+            else:
+                # Also the answer of compatible servers that ignore ``stream``.
+                for event in _events_from_body(await response.read()):
+                    yield event
+
+    async def _relay_stream(self, job: Job, content: Any) -> AsyncGenerator[Event, None]:
+        decoder = SSEDecoder()
+        expected = max(job.request.partial_images, 0) + 1
+        async for chunk in content.iter_any():
+            for message in decoder.feed(chunk):
+                data = _json(message.data)
+                if not isinstance(data, dict):
+                    raise _invalid("an SSE event whose data is not a JSON object")
+                if data.get("error"):
+                    raise error_from_upstream(500, message.data, {}, mid_stream=True)
+                kind = str(data.get("type") or message.event)
+                if kind.endswith(".partial_image"):
+                    index = _int(data.get("partial_image_index"), "partial_image_index")
+                    yield PartialImage(0, index, _b64(data))
+                    done = min(index + 1, expected - 1)
+                    yield Progress(100.0 * done / expected, step=done, total_steps=expected)
+                elif kind.endswith(".completed"):
+                    yield Image(0, b64_json=_b64(data))
+                    yield Completed(parse_usage(data.get("usage")), _resolved(data))
+                    return
+        raise upstream_error("The upstream stream ended before the image was completed.",
+                             code="upstream_incomplete")
+
+
+def _events_from_body(raw: bytes) -> list[Event]:
+    body = _json(raw)
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise _invalid("a body without a 'data' list")
+    events: list[Event] = []
+    for index, item in enumerate(body["data"]):
+        if not isinstance(item, dict) or not (item.get("b64_json") or item.get("url")):
+            raise _invalid(f"image {index} without 'b64_json' or 'url'")
+        events.append(Image(index, b64_json=item.get("b64_json"), url=item.get("url"),
+                            revised_prompt=item.get("revised_prompt")))
+    events.append(Completed(parse_usage(body.get("usage")), _resolved(body)))
+    return events
+
+
+def _resolved(data: dict[str, Any]) -> dict[str, str]:
+    return {k: data[k] for k in _ECHOED if isinstance(data.get(k), str) and data[k] != "auto"}
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise _invalid("data that is not valid JSON") from None
+
+
+def _b64(data: dict[str, Any]) -> str:
+    value = data.get("b64_json")
+    if not isinstance(value, str) or not value:
+        raise _invalid("an image event without 'b64_json'")
+    return value
+
+
+def _int(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _invalid(f"an event whose '{name}' is not an integer")
+    return value
+
+
+def _invalid(what: str) -> GatewayError:
+    return upstream_error(f"The upstream sent {what}.", code="upstream_invalid_response")

@@ -1,0 +1,94 @@
+"""Server-Sent Events at the byte level, both directions.
+
+Upstream events are split on blank lines without decoding: httpx's ``aiter_lines`` (and anything
+built on ``str.splitlines``) also breaks on U+2028 and friends, which is not SSE. Nothing here caps
+a line or an event; one image event can exceed 16 MiB. Our own events are written as pre-built
+bytes because generic encoders regex-split multi-megabyte data.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import orjson
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+@dataclass(frozen=True, slots=True)
+class SSEMessage:
+    event: str
+    data: bytes
+    id: str | None = None
+
+
+class SSEDecoder:
+    """Feed it chunks as they arrive; it yields each complete event (WHATWG rules)."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._resume = 0  # where the line-end search resumes: earlier bytes have none
+        self._skip_lf = False  # the last chunk ended in CR: a leading LF belongs to it
+        self._event = ""
+        self._data: list[bytes] = []
+        self._id: str | None = None
+
+    def feed(self, chunk: bytes) -> list[SSEMessage]:
+        """Add bytes; returns the events they complete (possibly none)."""
+        if self._skip_lf and chunk:
+            self._skip_lf = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+        buffer = self._buffer
+        buffer += chunk
+        messages: list[SSEMessage] = []
+        start = 0
+        search = self._resume
+        while True:
+            match = _LINE_END.search(buffer, search)
+            if match is None:
+                search = len(buffer)
+                break
+            message = self._line(bytes(buffer[start:match.start()]))
+            start = search = match.end()
+            if message is not None:
+                messages.append(message)
+        if buffer.endswith(b"\r") and start == len(buffer):
+            self._skip_lf = True
+        del buffer[:start]
+        self._resume = search - start
+        return messages
+
+    def _line(self, line: bytes) -> SSEMessage | None:
+        if not line:
+            if not self._data and not self._event:
+                return None
+            message = SSEMessage(self._event or "message", b"\n".join(self._data), self._id)
+            self._event, self._data = "", []
+            return message
+        if line[:1] == b":":
+            return None
+        name, sep, value = line.partition(b":")
+        if sep and value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            self._data.append(value)
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+        elif name == b"id" and b"\0" not in value:
+            self._id = value.decode("utf-8", "replace")
+        return None
+
+
+def encode_event(event: str, payload: dict) -> bytes:
+    """One SSE frame: ``event:`` line, one ``data:`` line of compact JSON, blank line.
+
+    orjson never emits raw newlines inside its output, so the data stays on one line.
+    """
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+def encode_comment(text: str) -> bytes:
+    """A comment line: keeps proxies from timing out, ignored by every SSE parser."""
+    return b": " + text.encode() + b"\n\n"

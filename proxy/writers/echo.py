@@ -1,0 +1,42 @@
+"""The settings echoed back to the client: requested ones in partial events, resolved ones after."""
+
+from __future__ import annotations
+
+from proxy.events import Completed
+from proxy.jobs import Job
+
+
+def requested_settings(job: Job) -> dict[str, str]:
+    """What the client asked for, ``auto`` where it left a choice (stream events carry these)."""
+    request = job.request
+    return {
+        "size": request.size or "auto",
+        "quality": request.quality or "auto",
+        "background": request.background or "auto",
+        "output_format": request.output_format or "png",
+    }
+
+
+def resolved_settings(job: Job, completed: Completed | None) -> dict[str, str]:
+    """What was actually used, for the parameters this model has, as far as anyone knows.
+
+    The upstream's own answer wins; then a concrete request value; then the model's default.
+    ``auto`` never appears: OpenAI's ``ImagesResponse`` enums have no ``auto``.
+    """
+    rules = job.model.rules
+    request = job.request
+    told = completed.resolved if completed else {}
+    candidates = {
+        "background": (rules.backgrounds, request.background, "opaque"),
+        "output_format": (rules.output_formats, request.output_format, "png"),
+        "quality": (rules.qualities, request.quality, rules.default_quality),
+        "size": (rules.sizes or rules.size_range, request.size, rules.default_size),
+    }
+    out: dict[str, str] = {}
+    for name, (supported, asked, default) in candidates.items():
+        value = told.get(name)
+        if value is None and supported:
+            value = asked if asked not in (None, "auto") else default
+        if value is not None:
+            out[name] = value
+    return out

@@ -1,0 +1,48 @@
+"""Collect a job's events into one OpenAI ``ImagesResponse`` (plus ``id`` and ``provider``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from proxy.events import Completed, Event, Failed, Image
+from proxy.jobs import Job
+from proxy.writers.echo import resolved_settings
+from proxy.writers.sse_stream import NO_IMAGE
+
+
+async def collect_response(job: Job, events: AsyncIterator[Event]) -> dict[str, Any]:
+    """The response body; raises the job's ``GatewayError`` if it failed."""
+    images: dict[int, Image] = {}
+    completed: Completed | None = None
+    async for event in events:
+        if isinstance(event, Image):
+            images[event.index] = event
+        elif isinstance(event, Completed):
+            completed = event
+        elif isinstance(event, Failed):
+            raise event.error
+    if not images:
+        raise NO_IMAGE
+    return build_response(job, [images[i] for i in sorted(images)], completed)
+
+
+def image_item(image: Image) -> dict[str, Any]:
+    item: dict[str, Any] = {}
+    if image.b64_json is not None:
+        item["b64_json"] = image.b64_json
+    if image.url is not None:
+        item["url"] = image.url
+    if image.revised_prompt is not None:
+        item["revised_prompt"] = image.revised_prompt
+    return item
+
+
+def build_response(job: Job, images: list[Image], completed: Completed | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"created": job.created, "data": [image_item(i) for i in images]}
+    body.update(resolved_settings(job, completed))
+    if completed is not None and completed.usage is not None:
+        body["usage"] = completed.usage.to_dict()
+    body["id"] = job.id
+    body["provider"] = job.model.provider_name
+    return body

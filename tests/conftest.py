@@ -1,0 +1,90 @@
+"""Shared fixtures: real gateways under uvicorn, fake upstreams, official SDK clients."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+
+import openai
+import pytest
+
+from proxy.app import create_app
+from proxy.config import load_config_text, load_default_config
+from tests.fakes.openai_upstream import API_KEY, FakeOpenAI
+from tests.servers import RunningServer, serve
+
+GatewayFactory = Callable[[str], AbstractContextManager[RunningServer]]
+
+
+@contextmanager
+def _gateway_from_yaml(text: str) -> Iterator[RunningServer]:
+    with serve(create_app(load_config_text(text))) as server:
+        yield server
+
+
+@pytest.fixture
+def start_gateway() -> GatewayFactory:
+    """Start a gateway from YAML text: ``with start_gateway(yaml) as server: ...``."""
+    return _gateway_from_yaml
+
+
+@pytest.fixture(scope="session")
+def local_gateway() -> Iterator[RunningServer]:
+    """The embedded default configuration (the local renderer), shared by the session."""
+    with serve(create_app(load_default_config())) as server:
+        yield server
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[tuple[FakeOpenAI, str]]:
+    fake = FakeOpenAI()
+    with serve(fake.app) as server:
+        yield fake, f"{server.url}/v1"
+
+
+def openai_models_yaml(base_url: str, *, first_byte: float = 600.0, total: float = 900.0) -> str:
+    """Config for models behind the fake OpenAI upstream."""
+    return f"""
+models:
+  - name: openai/gpt-image-1
+    provider: openai
+    base_url: {base_url}
+    api_key: {API_KEY}
+    timeout: {{connect: 5, first_byte: {first_byte}, total: {total}}}
+  - name: openai/gpt-image-2
+    provider: openai
+    base_url: {base_url}
+    api_key: {API_KEY}
+  - name: openai/dall-e-3
+    provider: openai
+    base_url: {base_url}
+    api_key: {API_KEY}
+  - name: compatible/flux
+    provider: openai
+    upstream_model: flux-dev
+    base_url: {base_url}
+    api_key: {API_KEY}
+  - name: openai/bad-key
+    provider: openai
+    upstream_model: gpt-image-1
+    base_url: {base_url}
+    api_key: sk-wrong
+"""
+
+
+@pytest.fixture
+def openai_gateway(fake_openai, start_gateway) -> Iterator[tuple[FakeOpenAI, RunningServer]]:
+    fake, base_url = fake_openai
+    with start_gateway(openai_models_yaml(base_url, first_byte=2, total=5)) as server:
+        yield fake, server
+
+
+def sdk(server: RunningServer) -> openai.OpenAI:
+    # max_retries=0: a test must see our first answer, not the SDK's retry of it.
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0,
+                         timeout=60)
+
+
+def async_sdk(server: RunningServer) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0,
+                              timeout=60)

@@ -1,0 +1,1 @@
+"""Fake upstreams that speak each provider's real wire format, for tests on loopback."""

@@ -1,0 +1,170 @@
+"""A fake OpenAI Images API: the real wire format (``../shared/reference/openai-images.md``).
+
+It checks what real OpenAI checks that matters to us (bearer key, streaming only with n=1,
+``response_format`` refused for GPT image models), records every request, and can misbehave on
+demand: any HTTP status, garbage bodies, hangs before headers or mid-stream, dropped connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+API_KEY = "sk-fake-upstream-key"
+
+
+def png_b64(width: int, height: int, colour: tuple[int, int, int]) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def openai_error(status: int, message: str, *, type: str, code: str | None = None,
+                 param: str | None = None) -> Response:
+    body = {"error": {"message": message, "type": type, "param": param, "code": code}}
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+@dataclass
+class Recorded:
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class FakeOpenAI:
+    # "ok" | "status" | "garbage" | "hang" | "stall_mid_stream" | "drop_mid_stream" | "no_data"
+    mode: str = "ok"
+    status: int = 500
+    status_body: bytes = b""
+    status_headers: dict[str, str] = field(default_factory=dict)
+    # Stream frames are cut into chunks of this many bytes (exercises the relay's reassembly).
+    chunk_size: int = 0
+    line_end: str = "\n"
+    # Seconds between stream events (lets tests see partials arrive one by one).
+    event_gap: float = 0.0
+    requests: list[Recorded] = field(default_factory=list)
+    # Set just before the completed frame leaves (lets tests prove nothing is buffered).
+    completed_sent: bool = False
+
+    @property
+    def app(self) -> Starlette:
+        return Starlette(routes=[
+            Route("/v1/images/generations", self._generations, methods=["POST"]),
+        ])
+
+    async def _generations(self, request: Request) -> Response:
+        raw = await request.body()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return openai_error(400, "We could not parse the JSON body of your request.",
+                                type="invalid_request_error")
+        self.requests.append(Recorded(dict(request.headers), body))
+
+        if request.headers.get("authorization") != f"Bearer {API_KEY}":
+            return openai_error(401, "Incorrect API key provided: sk-****. You can find your API "
+                                "key at https://platform.openai.com/account/api-keys.",
+                                type="invalid_request_error", code="invalid_api_key")
+        if self.mode == "status":
+            return Response(self.status_body, status_code=self.status,
+                            headers=self.status_headers, media_type="application/json")
+        if self.mode == "garbage":
+            return Response(b"<html>502 Bad Gateway</html>", media_type="application/json")
+        if self.mode == "hang":
+            await asyncio.sleep(3600)
+        if "response_format" in body and str(body.get("model", "")).startswith("gpt-image"):
+            return openai_error(400, "Unknown parameter: 'response_format'.",
+                                type="invalid_request_error", param="response_format",
+                                code="unknown_parameter")
+        n = body.get("n", 1)
+        if body.get("stream"):
+            if n != 1:
+                return openai_error(400, "Streaming is only supported with n=1.",
+                                    type="invalid_request_error")
+            return StreamingResponse(self._stream(body), media_type="text/event-stream")
+        if self.mode == "no_data":
+            return Response(orjson.dumps({"created": int(time.time())}),
+                            media_type="application/json")
+        return Response(orjson.dumps(self._images_response(body, n)),
+                        media_type="application/json")
+
+    @staticmethod
+    def _size(body: dict[str, Any]) -> tuple[str, int, int]:
+        size = body.get("size") or "auto"
+        resolved = "1024x1024" if size == "auto" else size
+        width, height = (int(v) for v in resolved.split("x"))
+        return resolved, width, height
+
+    def _settings(self, body: dict[str, Any], resolved: bool) -> dict[str, Any]:
+        size, _, _ = self._size(body)
+        quality = body.get("quality") or "auto"
+        background = body.get("background") or "auto"
+        return {
+            "size": size if resolved else body.get("size") or "auto",
+            "quality": ("medium" if quality == "auto" else quality) if resolved else quality,
+            "background": ("opaque" if background == "auto" else background) if resolved
+            else background,
+            "output_format": body.get("output_format") or "png",
+        }
+
+    @staticmethod
+    def _usage() -> dict[str, Any]:
+        return {"input_tokens": 12, "output_tokens": 272, "total_tokens": 284,
+                "input_tokens_details": {"text_tokens": 12, "image_tokens": 0}}
+
+    def _images_response(self, body: dict[str, Any], n: int) -> dict[str, Any]:
+        _, width, height = self._size(body)
+        data = [{"b64_json": png_b64(width, height, (200, 20 * i, 30))} for i in range(n)]
+        return {"created": int(time.time()), "data": data, **self._settings(body, True),
+                "usage": {**self._usage(),
+                          "output_tokens_details": {"image_tokens": 272, "text_tokens": 0}}}
+
+    async def _stream(self, body: dict[str, Any]):
+        _, width, height = self._size(body)
+        end = self.line_end.encode()
+
+        def frame(event: str, payload: dict[str, Any]) -> bytes:
+            return (b"event: " + event.encode() + end + b"data: " + orjson.dumps(payload)
+                    + end + end)
+
+        frames = []
+        for index in range(body.get("partial_images") or 0):
+            frames.append(frame("image_generation.partial_image", {
+                "type": "image_generation.partial_image",
+                "b64_json": png_b64(width, height, (60 * index, 60, 60)),
+                "created_at": int(time.time()), **self._settings(body, False),
+                "partial_image_index": index,
+            }))
+        frames.append(frame("image_generation.completed", {
+            "type": "image_generation.completed",
+            "b64_json": png_b64(width, height, (200, 0, 30)),
+            "created_at": int(time.time()), **self._settings(body, True),
+            "usage": self._usage(),
+        }))
+        for number, data in enumerate(frames):
+            last = number == len(frames) - 1
+            if last and self.mode == "stall_mid_stream":
+                await asyncio.sleep(3600)
+            if last and self.mode == "drop_mid_stream":
+                yield data[: len(data) // 2]
+                raise ConnectionResetError("fake upstream drops the connection")
+            self.completed_sent = last
+            if self.chunk_size:
+                for start in range(0, len(data), self.chunk_size):
+                    yield data[start:start + self.chunk_size]
+            else:
+                yield data
+            if self.event_gap:
+                await asyncio.sleep(self.event_gap)

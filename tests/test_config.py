@@ -1,0 +1,88 @@
+"""Configuration: interpolation, validation errors that name the field and the line, the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from proxy.config import ConfigError, load_config_text, load_default_config
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(text, source="gw.yaml")
+    return caught.value.problems
+
+
+def test_env_interpolation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_UPSTREAM_KEY", "sk-secret")
+    config = load_config_text("""
+models:
+  - name: openai/gpt-image-1
+    provider: openai
+    api_key: ${TEST_UPSTREAM_KEY}
+    base_url: ${TEST_UNSET_BASE:-http://127.0.0.1:9/v1}
+""")
+    model = config.models[0]
+    assert model.provider_settings["api_key"] == "sk-secret"
+    assert model.provider_settings["base_url"] == "http://127.0.0.1:9/v1"
+    assert model.resolved_upstream_model() == "gpt-image-1"
+
+
+def test_missing_env_var_names_field_and_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TEST_MISSING_KEY", raising=False)
+    found = problems("""models:
+  - name: a
+    provider: openai
+    api_key: ${TEST_MISSING_KEY}
+""")
+    assert found == [
+        "gw.yaml:4: models[0].api_key: environment variable TEST_MISSING_KEY is not set"
+    ]
+
+
+def test_unknown_provider_and_misspelt_key_name_their_lines() -> None:
+    found = problems("""models:
+  - name: a
+    provider: opnai
+  - name: b
+    provider: openai
+    base_ur: http://x
+  - name: c
+    provider: local
+    timeout: {connect: -1}
+""")
+    assert found[0].startswith("gw.yaml:3: models[0].provider: unknown provider 'opnai'")
+    assert found[1] == "gw.yaml:6: models[1].base_ur: unknown key"
+    assert found[2].startswith("gw.yaml:9: models[2].timeout.connect:")
+
+
+def test_yaml_syntax_error_has_a_line() -> None:
+    assert problems("models:\n  - name: [unclosed\n")[0].startswith("gw.yaml:")
+
+
+def test_duplicate_names_and_missing_models() -> None:
+    assert "used twice" in problems("""models:
+  - {name: a, provider: local}
+  - {name: b, provider: local, aliases: [a]}
+""")[0]
+    assert "models" in problems("server: {port: 1}\n")[0]
+
+
+def test_embedded_default_serves_the_local_renderer() -> None:
+    config = load_default_config()
+    assert config.server.host == "127.0.0.1" and config.server.port == 8080
+    assert {m.provider for m in config.models} == {"local"}
+    assert config.default_model == "local"
+
+
+def test_cli_reports_config_errors_and_exits_2(tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models:\n  - name: a\n    provider: nope\n")
+    run = subprocess.run([sys.executable, "-m", "proxy", "serve", "--config", str(bad)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert "bad.yaml:3: models[0].provider: unknown provider 'nope'" in run.stderr
+    assert "Traceback" not in run.stderr
