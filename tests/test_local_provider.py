@@ -58,6 +58,14 @@ def test_same_prompt_and_seed_give_the_same_image(local_gateway) -> None:
     assert draw(7) != draw(8)
 
 
+def test_transparent_background_really_is_transparent(local_gateway) -> None:
+    result = sdk(local_gateway).images.generate(model="local", prompt="a yellow sun",
+                                                size="256x256", background="transparent")
+    image = decode(result.data[0].b64_json)
+    assert image.mode == "RGBA" and image.getextrema()[3][0] == 0
+    assert result.background == "transparent"
+
+
 def test_sdk_stream_partial_images_then_completed(local_gateway) -> None:
     stream = sdk(local_gateway).images.generate(model="local", prompt="mountains at sunset",
                                                 size="256x256", stream=True, partial_images=2)

@@ -95,7 +95,8 @@ class LocalProvider(Provider):
                 scene = await anyio.to_thread.run_sync(
                     plan_scene, request.prompt, seed + index, width, height
                 )
-                frames: Iterator[PILImage.Image] = render_steps(scene, steps)
+                frames: Iterator[PILImage.Image] = render_steps(
+                    scene, steps, transparent=transparent)
                 for step in range(steps):
                     frame = await anyio.to_thread.run_sync(next, frames)
                     if step in previews and index == 0:
