@@ -1,4 +1,4 @@
-"""Build the ASGI application from a configuration."""
+"""Build the ASGI application from a configuration: Starlette for HTTP, Socket.IO beside it."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import socketio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -17,8 +18,10 @@ from proxy.config import GatewayConfig
 from proxy.errors import GatewayError
 from proxy.gateway import Gateway
 from proxy.middleware import RequestIdMiddleware
+from proxy.progress.socket import ProgressNamespace
 from proxy.responses import JSONBody, error_response
 from proxy.routes.images import create_generation
+from proxy.routes.jobs import get_job
 from proxy.routes.models import list_models
 
 log = logging.getLogger("proxy.app")
@@ -54,6 +57,7 @@ def build_routes(config: GatewayConfig) -> list[Route]:
     for base in config.server.base_paths:
         routes += [
             Route(f"{base}/images/generations", create_generation, methods=["POST"]),
+            Route(f"{base}/images/jobs/{{job_id}}", get_job, methods=["GET"]),
             Route(f"{base}/models", list_models, methods=["GET"]),
         ]
     return routes
@@ -61,6 +65,16 @@ def build_routes(config: GatewayConfig) -> list[Route]:
 
 def create_app(config: GatewayConfig) -> ASGIApp:
     gateway = Gateway.from_config(config)
+    # Same-origin only unless origins are configured; /socket.io/ never passes through
+    # Starlette's middleware, so CORS for it is set here.
+    sio = socketio.AsyncServer(
+        async_mode="asgi",
+        cors_allowed_origins=config.server.cors_origins or None,
+        logger=False,
+        engineio_logger=False,
+    )
+    sio.register_namespace(ProgressNamespace(gateway.hub, gateway.keys))
+    gateway.hub.emitter = sio
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -68,6 +82,7 @@ def create_app(config: GatewayConfig) -> ASGIApp:
         try:
             yield
         finally:
+            await sio.shutdown()
             await gateway.aclose()
 
     app = Starlette(
@@ -80,4 +95,7 @@ def create_app(config: GatewayConfig) -> ASGIApp:
         },
     )
     app.state.gateway = gateway
-    return RequestIdMiddleware(app)
+    # Socket.IO answers /socket.io/ and hands everything else (lifespan included: no startup
+    # hooks are given to it) to Starlette.
+    return socketio.ASGIApp(sio, other_asgi_app=RequestIdMiddleware(app),
+                            socketio_path="socket.io")

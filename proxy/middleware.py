@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
+
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from proxy.jobs import new_job_id
+
+
+def _client_job_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"x-job-id":
+            try:
+                return str(uuid.UUID(value.decode("latin-1")))
+            except ValueError:
+                return None
+    return None
 
 
 class RequestIdMiddleware:
@@ -22,7 +34,9 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = new_job_id()
+        # A client-chosen job id (a UUID in X-Job-Id) is also the request id, so the
+        # x-request-id header, the response id and the progress room all agree.
+        request_id = _client_job_id(scope) or new_job_id()
         scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_id(message: Message) -> None:

@@ -33,6 +33,7 @@ FIELDS: dict[str, tuple[str, int | None, int | None]] = {
     "stream": (_BOOL, None, None),
     "partial_images": (_INT, 0, 3),
     "seed": (_INT, 0, 2**32 - 1),
+    "negative_prompt": (_STR, None, None),
 }
 
 # Fields whose values are a closed set in OpenAI's API; models narrow them further.
@@ -70,6 +71,7 @@ class ImageRequest:
     stream: bool = False
     partial_images: int = 0
     seed: int | None = None
+    negative_prompt: str | None = None
     # Parameters the gateway does not know, forwarded as they are (passthrough models only).
     extra: dict[str, Any] = field(default_factory=dict)
     # Parameters dropped because the model cannot use them (reported in ``x-dropped-params``).
@@ -215,7 +217,8 @@ def apply_rules(
     if rules.passthrough:
         # The upstream is the judge; forward what the client sent, only type-checked.
         for name in ("size", "quality", "background", "output_format", "output_compression",
-                     "moderation", "response_format", "style", "user", "seed"):
+                     "moderation", "response_format", "style", "user", "seed",
+                     "negative_prompt"):
             setattr(request, name, known.get(name))
         request.extra = dict(unknown)
         return request
@@ -253,7 +256,8 @@ def apply_rules(
 
     for name, supported in (("output_compression", rules.output_compression),
                             ("moderation", rules.moderation), ("user", rules.user),
-                            ("seed", rules.seed)):
+                            ("seed", rules.seed),
+                            ("negative_prompt", rules.negative_prompt)):
         if name in known:
             if supported:
                 setattr(request, name, known[name])

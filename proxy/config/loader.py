@@ -98,7 +98,9 @@ def _pydantic_problems(exc: ValidationError, prefix: Loc = ()) -> list[tuple[Loc
     return out
 
 
-def load_config_text(text: str, source: str = "<config>") -> GatewayConfig:
+def load_config_text(
+    text: str, source: str = "<config>", base_dir: Path | None = None
+) -> GatewayConfig:
     """Parse and validate configuration text; raises :class:`ConfigError`."""
     try:
         raw = yaml.safe_load(text)
@@ -131,6 +133,7 @@ def load_config_text(text: str, source: str = "<config>") -> GatewayConfig:
             for line, loc, message in located
         ])
     assert config is not None
+    config._source_dir = base_dir or Path.cwd()
     return config
 
 
@@ -175,7 +178,7 @@ def load_config(path: str | Path) -> GatewayConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read the configuration file: {exc.strerror}"]) from None
-    return load_config_text(text, source=str(path))
+    return load_config_text(text, source=str(path), base_dir=path.resolve().parent)
 
 
 def load_default_config() -> GatewayConfig:

@@ -7,9 +7,10 @@ every provider.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from proxy.models.rules import ModelRulesOverride
 
@@ -37,6 +38,8 @@ class ServerConfig(Strict):
     max_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
     # Seconds between SSE keep-alive comments while a stream has nothing to send.
     sse_keepalive: float = Field(15.0, gt=0)
+    # Other origins whose pages may use the Socket.IO progress channel ("*" for any).
+    cors_origins: list[str] = Field(default_factory=list)
 
     @field_validator("base_paths")
     @classmethod
@@ -64,6 +67,9 @@ class ModelConfig(BaseModel):
     # ``x-dropped-params`` response header.
     drop_unsupported: bool | None = None
     timeout: TimeoutConfig = Field(default_factory=TimeoutConfig)
+    # What a job on this model usually takes (seconds), until the gateway has measured it:
+    # the basis of estimated progress for backends that report none.
+    expected_seconds: float | None = Field(None, gt=0)
 
     @property
     def provider_settings(self) -> dict[str, Any]:
@@ -76,12 +82,32 @@ class ModelConfig(BaseModel):
         return self.name[len(prefix):] if self.name.startswith(prefix) else self.name
 
 
+class KeyConfig(Strict):
+    """A gateway key. Only its SHA-256 is stored: ``image-proxy new-key`` prints both."""
+
+    name: str = Field(min_length=1)
+    key_sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+
+
+class JobsConfig(Strict):
+    # How long a job's snapshot stays readable after its last update (seconds).
+    retention_seconds: float = Field(3600.0, gt=0)
+
+
 class GatewayConfig(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     models: list[ModelConfig] = Field(min_length=1)
+    keys: list[KeyConfig] = Field(default_factory=list)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
     # Used when a request names no model.
     default_model: str | None = None
     drop_unsupported: bool = False
+    # The folder of the file this came from: relative paths inside it are relative to it.
+    _source_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @property
+    def source_dir(self) -> Path:
+        return self._source_dir
 
     @field_validator("models")
     @classmethod
@@ -93,3 +119,12 @@ class GatewayConfig(Strict):
                     raise ValueError(f"model name or alias {name!r} is used twice")
                 seen.add(name)
         return models
+
+    @field_validator("keys")
+    @classmethod
+    def _unique_keys(cls, keys: list[KeyConfig]) -> list[KeyConfig]:
+        names = [k.name for k in keys]
+        hashes = [k.key_sha256.lower() for k in keys]
+        if len(set(names)) != len(names) or len(set(hashes)) != len(hashes):
+            raise ValueError("key names and hashes must be unique")
+        return keys

@@ -61,6 +61,8 @@ class ModelRules(BaseModel):
     user: bool = True
     # ``seed`` (a gateway extension): the backend can reproduce an image from it.
     seed: bool = False
+    # ``negative_prompt`` (a gateway extension): what the image should not show.
+    negative_prompt: bool = False
     # ``b64_json`` is always available (it is what the gateway returns); ``url`` only where the
     # upstream hands out URLs itself.
     response_formats: list[str] = Field(default_factory=lambda: ["b64_json"])
@@ -106,6 +108,7 @@ class ModelRulesOverride(BaseModel):
     moderation: bool | None = None
     user: bool | None = None
     seed: bool | None = None
+    negative_prompt: bool | None = None
     response_formats: list[str] | None = None
     streaming: bool | None = None
     stream_max_n: int | None = Field(None, ge=1)

@@ -9,7 +9,7 @@ from proxy.config import GatewayConfig, ModelConfig
 from proxy.errors import invalid_param, model_not_found
 from proxy.models.catalog import load_catalog
 from proxy.models.rules import ModelRules
-from proxy.providers.base import Provider
+from proxy.providers.base import Provider, ProviderContext
 from proxy.providers.registry import provider_class
 from proxy.upstream import UpstreamClient
 
@@ -49,7 +49,8 @@ class ModelTable:
             drop = entry.drop_unsupported
             if drop is None:
                 drop = config.drop_unsupported
-            served = ServedModel(entry.name, entry, rules, cls(entry, settings, http), drop)
+            provider = cls(entry, settings, ProviderContext(http, config.source_dir))
+            served = ServedModel(entry.name, entry, rules, provider, drop)
             self.models.append(served)
             for name in (entry.name, *entry.aliases):
                 self._by_name[name] = served

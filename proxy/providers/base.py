@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -27,16 +29,26 @@ class ProviderSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+@dataclass(frozen=True)
+class ProviderContext:
+    """What the gateway lends every adapter."""
+
+    http: UpstreamClient
+    # Relative paths in a model entry (a ComfyUI workflow file, say) are relative to this.
+    config_dir: Path
+
+
 class Provider(ABC):
     name: ClassVar[str]
     settings_class: ClassVar[type[ProviderSettings]] = ProviderSettings
 
     def __init__(
-        self, model: ModelConfig, settings: ProviderSettings, http: UpstreamClient
+        self, model: ModelConfig, settings: ProviderSettings, context: ProviderContext
     ) -> None:
         self.model = model
         self.settings = settings
-        self.http = http
+        self.context = context
+        self.http = context.http
 
     @abstractmethod
     def generate(self, job: Job) -> AsyncIterator[Event]:

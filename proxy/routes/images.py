@@ -2,42 +2,86 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from contextlib import aclosing
+from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import Response
 
+from proxy.errors import GatewayError
 from proxy.events import Failed
 from proxy.gateway import Gateway
 from proxy.jobs import Job, run_job
 from proxy.params import apply_rules, parse_params
+from proxy.progress.socket import parse_job_id
+from proxy.progress.tracker import JobTracker
 from proxy.responses import JSONBody, error_response
 from proxy.routes.body import read_json_object
 from proxy.writers.json_body import collect_response
 from proxy.writers.sse_stream import sse_events
 
+# A client may choose the job id (a UUID) so it can subscribe to progress before it POSTs.
+JOB_ID_HEADER = "x-job-id"
+CLIENT_CLOSED = 499  # nginx's "client closed request": nobody will read it, logs will
+
+
+def job_id_for(request: Request) -> str:
+    """The client's ``X-Job-Id`` if it sent one (400 unless it is a UUID), else a fresh id."""
+    sent = request.headers.get(JOB_ID_HEADER)
+    if sent is None:
+        return request.state.request_id
+    job_id = parse_job_id(sent)
+    if job_id is None:
+        raise GatewayError(400, f"Invalid '{JOB_ID_HEADER}' header: it must be a UUID.",
+                           param=JOB_ID_HEADER, code="invalid_job_id")
+    return job_id
+
 
 async def create_generation(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
-    body = await read_json_object(request, gateway.config.server.max_body_bytes)
-    known, unknown = parse_params(body)
-    served = gateway.models.resolve(known.get("model"))
-    image_request = apply_rules(known, unknown, served.name, served.rules,
-                                drop_unsupported=served.drop_unsupported)
-    job = Job(id=request.state.request_id, request=image_request, model=served)
-    return await respond(job, gateway)
+    key = gateway.keys.authenticate_request(request)
+    job_id = job_id_for(request)
+    try:
+        body = await read_json_object(request, gateway.config.server.max_body_bytes)
+        known, unknown = parse_params(body)
+        served = gateway.models.resolve(known.get("model"))
+        image_request = apply_rules(known, unknown, served.name, served.rules,
+                                    drop_unsupported=served.drop_unsupported)
+    except GatewayError as error:
+        if JOB_ID_HEADER in request.headers:
+            await _fail_before_start(gateway, job_id, key.name, error)
+        raise
+    job = Job(id=job_id, request=image_request, model=served, owner=key.name)
+    return await respond(request, job, gateway)
 
 
-async def respond(job: Job, gateway: Gateway) -> Response:
+async def _fail_before_start(gateway: Gateway, job_id: str, owner: str,
+                             error: GatewayError) -> None:
+    """A watcher already subscribed to this id must learn that the job will never run."""
+    tracker = JobTracker(gateway.hub, job_id, model="", owner=owner)
+    if await tracker.open():
+        await tracker.observe(Failed(error))
+
+
+async def respond(request: Request, job: Job, gateway: Gateway) -> Response:
     """Run the job and answer as JSON or SSE; errors before the first byte stay HTTP errors."""
+    tracker = JobTracker(gateway.hub, job.id, job.model.name, job.owner,
+                         job.model.config.expected_seconds)
+    if not await tracker.open():
+        raise GatewayError(409, f"Job id '{job.id}' is already in use.",
+                           param=JOB_ID_HEADER, code="job_id_conflict")
     headers = {}
     if job.request.dropped:
         headers["x-dropped-params"] = ",".join(job.request.dropped)
-    events = run_job(job)
+    events = run_job(job, tracker)
     if not job.request.stream:
         async with aclosing(events):
-            body = await collect_response(job, events)
+            body = await _unless_disconnected(request, collect_response(job, events))
+        if body is None:
+            return Response(status_code=CLIENT_CLOSED)
         return JSONBody(body, headers=headers)
 
     # Wait for the job's first event before committing to a 200 stream, so a request the
@@ -53,3 +97,30 @@ async def respond(job: Job, gateway: Gateway) -> Response:
         ping=gateway.config.server.sse_keepalive,
         ping_message_factory=lambda: ServerSentEvent(comment="keep-alive"),
     )
+
+
+async def _unless_disconnected(request: Request, work: Any) -> Any:
+    """Await ``work`` unless the client hangs up first; then cancel it and return None.
+
+    Starlette does not notice a vanished client until it writes; image jobs run for minutes,
+    so the connection is watched while the job runs and the work (and its upstream) stopped.
+    """
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return None  # noqa: B012 - the client is gone: there is nobody to answer
+    return task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

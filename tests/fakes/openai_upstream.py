@@ -54,6 +54,8 @@ class FakeOpenAI:
     line_end: str = "\n"
     # Seconds between stream events (lets tests see partials arrive one by one).
     event_gap: float = 0.0
+    # Seconds the non-streamed answer takes (the real API sends nothing until the image is done).
+    delay: float = 0.0
     requests: list[Recorded] = field(default_factory=list)
     # Set just before the completed frame leaves (lets tests prove nothing is buffered).
     completed_sent: bool = False
@@ -89,6 +91,8 @@ class FakeOpenAI:
                                 type="invalid_request_error", param="response_format",
                                 code="unknown_parameter")
         n = body.get("n", 1)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if body.get("stream"):
             if n != 1:
                 return openai_error(400, "Streaming is only supported with n=1.",

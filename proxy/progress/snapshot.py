@@ -1,0 +1,48 @@
+"""A job's progress at one moment: what ``progress`` events, subscribe acks and
+``GET /v1/images/jobs/{id}`` all return."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+@dataclass(frozen=True, slots=True)
+class JobSnapshot:
+    job_id: str
+    # Grows with every update, so late or reconnecting watchers can drop stale ones.
+    seq: int
+    status: Status
+    percent: float
+    model: str
+    created_at: float
+    updated_at: float
+    step: int | None = None
+    total_steps: int | None = None
+    eta_s: float | None = None
+    stage: str | None = None
+    message: str | None = None
+    # True while the percentage is a guess from the model's recent latencies, not a signal.
+    estimated: bool = False
+    error: dict[str, Any] | None = None
+    # The key that owns the job ("" when the gateway has no keys). Never sent to clients.
+    owner: str = field(default="", repr=False)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def to_wire(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["owner"]
+        return data
+
+    def to_store(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_store(cls, data: dict[str, Any]) -> JobSnapshot:
+        return cls(**data)
