@@ -57,6 +57,17 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new_key(args: argparse.Namespace) -> int:
+    from proxy.auth import new_key
+
+    key, digest = new_key()
+    print(f"key:        {key}")
+    print(f"key_sha256: {digest}")
+    print("Give the key to its user; put only the hash in the configuration:", file=sys.stderr)
+    print(f"  keys:\n    - name: {args.name}\n      key_sha256: {digest}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="image-proxy", description=__doc__)
     parser.add_argument("--version", action="version", version=f"image-proxy {__version__}")
@@ -74,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a configuration and exit")
     check.add_argument("--config", help="YAML configuration file (default: the embedded one)")
     check.set_defaults(run=_check)
+
+    key = commands.add_parser("new-key", help="print a new gateway key and its SHA-256")
+    key.add_argument("--name", default="my-app", help="the key's name in the config snippet")
+    key.set_defaults(run=_new_key)
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 
@@ -76,6 +77,16 @@ def test_embedded_default_serves_the_local_renderer() -> None:
     assert config.server.host == "127.0.0.1" and config.server.port == 8080
     assert {m.provider for m in config.models} == {"local"}
     assert config.default_model == "local"
+
+
+def test_cli_new_key_prints_a_key_and_its_hash() -> None:
+    run = subprocess.run([sys.executable, "-m", "proxy", "new-key", "--name", "ci"],
+                         capture_output=True, text=True, timeout=60)
+    lines = dict(line.split(":", 1) for line in run.stdout.strip().splitlines())
+    key, digest = lines["key"].strip(), lines["key_sha256"].strip()
+    assert key.startswith("ipk_") and len(key) > 40
+    assert hashlib.sha256(key.encode()).hexdigest() == digest
+    assert "name: ci" in run.stderr
 
 
 def test_cli_reports_config_errors_and_exits_2(tmp_path) -> None:
