@@ -10,6 +10,7 @@ import pytest
 
 from proxy.app import create_app
 from proxy.config import load_config_text, load_default_config
+from tests.fakes.comfyui import FakeComfyUI
 from tests.fakes.openai_upstream import API_KEY, FakeOpenAI
 from tests.servers import RunningServer, serve
 
@@ -88,3 +89,34 @@ def sdk(server: RunningServer) -> openai.OpenAI:
 def async_sdk(server: RunningServer) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0,
                               timeout=60)
+
+
+COMFY_MODEL = "comfy/sdxl"
+
+
+def comfy_yaml(base_url: str, *, workflow: str = "sdxl_text_to_image", total: float = 20,
+               extra: str = "") -> str:
+    return f"""
+models:
+  - name: {COMFY_MODEL}
+    provider: comfyui
+    base_url: {base_url}
+    workflow: {workflow}
+    poll_interval: 0.05
+    timeout: {{connect: 5, first_byte: 10, total: {total}}}
+{extra}
+"""
+
+
+@pytest.fixture
+def fake_comfyui() -> Iterator[tuple[FakeComfyUI, str]]:
+    comfy = FakeComfyUI(step_delay=0.005)
+    with serve(comfy.app) as server:
+        yield comfy, server.url
+
+
+@pytest.fixture
+def comfy(fake_comfyui, start_gateway) -> Iterator[tuple[FakeComfyUI, RunningServer]]:
+    comfy, url = fake_comfyui
+    with start_gateway(comfy_yaml(url)) as server:
+        yield comfy, server

@@ -97,3 +97,16 @@ def test_cli_reports_config_errors_and_exits_2(tmp_path) -> None:
     assert run.returncode == 2
     assert "bad.yaml:3: models[0].provider: unknown provider 'nope'" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_provider_checks_report_the_setting_line(tmp_path) -> None:
+    (tmp_path / "flow.json").write_text('{"1": {"class_type": "X", "inputs": {"text": ""}}}')
+    found = problems(f"""models:
+  - name: comfy
+    provider: comfyui
+    base_url: http://127.0.0.1:8188
+    workflow: {tmp_path}/flow.json
+    inputs:
+      prompt: ["9", text]
+""")
+    assert found == [f"gw.yaml:7: models[0].inputs.prompt: node '9' is not in {tmp_path}/flow.json"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from proxy.config.schema import GatewayConfig, ModelConfig
 
@@ -121,7 +121,7 @@ def load_config_text(
             config = GatewayConfig.model_validate(data)
         except ValidationError as exc:
             problems.extend(_pydantic_problems(exc))
-        problems.extend(_check_models(data))
+        problems.extend(_check_models(data, base_dir or Path.cwd()))
 
     if problems:
         lines = _Lines(text)
@@ -137,11 +137,11 @@ def load_config_text(
     return config
 
 
-def _check_models(data: dict[str, Any]) -> list[tuple[Loc, str]]:
+def _check_models(data: dict[str, Any], base_dir: Path) -> list[tuple[Loc, str]]:
     """Provider names and each provider's own keys. Works on the raw data so these problems are
     reported together with any others, not only once the rest is valid."""
     # Imported here: providers import config types, so the registry cannot load at import time.
-    from proxy.providers.registry import provider_names, settings_model
+    from proxy.providers.registry import provider_class, provider_names
 
     problems: list[tuple[Loc, str]] = []
     models = data.get("models")
@@ -152,8 +152,8 @@ def _check_models(data: dict[str, Any]) -> list[tuple[Loc, str]]:
         if not isinstance(model, dict) or not isinstance(model.get("provider"), str):
             continue
         loc: Loc = ("models", i)
-        settings_cls: type[BaseModel] | None = settings_model(model["provider"])
-        if settings_cls is None:
+        cls = provider_class(model["provider"])
+        if cls is None:
             known = ", ".join(provider_names())
             problems.append(
                 ((*loc, "provider"), f"unknown provider {model['provider']!r} (known: {known})")
@@ -161,9 +161,16 @@ def _check_models(data: dict[str, Any]) -> list[tuple[Loc, str]]:
             continue
         own = {k: v for k, v in model.items() if k not in common}
         try:
-            settings_cls.model_validate(own)
+            settings = cls.settings_class.model_validate(own)
         except ValidationError as exc:
             problems.extend(_pydantic_problems(exc, loc))
+            continue
+        try:
+            cls.check(settings, base_dir)
+        except ValueError as exc:
+            field, _, message = str(exc).partition(": ")
+            path = tuple(field.split(".")) if message and " " not in field else ()
+            problems.append(((*loc, *path), message if path else str(exc)))
     default = data.get("default_model")
     names = {name for m in models if isinstance(m, dict)
              for name in (m.get("name"), *(m.get("aliases") or []))}

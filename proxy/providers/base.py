@@ -50,6 +50,14 @@ class Provider(ABC):
         self.context = context
         self.http = context.http
 
+    @classmethod  # noqa: B027 - optional hook; most providers need no extra checks
+    def check(cls, settings: ProviderSettings, config_dir: Path) -> None:
+        """Checks that need more than the settings' types (files to read, graphs to inspect).
+
+        Raise ``ValueError("<setting>: <problem>")``; the config loader reports it at the line
+        of that setting. Called at start-up, before any adapter is built.
+        """
+
     @abstractmethod
     def generate(self, job: Job) -> AsyncIterator[Event]:
         """Run the job; yield progress, partial images, images, then ``Completed`` or ``Failed``."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from proxy.providers.base import Provider, ProviderSettings
+from proxy.providers.comfyui import ComfyUIProvider
 from proxy.providers.local import LocalProvider
 from proxy.providers.openai import OpenAIProvider
 
 PROVIDERS: dict[str, type[Provider]] = {
-    cls.name: cls for cls in (LocalProvider, OpenAIProvider)
+    cls.name: cls for cls in (LocalProvider, OpenAIProvider, ComfyUIProvider)
 }
 
 

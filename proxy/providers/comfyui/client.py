@@ -1,0 +1,136 @@
+"""The HTTP and websocket calls the adapter makes to one ComfyUI server.
+
+Transport failures surface as ``GatewayError`` (via :class:`proxy.upstream.UpstreamClient`);
+each method turns ComfyUI's answer into data or a ``GatewayError`` saying what went wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import aiohttp
+import orjson
+
+from proxy.config import TimeoutConfig
+from proxy.errors import GatewayError, upstream_error, upstream_timeout
+from proxy.providers.comfyui.protocol import ImageRef, validation_summary
+from proxy.upstream import UpstreamClient
+
+log = logging.getLogger("proxy.providers.comfyui")
+
+# Cleanup calls (interrupt, dequeue) made while a job is being abandoned: short and bounded.
+CLEANUP_TIMEOUT = TimeoutConfig(connect=2.0, first_byte=3.0, total=3.0)
+
+
+class ComfyClient:
+    def __init__(self, http: UpstreamClient, base_url: str, headers: dict[str, str]) -> None:
+        self.http = http
+        self.base = base_url.rstrip("/")
+        self.host = urlsplit(self.base).netloc
+        self.headers = dict(headers)
+        self._json_headers = {"content-type": "application/json", **self.headers}
+
+    def ws_url(self, client_id: str) -> str:
+        scheme, rest = self.base.split("://", 1)
+        return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws?clientId={quote(client_id)}"
+
+    async def connect(
+        self, client_id: str, timeout: TimeoutConfig
+    ) -> aiohttp.ClientWebSocketResponse | None:
+        """Open the event websocket; None when the server (or a proxy) refuses the upgrade,
+        in which case the job is followed by polling ``/history`` instead."""
+        async def open_socket() -> aiohttp.ClientWebSocketResponse:
+            # max_msg_size=0: preview frames (and SaveImageWebsocket images) can be large.
+            return await self.http.session.ws_connect(
+                self.ws_url(client_id), headers=self.headers, max_msg_size=0, heartbeat=30.0,
+            )
+
+        try:
+            return await asyncio.wait_for(
+                open_socket(), min(timeout.total, timeout.connect + timeout.first_byte))
+        except aiohttp.WSServerHandshakeError as exc:
+            log.warning("ComfyUI at %s refused the websocket (HTTP %s); polling instead",
+                        self.host, exc.status)
+            return None
+        except asyncio.TimeoutError:
+            raise upstream_timeout(
+                f"The ComfyUI server at {self.host} did not open its websocket in time."
+            ) from None
+        except aiohttp.ClientConnectorError as exc:
+            raise upstream_error(
+                f"Could not connect to the ComfyUI server at {self.host}: "
+                f"{exc.os_error.strerror or exc}.", code="upstream_unreachable") from None
+        except aiohttp.ClientError as exc:
+            raise upstream_error(f"The websocket to ComfyUI at {self.host} failed: "
+                                 f"{exc or type(exc).__name__}.") from None
+
+    async def submit(self, graph: dict[str, Any], client_id: str, prompt_id: str,
+                     timeout: TimeoutConfig) -> None:
+        body = orjson.dumps({"prompt": graph, "client_id": client_id, "prompt_id": prompt_id})
+        async with self.http.request("POST", f"{self.base}/prompt", timeout=timeout,
+                                     headers=self._json_headers, body=body) as response:
+            raw = await response.read()
+            if response.status == 200:
+                return
+            if response.status == 400:
+                raise GatewayError(400, f"ComfyUI rejected the workflow: "
+                                        f"{validation_summary(raw)}", code="workflow_invalid")
+            raise self._status_error(response.status, raw, "the prompt")
+
+    async def history(self, prompt_id: str, timeout: TimeoutConfig) -> dict[str, Any] | None:
+        """The prompt's history entry, or None while ComfyUI has none (not finished)."""
+        body = await self._get_json(f"/history/{quote(prompt_id)}", timeout)
+        entry = body.get(prompt_id) if isinstance(body, dict) else None
+        return entry if isinstance(entry, dict) else None
+
+    async def queued(self, prompt_id: str, timeout: TimeoutConfig) -> bool:
+        """Whether the prompt is running or waiting in ComfyUI's queue."""
+        body = await self._get_json("/queue", timeout)
+        for key in ("queue_running", "queue_pending"):
+            for item in (body.get(key) or []) if isinstance(body, dict) else []:
+                if isinstance(item, list) and len(item) > 1 and item[1] == prompt_id:
+                    return True
+        return False
+
+    async def view(self, ref: ImageRef, timeout: TimeoutConfig) -> bytes:
+        query = urlencode({"filename": ref["filename"], "subfolder": ref["subfolder"],
+                           "type": ref["type"]})
+        async with self.http.request("GET", f"{self.base}/view?{query}", timeout=timeout,
+                                     headers=self.headers) as response:
+            raw = await response.read()
+            if response.status != 200:
+                raise self._status_error(response.status, raw, f"image {ref['filename']!r}")
+            return raw
+
+    async def abandon(self, prompt_id: str) -> None:
+        """Interrupt the prompt if it runs and drop it from the queue if it waits; best effort."""
+        for path, payload in (("/interrupt", {"prompt_id": prompt_id}),
+                              ("/queue", {"delete": [prompt_id]})):
+            try:
+                async with self.http.request(
+                    "POST", f"{self.base}{path}", timeout=CLEANUP_TIMEOUT,
+                    headers=self._json_headers, body=orjson.dumps(payload),
+                ) as response:
+                    await response.read()
+            except Exception as exc:  # the job is over either way; report, never raise
+                log.warning("ComfyUI %s for prompt %s failed: %r", path, prompt_id, exc)
+
+    async def _get_json(self, path: str, timeout: TimeoutConfig) -> Any:
+        async with self.http.request("GET", f"{self.base}{path}", timeout=timeout,
+                                     headers=self.headers) as response:
+            raw = await response.read()
+            if response.status != 200:
+                raise self._status_error(response.status, raw, path)
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise upstream_error(f"ComfyUI answered {path} with data that is not JSON.",
+                                 code="upstream_invalid_response") from None
+
+    def _status_error(self, status: int, raw: bytes, what: str) -> GatewayError:
+        snippet = raw[:300].decode("utf-8", "replace").strip()
+        return upstream_error(f"ComfyUI at {self.host} answered HTTP {status} for {what}"
+                              + (f": {snippet}" if snippet else "."))

@@ -1,0 +1,74 @@
+"""The config keys of a ``comfyui`` model entry (see ``docs/comfyui.md``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from proxy.providers.base import ProviderSettings
+
+# The gateway parameters a workflow can take, each injected into one or more node inputs.
+PARAMETERS = ("prompt", "negative_prompt", "seed", "width", "height", "batch_size", "steps")
+
+# One injection target: ``[node_id, input_name]``.
+Target = tuple[str, str]
+
+
+def targets(value: Any) -> Any:
+    """``["6", "text"]`` or ``[["6", "text"], ["7", "text"]]`` -> a list of pairs; node ids
+    written as YAML integers become strings, as in ComfyUI's API format."""
+    if not isinstance(value, (list, tuple)) or not value:
+        return value
+    pairs = [value] if not isinstance(value[0], (list, tuple)) else list(value)
+    out = []
+    for pair in pairs:
+        if isinstance(pair, (list, tuple)) and len(pair) == 2 and isinstance(pair[0], int):
+            pair = [str(pair[0]), pair[1]]
+        out.append(pair)
+    return out
+
+
+class ComfyUISettings(ProviderSettings):
+    # The ComfyUI server, e.g. ``http://127.0.0.1:8188`` (the websocket URL is derived from it).
+    base_url: str = Field(pattern=r"^https?://")
+    # A built-in workflow name (``sdxl_text_to_image``) or the path of an API-format JSON file;
+    # relative paths are relative to the configuration file's folder.
+    workflow: str = Field("sdxl_text_to_image", min_length=1)
+    # Gateway parameter -> ``[node_id, input_name]`` or a list of such pairs. A built-in workflow
+    # brings its own map; entries here override it parameter by parameter.
+    inputs: dict[str, list[Target]] = Field(default_factory=dict)
+    # Request quality -> sampler steps; used only when ``steps`` is mapped.
+    quality_steps: dict[str, int] = Field(default_factory=dict)
+    # Size used when the request has none (or ``auto``).
+    default_size: str = Field("1024x1024", pattern=r"^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$")
+    # Only this node's images are the result; default: every node that reports images.
+    output_node: str | None = None
+    # Sent with every request to ComfyUI (HTTP and websocket), e.g. a reverse proxy's auth.
+    headers: dict[str, str] = Field(default_factory=dict)
+    # Seconds between ``/history`` polls when the websocket is lost mid-job.
+    poll_interval: float = Field(1.0, gt=0, le=60)
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _normalise_inputs(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        unknown = sorted(set(value) - set(PARAMETERS))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(PARAMETERS)}")
+        return {name: targets(pairs) for name, pairs in value.items()}
+
+    @field_validator("quality_steps")
+    @classmethod
+    def _positive_steps(cls, value: dict[str, int]) -> dict[str, int]:
+        for quality, steps in value.items():
+            if not 1 <= steps <= 10000:
+                raise ValueError(f"steps for quality {quality!r} must be between 1 and 10000")
+        return value
+
+    @field_validator("output_node", mode="before")
+    @classmethod
+    def _node_id(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
