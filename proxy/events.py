@@ -85,6 +85,8 @@ class Completed:
 
     usage: Usage | None = None
     resolved: dict[str, str] = field(default_factory=dict)
+    # Fields some published APIs add to the response body (Gemini's ``text`` and ``parts``).
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

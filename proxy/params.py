@@ -13,8 +13,9 @@ from typing import Any
 
 from proxy.errors import GatewayError, invalid_param, unsupported_param
 from proxy.models.rules import SIZE_PATTERN, ModelRules
+from proxy.models.sizing import for_ratio_model, size_for_ratio
 
-_INT, _STR, _BOOL = "integer", "string", "boolean"
+_INT, _STR, _BOOL, _STRS = "integer", "string", "boolean", "array of strings"
 
 # name -> (type, minimum, maximum). Bounds are OpenAI's universal ones; per-model limits come later.
 FIELDS: dict[str, tuple[str, int | None, int | None]] = {
@@ -34,6 +35,21 @@ FIELDS: dict[str, tuple[str, int | None, int | None]] = {
     "partial_images": (_INT, 0, 3),
     "seed": (_INT, 0, 2**32 - 1),
     "negative_prompt": (_STR, None, None),
+    "aspect_ratio": (_STR, None, None),
+    "resolution": (_STR, None, None),
+    "thinking_level": (_STR, None, None),
+    "response_modalities": (_STRS, None, None),
+    "media_resolution": (_STR, None, None),
+}
+
+# Other spellings of the same fields, as published APIs send them.
+ALIASES = {
+    "aspectRatio": "aspect_ratio",
+    "imageSize": "resolution",
+    "thinking": "thinking_level",
+    "thinkingLevel": "thinking_level",
+    "responseModalities": "response_modalities",
+    "mediaResolution": "media_resolution",
 }
 
 # Fields whose values are a closed set in OpenAI's API; models narrow them further.
@@ -42,7 +58,17 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "moderation": ("low", "auto"),
     "response_format": ("url", "b64_json"),
     "style": ("vivid", "natural"),
+    "thinking_level": ("minimal", "low", "medium", "high"),
+    "media_resolution": ("low", "medium", "high"),
 }
+# Case-insensitive enums (Gemini spells them in capitals, the published APIs in lower case).
+FOLDED = frozenset({"thinking_level", "media_resolution", "response_modalities"})
+
+# OpenAI's own optional parameters, forwarded as they are to OpenAI-dialect upstreams.
+_OPENAI_OPTIONAL = ("size", "quality", "background", "output_format", "output_compression",
+                    "moderation", "response_format", "style", "user")
+# Handled by the gateway itself, never forwarded as extras.
+_CORE = frozenset({"model", "prompt", "n", "stream", "partial_images"})
 
 # Parameters that do not change the image: when a model cannot use them they are dropped (and
 # reported), never a reason to fail a paid request.
@@ -72,6 +98,13 @@ class ImageRequest:
     partial_images: int = 0
     seed: int | None = None
     negative_prompt: str | None = None
+    # For models that take a ratio and a tier instead of pixels (see proxy/models/sizing.py).
+    aspect_ratio: str | None = None
+    resolution: str | None = None
+    # Gemini-only.
+    thinking_level: str | None = None
+    response_modalities: list[str] | None = None
+    media_resolution: str | None = None
     # Parameters the gateway does not know, forwarded as they are (passthrough models only).
     extra: dict[str, Any] = field(default_factory=dict)
     # Parameters dropped because the model cannot use them (reported in ``x-dropped-params``).
@@ -80,8 +113,7 @@ class ImageRequest:
     def upstream_params(self) -> dict[str, Any]:
         """The OpenAI-named parameters that are set, for adapters that speak OpenAI's dialect."""
         out: dict[str, Any] = {}
-        for name in ("n", "size", "quality", "background", "output_format",
-                     "output_compression", "moderation", "response_format", "style", "user"):
+        for name in ("n", *_OPENAI_OPTIONAL):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
@@ -107,11 +139,12 @@ def _coerce(name: str, kind: str, value: Any, from_form: bool) -> Any:
         _STR: isinstance(value, str),
         _INT: isinstance(value, int) and not isinstance(value, bool),
         _BOOL: isinstance(value, bool),
+        _STRS: isinstance(value, list) and all(isinstance(v, str) for v in value),
     }[kind]
     if not ok:
         raise invalid_param(
             name,
-            f"Invalid type for '{name}': expected {'an' if kind == _INT else 'a'} {kind}, "
+            f"Invalid type for '{name}': expected {'an' if kind[0] in 'ai' else 'a'} {kind}, "
             f"but got {_describe(value)} instead.",
             code="invalid_type",
         )
@@ -124,9 +157,13 @@ def parse_params(
     """Type-check the known fields of ``body``; returns ``(known, unknown)`` without nulls."""
     known: dict[str, Any] = {}
     unknown: dict[str, Any] = {}
-    for name, value in body.items():
+    for sent, value in body.items():
         if value is None:
             continue
+        name = ALIASES.get(sent, sent)
+        if name != sent and name in body and body[name] is not None and body[name] != value:
+            raise invalid_param(sent, f"'{sent}' and '{name}' are the same parameter and were "
+                                "given different values.")
         spec = FIELDS.get(name)
         if spec is None:
             unknown[name] = value
@@ -148,6 +185,10 @@ def parse_params(
                     f"Expected a value <= {high}, but got {value} instead.",
                     code="integer_above_max_value",
                 )
+        if name in FOLDED:
+            value = [v.lower() for v in value] if isinstance(value, list) else value.lower()
+        if name == "response_modalities" and not set(value) <= {"text", "image"}:
+            raise _bad_value(name, ",".join(value), ("text", "image"))
         if name in ENUMS and value not in ENUMS[name]:
             raise _bad_value(name, value, ENUMS[name])
         known[name] = value
@@ -216,11 +257,10 @@ def apply_rules(
 
     if rules.passthrough:
         # The upstream is the judge; forward what the client sent, only type-checked.
-        for name in ("size", "quality", "background", "output_format", "output_compression",
-                     "moderation", "response_format", "style", "user", "seed",
-                     "negative_prompt"):
+        for name in _OPENAI_OPTIONAL:
             setattr(request, name, known.get(name))
-        request.extra = dict(unknown)
+        request.extra = {k: v for k, v in known.items()
+                         if k not in _OPENAI_OPTIONAL and k not in _CORE} | unknown
         return request
 
     for name in unknown:
@@ -229,22 +269,11 @@ def apply_rules(
         else:
             raise invalid_param(name, f"Unknown parameter: '{name}'.", code="unknown_parameter")
 
-    if "size" in known:
-        size = known["size"]
-        reason = rules.accepts_size(size)
-        if reason == "this model does not take a size":
-            policy.unsupported("size")
-        elif reason == "unsupported size" and rules.sizes and rules.size_range is None:
-            raise _bad_value("size", size, rules.sizes)
-        elif reason is not None:
-            if not SIZE_PATTERN.match(size) and size != "auto":
-                reason = "expected 'auto' or WIDTHxHEIGHT, e.g. '1024x1024'"
-            raise invalid_param("size", f"Invalid size '{size}' for model '{model}': {reason}.")
-        else:
-            request.size = size
+    _apply_geometry(known, rules, request, policy)
 
     for name, allowed in (("quality", rules.qualities), ("background", rules.backgrounds),
-                          ("output_format", rules.output_formats), ("style", rules.styles)):
+                          ("output_format", rules.output_formats), ("style", rules.styles),
+                          ("thinking_level", rules.thinking_levels)):
         if name not in known:
             continue
         if allowed is None:
@@ -257,7 +286,9 @@ def apply_rules(
     for name, supported in (("output_compression", rules.output_compression),
                             ("moderation", rules.moderation), ("user", rules.user),
                             ("seed", rules.seed),
-                            ("negative_prompt", rules.negative_prompt)):
+                            ("negative_prompt", rules.negative_prompt),
+                            ("response_modalities", rules.response_modalities),
+                            ("media_resolution", rules.media_resolution)):
         if name in known:
             if supported:
                 setattr(request, name, known[name])
@@ -287,5 +318,44 @@ def apply_rules(
         raise invalid_param(
             "background", "A transparent background needs output_format 'png' or 'webp'.",
         )
+    if request.response_modalities is not None and "image" not in request.response_modalities:
+        raise invalid_param("response_modalities",
+                            "response_modalities must include 'image' on an image endpoint.")
     request.dropped = policy.dropped
     return request
+
+
+def _check_size(size: str, rules: ModelRules, model: str) -> None:
+    reason = rules.accepts_size(size)
+    if reason == "unsupported size" and rules.sizes and rules.size_range is None:
+        raise _bad_value("size", size, rules.sizes)
+    if reason is not None:
+        if not SIZE_PATTERN.match(size) and size != "auto":
+            reason = "expected 'auto' or WIDTHxHEIGHT, e.g. '1024x1024'"
+        raise invalid_param("size", f"Invalid size '{size}' for model '{model}': {reason}.")
+
+
+def _apply_geometry(known: dict[str, Any], rules: ModelRules, request: ImageRequest,
+                    policy: _Policy) -> None:
+    """``size``, ``aspect_ratio`` and ``resolution``, whichever way the model takes them."""
+    size, ratio, tier = known.get("size"), known.get("aspect_ratio"), known.get("resolution")
+    if rules.aspect_ratios:
+        geometry = for_ratio_model(size, ratio, tier, rules)
+        request.size = size if size and SIZE_PATTERN.match(size) else None
+        request.aspect_ratio, request.resolution = geometry.aspect_ratio, geometry.resolution
+        return
+    if tier is not None:
+        policy.unsupported("resolution")
+    if size is None and ratio not in (None, "auto"):
+        size = size_for_ratio(ratio, rules)
+        if size is None:
+            policy.unsupported("aspect_ratio")
+    elif ratio is not None:
+        policy.dropped.append("aspect_ratio")  # size says it all, and wins
+    if size is None:
+        return
+    if rules.sizes is None and rules.size_range is None:
+        policy.unsupported("size")
+        return
+    _check_size(size, rules, policy.model)
+    request.size = size

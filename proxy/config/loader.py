@@ -10,12 +10,15 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import ValidationError
 
 from proxy.config.schema import GatewayConfig, ModelConfig
+
+if TYPE_CHECKING:
+    from proxy.providers.base import Provider
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -141,42 +144,56 @@ def _check_models(data: dict[str, Any], base_dir: Path) -> list[tuple[Loc, str]]
     """Provider names and each provider's own keys. Works on the raw data so these problems are
     reported together with any others, not only once the rest is valid."""
     # Imported here: providers import config types, so the registry cannot load at import time.
+    from proxy.models.catalog import load_catalog
     from proxy.providers.registry import provider_class, provider_names
 
     problems: list[tuple[Loc, str]] = []
-    models = data.get("models")
-    if not isinstance(models, list):
-        return problems
+    shared = data.get("providers") if isinstance(data.get("providers"), dict) else {}
+    for name, settings in shared.items():
+        cls = provider_class(name)
+        if cls is None:
+            problems.append((("providers", name),
+                             f"unknown provider {name!r} (known: {', '.join(provider_names())})"))
+        elif isinstance(settings, dict):
+            problems.extend(_check_settings(cls, settings, ("providers", name), base_dir))
+    models = data.get("models") if isinstance(data.get("models"), list) else []
     common = set(ModelConfig.model_fields)
     for i, model in enumerate(models):
         if not isinstance(model, dict) or not isinstance(model.get("provider"), str):
             continue
-        loc: Loc = ("models", i)
         cls = provider_class(model["provider"])
         if cls is None:
             known = ", ".join(provider_names())
-            problems.append(
-                ((*loc, "provider"), f"unknown provider {model['provider']!r} (known: {known})")
-            )
+            problems.append((("models", i, "provider"),
+                             f"unknown provider {model['provider']!r} (known: {known})"))
             continue
         own = {k: v for k, v in model.items() if k not in common}
-        try:
-            settings = cls.settings_class.model_validate(own)
-        except ValidationError as exc:
-            problems.extend(_pydantic_problems(exc, loc))
-            continue
-        try:
-            cls.check(settings, base_dir)
-        except ValueError as exc:
-            field, _, message = str(exc).partition(": ")
-            path = tuple(field.split(".")) if message and " " not in field else ()
-            problems.append(((*loc, *path), message if path else str(exc)))
+        inherited = shared.get(model["provider"])
+        merged = {**inherited, **own} if isinstance(inherited, dict) else own
+        problems.extend(_check_settings(cls, merged, ("models", i), base_dir))
     default = data.get("default_model")
     names = {name for m in models if isinstance(m, dict)
              for name in (m.get("name"), *(m.get("aliases") or []))}
+    names |= {name for m in load_catalog().models if m.provider in shared
+              for name in (m.name, *m.aliases)}
     if isinstance(default, str) and default not in names:
         problems.append((("default_model",), f"{default!r} is not a configured model"))
     return problems
+
+
+def _check_settings(cls: type[Provider], settings: dict[str, Any], loc: Loc,
+                    base_dir: Path) -> list[tuple[Loc, str]]:
+    try:
+        parsed = cls.settings_class.model_validate(settings)
+    except ValidationError as exc:
+        return _pydantic_problems(exc, loc)
+    try:
+        cls.check(parsed, base_dir)
+    except ValueError as exc:
+        field, _, message = str(exc).partition(": ")
+        path = tuple(field.split(".")) if message and " " not in field else ()
+        return [((*loc, *path), message if path else str(exc))]
+    return []
 
 
 def load_config(path: str | Path) -> GatewayConfig:

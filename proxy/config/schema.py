@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from proxy.models.rules import ModelRulesOverride
 
@@ -96,12 +96,17 @@ class JobsConfig(Strict):
 
 class GatewayConfig(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
-    models: list[ModelConfig] = Field(min_length=1)
+    # Credentials and settings per provider, given once: every catalog model of a provider
+    # listed here is served, and `models:` entries of that provider inherit these settings.
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    models: list[ModelConfig] = Field(default_factory=list)
     keys: list[KeyConfig] = Field(default_factory=list)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     # Used when a request names no model.
     default_model: str | None = None
-    drop_unsupported: bool = False
+    # Parameters a model cannot use (and unknown ones) are dropped and listed in the
+    # x-dropped-params response header; false refuses them with a 400 naming the parameter.
+    drop_unsupported: bool = True
     # The folder of the file this came from: relative paths inside it are relative to it.
     _source_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
@@ -119,6 +124,12 @@ class GatewayConfig(Strict):
                     raise ValueError(f"model name or alias {name!r} is used twice")
                 seen.add(name)
         return models
+
+    @model_validator(mode="after")
+    def _something_to_serve(self) -> GatewayConfig:
+        if not self.models and not self.providers:
+            raise ValueError("configure at least one model (models:) or provider (providers:)")
+        return self
 
     @field_validator("keys")
     @classmethod

@@ -51,6 +51,11 @@ class ModelRules(BaseModel):
     size_range: SizeRange | None = None
     # What ``auto`` (or no size) turns into, when the gateway knows; echoed as the resolved size.
     default_size: str | None = None
+    # Models that take an aspect ratio and a resolution tier instead of pixels (Gemini, Imagen,
+    # xAI): ``size`` is mapped onto the nearest of these. Tiers are spelt as the provider wants
+    # them ("1K", "2k", "512").
+    aspect_ratios: list[str] | None = None
+    resolutions: list[str] | None = None
     qualities: list[str] | None = None
     default_quality: str | None = None
     output_formats: list[str] | None = None
@@ -63,6 +68,10 @@ class ModelRules(BaseModel):
     seed: bool = False
     # ``negative_prompt`` (a gateway extension): what the image should not show.
     negative_prompt: bool = False
+    # Gemini-only request fields.
+    thinking_levels: list[str] | None = None
+    response_modalities: bool = False
+    media_resolution: bool = False
     # ``b64_json`` is always available (it is what the gateway returns); ``url`` only where the
     # upstream hands out URLs itself.
     response_formats: list[str] = Field(default_factory=lambda: ["b64_json"])
@@ -99,6 +108,8 @@ class ModelRulesOverride(BaseModel):
     sizes: list[str] | None = None
     size_range: SizeRange | None = None
     default_size: str | None = None
+    aspect_ratios: list[str] | None = None
+    resolutions: list[str] | None = None
     qualities: list[str] | None = None
     default_quality: str | None = None
     output_formats: list[str] | None = None
@@ -109,6 +120,9 @@ class ModelRulesOverride(BaseModel):
     user: bool | None = None
     seed: bool | None = None
     negative_prompt: bool | None = None
+    thinking_levels: list[str] | None = None
+    response_modalities: bool | None = None
+    media_resolution: bool | None = None
     response_formats: list[str] | None = None
     streaming: bool | None = None
     stream_max_n: int | None = Field(None, ge=1)

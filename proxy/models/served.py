@@ -39,21 +39,22 @@ class ModelTable:
         self.default = config.default_model
         self.models: list[ServedModel] = []
         self._by_name: dict[str, ServedModel] = {}
-        for entry in config.models:
+        context = ProviderContext(http, config.source_dir)
+        for entry in _entries(config):
             cls = provider_class(entry.provider)
             assert cls is not None, "config validation checks provider names"
-            settings = cls.settings_class.model_validate(entry.provider_settings)
+            settings = cls.settings_class.model_validate(
+                {**config.providers.get(entry.provider, {}), **entry.provider_settings})
             rules = catalog.rules_for(entry.provider, entry.resolved_upstream_model())
             if entry.rules is not None:
                 rules = entry.rules.apply(rules)
             drop = entry.drop_unsupported
             if drop is None:
                 drop = config.drop_unsupported
-            provider = cls(entry, settings, ProviderContext(http, config.source_dir))
-            served = ServedModel(entry.name, entry, rules, provider, drop)
+            served = ServedModel(entry.name, entry, rules, cls(entry, settings, context), drop)
             self.models.append(served)
             for name in (entry.name, *entry.aliases):
-                self._by_name[name] = served
+                self._by_name.setdefault(name, served)
         if self.default is None and len(self.models) == 1:
             self.default = self.models[0].name
 
@@ -71,3 +72,28 @@ class ModelTable:
     async def aclose(self) -> None:
         for served in self.models:
             await served.provider.aclose()
+
+
+def _entries(config: GatewayConfig) -> list[ModelConfig]:
+    """The config's own models, then every catalog model of each configured provider that the
+    config does not name itself. A config entry named like a catalog model takes its aliases."""
+    catalog = load_catalog()
+    named = {n for m in config.models for n in (m.name, *m.aliases)}
+    known = {m.name: m for m in catalog.models}
+    entries = []
+    for entry in config.models:
+        listed = known.get(entry.name)
+        if listed is not None and not entry.aliases:
+            extra = [a for a in listed.aliases if a not in named]
+            entry = entry.model_copy(update={"aliases": extra})
+            named.update(extra)
+        entries.append(entry)
+    for provider in config.providers:
+        for listed in catalog.models_of(provider):
+            if listed.name in named:
+                continue
+            aliases = [a for a in listed.aliases if a not in named]
+            entries.append(ModelConfig(name=listed.name, provider=provider,
+                                       upstream_model=listed.upstream_model, aliases=aliases))
+            named.update((listed.name, *aliases))
+    return entries

@@ -41,8 +41,10 @@ def image_item(image: Image) -> dict[str, Any]:
 def build_response(job: Job, images: list[Image], completed: Completed | None) -> dict[str, Any]:
     body: dict[str, Any] = {"created": job.created, "data": [image_item(i) for i in images]}
     body.update(resolved_settings(job, completed))
-    if completed is not None and completed.usage is not None:
-        body["usage"] = completed.usage.to_dict()
+    if completed is not None:
+        if completed.usage is not None:
+            body["usage"] = completed.usage.to_dict()
+        body.update(completed.extras)
     body["id"] = job.id
     body["provider"] = job.model.provider_name
     return body

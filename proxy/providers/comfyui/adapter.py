@@ -22,9 +22,9 @@ import anyio
 from proxy.config import ModelConfig
 from proxy.errors import GatewayError, invalid_param, upstream_error
 from proxy.events import Completed, Event, Image, Progress
+from proxy.imaging import to_b64
 from proxy.providers.base import Provider, ProviderContext, ProviderSettings
 from proxy.providers.comfyui.client import ComfyClient
-from proxy.providers.comfyui.images import to_b64
 from proxy.providers.comfyui.protocol import history_outcome, image_refs
 from proxy.providers.comfyui.run import Clock, PromptRun
 from proxy.providers.comfyui.settings import ComfyUISettings

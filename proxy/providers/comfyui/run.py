@@ -17,7 +17,7 @@ import anyio
 from proxy.config import TimeoutConfig
 from proxy.errors import GatewayError, upstream_timeout
 from proxy.events import Event, PartialImage, Progress
-from proxy.providers.comfyui.images import to_b64
+from proxy.imaging import to_b64
 from proxy.providers.comfyui.protocol import (
     ProgressTracker,
     execution_error,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import re
 from collections.abc import AsyncGenerator, Iterator
 from typing import TYPE_CHECKING
@@ -20,13 +19,13 @@ from PIL import Image as PILImage
 from pydantic import Field
 
 from proxy.events import Completed, Event, Image, PartialImage, Progress, Usage
+from proxy.imaging import encode
 from proxy.providers.base import Provider, ProviderSettings
 from proxy.providers.local.painter import plan_scene, quality_steps, render_steps
 
 if TYPE_CHECKING:
     from proxy.jobs import Job
 
-_PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 _WORDS = re.compile(r"\w+|[^\w\s]")
 
 
@@ -46,20 +45,10 @@ def partial_steps(steps: int, partials: int) -> list[int]:
     return sorted({max(0, min(steps - 2, step)) for step in spread})
 
 
-def encode_image(
-    image: PILImage.Image, output_format: str, compression: int | None, transparent: bool
-) -> str:
-    """Encode to base64 once, in the format the client asked for."""
-    if output_format == "jpeg" or not transparent:
-        image = image.convert("RGB")
-    buffer = io.BytesIO()
-    kwargs: dict[str, object] = {}
-    if output_format in ("jpeg", "webp"):
-        kwargs["quality"] = 90 if compression is None else compression
-    else:
-        kwargs["compress_level"] = 6
-    image.save(buffer, _PIL_FORMATS[output_format], **kwargs)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+def encode_image(image: PILImage.Image, output_format: str, compression: int | None) -> str:
+    """Encode to base64 once, in the format the client asked for (frames carry alpha only
+    when a transparent background was requested)."""
+    return base64.b64encode(encode(image, output_format, compression)).decode("ascii")
 
 
 def _size(job: Job) -> tuple[int, int]:
@@ -101,15 +90,11 @@ class LocalProvider(Provider):
                     frame = await anyio.to_thread.run_sync(next, frames)
                     if step in previews and index == 0:
                         b64 = await anyio.to_thread.run_sync(
-                            encode_image, frame, output_format, request.output_compression,
-                            transparent,
-                        )
+                            encode_image, frame, output_format, request.output_compression)
                         yield PartialImage(index, previews.index(step), b64)
                     if step == steps - 1:
                         b64 = await anyio.to_thread.run_sync(
-                            encode_image, frame, output_format, request.output_compression,
-                            transparent,
-                        )
+                            encode_image, frame, output_format, request.output_compression)
                         yield Image(index, b64_json=b64)
                     done = index * steps + step + 1
                     yield Progress(100.0 * done / total, step=done, total_steps=total,
