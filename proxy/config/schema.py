@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from proxy.models.pricing import Price
 from proxy.models.rules import ModelRulesOverride
 
 
@@ -70,6 +71,9 @@ class ModelConfig(BaseModel):
     # What a job on this model usually takes (seconds), until the gateway has measured it:
     # the basis of estimated progress for backends that report none.
     expected_seconds: float | None = Field(None, gt=0)
+    # Prices for this model (same shape as a pricing.yaml entry), e.g. a self-hosted model's
+    # running cost; replaces the published prices the gateway ships.
+    pricing: Price | None = None
 
     @property
     def provider_settings(self) -> dict[str, Any]:

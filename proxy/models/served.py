@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from proxy.config import GatewayConfig, ModelConfig
 from proxy.errors import invalid_param, model_not_found
 from proxy.models.catalog import load_catalog
+from proxy.models.pricing import Price, price_for
 from proxy.models.rules import ModelRules
 from proxy.providers.base import Provider, ProviderContext
 from proxy.providers.registry import provider_class
@@ -21,6 +22,7 @@ class ServedModel:
     rules: ModelRules
     provider: Provider
     drop_unsupported: bool
+    price: Price | None = None
 
     @property
     def provider_name(self) -> str:
@@ -51,7 +53,9 @@ class ModelTable:
             drop = entry.drop_unsupported
             if drop is None:
                 drop = config.drop_unsupported
-            served = ServedModel(entry.name, entry, rules, cls(entry, settings, context), drop)
+            price = price_for(entry.provider, entry.resolved_upstream_model(), entry.pricing)
+            served = ServedModel(entry.name, entry, rules, cls(entry, settings, context), drop,
+                                 price)
             self.models.append(served)
             for name in (entry.name, *entry.aliases):
                 self._by_name.setdefault(name, served)

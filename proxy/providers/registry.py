@@ -1,14 +1,20 @@
-"""Provider names in config -> adapter classes."""
+"""Provider names in config -> adapter classes, imported when first asked for."""
 
 from __future__ import annotations
 
-from proxy.providers.base import Provider, ProviderSettings
-from proxy.providers.comfyui import ComfyUIProvider
-from proxy.providers.local import LocalProvider
-from proxy.providers.openai import OpenAIProvider
+from functools import cache
+from importlib import import_module
 
-PROVIDERS: dict[str, type[Provider]] = {
-    cls.name: cls for cls in (LocalProvider, OpenAIProvider, ComfyUIProvider)
+from proxy.providers.base import Provider, ProviderSettings
+
+PROVIDERS: dict[str, str] = {
+    "local": "proxy.providers.local:LocalProvider",
+    "openai": "proxy.providers.openai:OpenAIProvider",
+    "azure": "proxy.providers.azure:AzureProvider",
+    "xai": "proxy.providers.xai:XAIProvider",
+    "gemini": "proxy.providers.gemini:GeminiProvider",
+    "imagen": "proxy.providers.imagen:ImagenProvider",
+    "comfyui": "proxy.providers.comfyui:ComfyUIProvider",
 }
 
 
@@ -16,10 +22,17 @@ def provider_names() -> list[str]:
     return sorted(PROVIDERS)
 
 
+@cache
 def provider_class(name: str) -> type[Provider] | None:
-    return PROVIDERS.get(name)
+    target = PROVIDERS.get(name)
+    if target is None:
+        return None
+    module, _, attribute = target.partition(":")
+    cls = getattr(import_module(module), attribute)
+    assert issubclass(cls, Provider) and cls.name == name, target
+    return cls
 
 
 def settings_model(name: str) -> type[ProviderSettings] | None:
-    cls = PROVIDERS.get(name)
+    cls = provider_class(name)
     return cls.settings_class if cls else None
