@@ -22,7 +22,7 @@ from proxy.progress.socket import ProgressNamespace
 from proxy.responses import JSONBody, error_response
 from proxy.routes.images import create_generation
 from proxy.routes.jobs import get_job
-from proxy.routes.models import list_models
+from proxy.routes.models import get_model, list_models
 
 log = logging.getLogger("proxy.app")
 
@@ -59,6 +59,7 @@ def build_routes(config: GatewayConfig) -> list[Route]:
             Route(f"{base}/images/generations", create_generation, methods=["POST"]),
             Route(f"{base}/images/jobs/{{job_id}}", get_job, methods=["GET"]),
             Route(f"{base}/models", list_models, methods=["GET"]),
+            Route(f"{base}/models/{{model:path}}", get_model, methods=["GET"]),
         ]
     return routes
 
