@@ -87,6 +87,8 @@ class Completed:
     resolved: dict[str, str] = field(default_factory=dict)
     # Fields some published APIs add to the response body (Gemini's ``text`` and ``parts``).
     extras: dict[str, Any] = field(default_factory=dict)
+    # What the upstream itself says it charged (USD), when it says: wins over price tables.
+    cost_usd: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

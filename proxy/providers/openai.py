@@ -2,11 +2,12 @@
 
 Non-streamed calls return the upstream's ``ImagesResponse``; streamed ones relay its
 ``image_generation.*`` SSE events as they arrive. Base64 strings are handed on untouched.
+Adapters of other OpenAI-dialect upstreams (``azure``, ``xai``) subclass it and override its hooks.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -58,36 +59,52 @@ class OpenAIProvider(Provider):
                 payload["partial_images"] = request.partial_images
         return payload
 
+    # Hooks for adapters of OpenAI-dialect upstreams (Azure, xAI): where to send the request,
+    # how to read a refusal, and what a finished (non-streamed) answer turns into.
+
+    def _url(self, job: Job) -> str:
+        return self.settings.base_url.rstrip("/") + "/images/generations"
+
+    def _error(self, status: int, raw: bytes, headers: Mapping[str, str], *,
+               mid_stream: bool = False) -> GatewayError:
+        return error_from_upstream(status, raw, headers, mid_stream=mid_stream)
+
+    async def _body_events(self, job: Job, body: Any) -> AsyncGenerator[Event, None]:
+        for event in events_from_body(body):
+            yield event
+
     async def generate(self, job: Job) -> AsyncGenerator[Event, None]:
         stream = job.request.stream and job.model.rules.streaming
-        url = self.settings.base_url.rstrip("/") + "/images/generations"
         body = orjson.dumps(self._payload(job, stream))
         async with self.http.request(
-            "POST", url, timeout=job.model.config.timeout, headers=self._headers(), body=body
+            "POST", self._url(job), timeout=job.model.config.timeout, headers=self._headers(),
+            body=body,
         ) as response:
             if response.status != 200:
                 raw = await response.content.read(65536)
-                raise error_from_upstream(response.status, raw, response.headers)
+                raise self._error(response.status, raw, response.headers)
             yield Progress(0.0, stage="upstream_accepted")
             content_type = response.headers.get("content-type", "")
             if "text/event-stream" in content_type:
                 async for event in self._relay_stream(job, response.content):
                     yield event
-            else:
-                # Also the answer of compatible servers that ignore ``stream``.
-                for event in _events_from_body(await response.read()):
-                    yield event
+                return
+            # Also the answer of compatible servers that ignore ``stream``.
+            raw = await response.read()
+        # The connection is back in the pool before any post-processing of the images.
+        async for event in self._body_events(job, parse_json(raw)):
+            yield event
 
     async def _relay_stream(self, job: Job, content: Any) -> AsyncGenerator[Event, None]:
         decoder = SSEDecoder()
         expected = max(job.request.partial_images, 0) + 1
         async for chunk in content.iter_any():
             for message in decoder.feed(chunk):
-                data = _json(message.data)
+                data = parse_json(message.data)
                 if not isinstance(data, dict):
-                    raise _invalid("an SSE event whose data is not a JSON object")
+                    raise invalid_response("an SSE event whose data is not a JSON object")
                 if data.get("error"):
-                    raise error_from_upstream(500, message.data, {}, mid_stream=True)
+                    raise self._error(500, message.data, {}, mid_stream=True)
                 kind = str(data.get("type") or message.event)
                 if kind.endswith(".partial_image"):
                     index = _int(data.get("partial_image_index"), "partial_image_index")
@@ -102,14 +119,14 @@ class OpenAIProvider(Provider):
                              code="upstream_incomplete")
 
 
-def _events_from_body(raw: bytes) -> list[Event]:
-    body = _json(raw)
+def events_from_body(body: Any) -> list[Event]:
+    """The events of a parsed ``ImagesResponse``."""
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-        raise _invalid("a body without a 'data' list")
+        raise invalid_response("a body without a 'data' list")
     events: list[Event] = []
     for index, item in enumerate(body["data"]):
         if not isinstance(item, dict) or not (item.get("b64_json") or item.get("url")):
-            raise _invalid(f"image {index} without 'b64_json' or 'url'")
+            raise invalid_response(f"image {index} without 'b64_json' or 'url'")
         events.append(Image(index, b64_json=item.get("b64_json"), url=item.get("url"),
                             revised_prompt=item.get("revised_prompt")))
     events.append(Completed(parse_usage(body.get("usage")), _resolved(body)))
@@ -120,25 +137,25 @@ def _resolved(data: dict[str, Any]) -> dict[str, str]:
     return {k: data[k] for k in _ECHOED if isinstance(data.get(k), str) and data[k] != "auto"}
 
 
-def _json(raw: bytes) -> Any:
+def parse_json(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise _invalid("data that is not valid JSON") from None
+        raise invalid_response("data that is not valid JSON") from None
 
 
 def _b64(data: dict[str, Any]) -> str:
     value = data.get("b64_json")
     if not isinstance(value, str) or not value:
-        raise _invalid("an image event without 'b64_json'")
+        raise invalid_response("an image event without 'b64_json'")
     return value
 
 
 def _int(value: Any, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise _invalid(f"an event whose '{name}' is not an integer")
+        raise invalid_response(f"an event whose '{name}' is not an integer")
     return value
 
 
-def _invalid(what: str) -> GatewayError:
+def invalid_response(what: str) -> GatewayError:
     return upstream_error(f"The upstream sent {what}.", code="upstream_invalid_response")

@@ -15,7 +15,7 @@ from proxy.errors import GatewayError
 from proxy.events import Usage
 
 
-def _envelope(raw: bytes) -> tuple[dict[str, Any], str]:
+def error_envelope(raw: bytes) -> tuple[dict[str, Any], str]:
     """The upstream's ``error`` object (if any) and a readable message."""
     try:
         body = orjson.loads(raw)
@@ -33,8 +33,10 @@ def _envelope(raw: bytes) -> tuple[dict[str, Any], str]:
 def error_from_upstream(
     status: int, raw: bytes, headers: Mapping[str, str], *, mid_stream: bool = False
 ) -> GatewayError:
-    error, message = _envelope(raw)
+    error, message = error_envelope(raw)
     code = error.get("code") if isinstance(error.get("code"), str) else None
+    if code is not None and code.isdigit():
+        code = None  # Azure repeats the HTTP status ("429"): not a code a client can act on
     param = error.get("param") if isinstance(error.get("param"), str) else None
     kind = error.get("type") if isinstance(error.get("type"), str) else None
 

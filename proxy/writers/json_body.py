@@ -56,7 +56,9 @@ def build_response(job: Job, images: list[Image], completed: Completed | None) -
         body["usage"] = usage.to_dict()
     if completed is not None:
         body.update(completed.extras)
-    body["cost"] = job_cost(job, len(images), usage, resolved)
+    charged = completed.cost_usd if completed is not None else None
+    body["cost"] = (round(charged, 6) if charged is not None
+                    else job_cost(job, len(images), usage, resolved))
     body["id"] = job.id
     body["provider"] = job.model.provider_name
     return body
