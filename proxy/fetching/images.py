@@ -1,0 +1,51 @@
+"""What a fetched or decoded image is, and how its format is recognised."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+ImageFormat = Literal["png", "jpeg", "webp", "gif"]
+
+MIME_TYPES: dict[str, str] = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "gif": "image/gif",
+}
+
+# Declared types accepted besides image/*: S3 and friends label untyped objects with these.
+OCTET_STREAM_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
+
+
+def sniff_image_format(data: bytes) -> ImageFormat | None:
+    """The format of encoded image bytes, from their magic number."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    return None
+
+
+def acceptable_media_type(media_type: str) -> bool:
+    """A declared type an image may come with (the bytes are checked separately)."""
+    media_type = media_type.strip().lower()
+    return media_type.startswith("image/") or media_type in OCTET_STREAM_TYPES
+
+
+@dataclass(frozen=True)
+class FetchedImage:
+    data: bytes = field(repr=False)
+    # The MIME type of the format found in the bytes (not the type the server declared).
+    content_type: str
+    format: ImageFormat
+    # Where the image came from after redirects; None for data URLs and bare base64.
+    # It may carry signed query strings: log it with ``safe_url``, never as is.
+    url: str | None = None
+
+    def __repr__(self) -> str:
+        return f"FetchedImage({self.format}, {len(self.data)} bytes)"

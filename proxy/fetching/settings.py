@@ -1,0 +1,36 @@
+"""The ``fetch:`` section of the configuration."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from proxy.fetching.addresses import parse_allow_entry
+
+
+class FetchSettings(BaseModel):
+    """How the gateway fetches images that clients give as http(s) URLs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Hosts trusted although internal (e.g. an internal image store): a host name (whatever it
+    # resolves to, cloud metadata addresses excepted), ``host:port``, an IP address, ``ip:port``,
+    # ``[ipv6]:port`` or a CIDR. Everything else must resolve to public addresses only.
+    allow_hosts: list[str] = Field(default_factory=list)
+    # Seconds for the whole fetch: DNS, connects, redirects and the body.
+    timeout: float = Field(15.0, gt=0)
+    # Seconds for DNS and for each TCP (+TLS) connect.
+    connect_timeout: float = Field(5.0, gt=0)
+    # Largest image accepted, per image (bytes).
+    max_bytes: int = Field(50 * 1024 * 1024, gt=0)
+    max_redirects: int = Field(3, ge=0, le=20)
+    user_agent: str = Field("image-proxy/0.1 (image fetcher)", min_length=1,
+                            pattern=r"^[^\r\n]+$")
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _valid_entries(cls, entries: list[str]) -> list[str]:
+        out = []
+        for entry in entries:
+            parse_allow_entry(entry)  # ValueError names the bad entry
+            out.append(entry.strip())
+        return out
