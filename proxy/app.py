@@ -20,7 +20,7 @@ from proxy.gateway import Gateway
 from proxy.middleware import RequestIdMiddleware
 from proxy.progress.socket import ProgressNamespace
 from proxy.responses import JSONBody, error_response
-from proxy.routes.images import create_generation
+from proxy.routes.images import create_edit, create_generation
 from proxy.routes.jobs import get_job
 from proxy.routes.models import get_model, list_models
 
@@ -57,6 +57,7 @@ def build_routes(config: GatewayConfig) -> list[Route]:
     for base in config.server.base_paths:
         routes += [
             Route(f"{base}/images/generations", create_generation, methods=["POST"]),
+            Route(f"{base}/images/edits", create_edit, methods=["POST"]),
             Route(f"{base}/images/jobs/{{job_id}}", get_job, methods=["GET"]),
             Route(f"{base}/models", list_models, methods=["GET"]),
             Route(f"{base}/models/{{model:path}}", get_model, methods=["GET"]),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy.edits.inputs import InputImage
 from proxy.errors import GatewayError, invalid_param, unsupported_param
 from proxy.models.rules import SIZE_PATTERN, ModelRules
 from proxy.models.sizing import for_ratio_model, size_for_ratio
@@ -40,6 +41,7 @@ FIELDS: dict[str, tuple[str, int | None, int | None]] = {
     "thinking_level": (_STR, None, None),
     "response_modalities": (_STRS, None, None),
     "media_resolution": (_STR, None, None),
+    "input_fidelity": (_STR, None, None),
 }
 
 # Other spellings of the same fields, as published APIs send them.
@@ -60,13 +62,14 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "style": ("vivid", "natural"),
     "thinking_level": ("minimal", "low", "medium", "high"),
     "media_resolution": ("low", "medium", "high"),
+    "input_fidelity": ("high", "low"),
 }
 # Case-insensitive enums (Gemini spells them in capitals, the published APIs in lower case).
 FOLDED = frozenset({"thinking_level", "media_resolution", "response_modalities"})
 
 # OpenAI's own optional parameters, forwarded as they are to OpenAI-dialect upstreams.
 _OPENAI_OPTIONAL = ("size", "quality", "background", "output_format", "output_compression",
-                    "moderation", "response_format", "style", "user")
+                    "moderation", "response_format", "style", "user", "input_fidelity")
 # Handled by the gateway itself, never forwarded as extras.
 _CORE = frozenset({"model", "prompt", "n", "stream", "partial_images"})
 
@@ -105,6 +108,12 @@ class ImageRequest:
     thinking_level: str | None = None
     response_modalities: list[str] | None = None
     media_resolution: str | None = None
+    # Edits: the input images (the first is the one the mask applies to) and the mask.
+    images: list[InputImage] = field(default_factory=list)
+    # The client sent a list (``image[]`` parts or a JSON array), even of one image.
+    images_listed: bool = False
+    mask: InputImage | None = None
+    input_fidelity: str | None = None
     # Parameters the gateway does not know, forwarded as they are (passthrough models only).
     extra: dict[str, Any] = field(default_factory=dict)
     # Parameters dropped because the model cannot use them (reported in ``x-dropped-params``).
@@ -288,7 +297,8 @@ def apply_rules(
                             ("seed", rules.seed),
                             ("negative_prompt", rules.negative_prompt),
                             ("response_modalities", rules.response_modalities),
-                            ("media_resolution", rules.media_resolution)):
+                            ("media_resolution", rules.media_resolution),
+                            ("input_fidelity", rules.input_fidelity)):
         if name in known:
             if supported:
                 setattr(request, name, known[name])

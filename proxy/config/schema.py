@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from proxy.fetching import FetchSettings
 from proxy.models.pricing import Price
 from proxy.models.rules import ModelRulesOverride
 
@@ -37,6 +38,9 @@ class ServerConfig(Strict):
     base_paths: list[str] = Field(default_factory=lambda: ["/v1"])
     # Largest JSON request body accepted (bytes); edits carry base64 images, so it is generous.
     max_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    # Largest multipart edit upload accepted (bytes): up to 16 images of 50 MB each are allowed
+    # by OpenAI; this caps the request as a whole.
+    max_upload_bytes: int = Field(200 * 1024 * 1024, gt=0)
     # Seconds between SSE keep-alive comments while a stream has nothing to send.
     sse_keepalive: float = Field(15.0, gt=0)
     # Other origins whose pages may use the Socket.IO progress channel ("*" for any).
@@ -106,6 +110,8 @@ class GatewayConfig(Strict):
     models: list[ModelConfig] = Field(default_factory=list)
     keys: list[KeyConfig] = Field(default_factory=list)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
+    # Images given to edits as http(s) URLs are fetched with SSRF protection.
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
     # Used when a request names no model.
     default_model: str | None = None
     # Parameters a model cannot use (and unknown ones) are dropped and listed in the

@@ -30,7 +30,8 @@ class Fallback(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     provider: str
-    rules: ModelRulesOverride
+    profile: str | None = None
+    rules: ModelRulesOverride = ModelRulesOverride()
 
 
 class Catalog(BaseModel):
@@ -63,7 +64,10 @@ class Catalog(BaseModel):
             return self.rules_of(entry)
         for fallback in self.fallbacks:
             if fallback.provider == provider:
-                return fallback.rules.apply(ModelRules())
+                rules = ModelRules()
+                if fallback.profile:
+                    rules = self.profiles[fallback.profile].apply(rules)
+                return fallback.rules.apply(rules)
         return ModelRules(passthrough=True)
 
     def models_of(self, provider: str) -> list[CatalogModel]:

@@ -79,6 +79,10 @@ class ModelRules(BaseModel):
     streaming: bool = False
     stream_max_n: int = Field(1, ge=1)
     edits: bool = False
+    # Edits: how many input images, and whether ``input_fidelity`` is taken.
+    max_input_images: int = Field(16, ge=1)
+    input_fidelity: bool = False
+    mask: bool = False
     # Unknown model on an OpenAI-compatible upstream: forward every parameter unvalidated and let
     # the upstream judge, instead of guessing rules.
     passthrough: bool = False
@@ -127,6 +131,9 @@ class ModelRulesOverride(BaseModel):
     streaming: bool | None = None
     stream_max_n: int | None = Field(None, ge=1)
     edits: bool | None = None
+    max_input_images: int | None = Field(None, ge=1)
+    input_fidelity: bool | None = None
+    mask: bool | None = None
     passthrough: bool | None = None
 
     def apply(self, rules: ModelRules) -> ModelRules:

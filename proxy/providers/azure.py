@@ -20,7 +20,7 @@ from proxy.config import ModelConfig
 from proxy.errors import GatewayError, upstream_error
 from proxy.events import Event
 from proxy.providers.base import ProviderContext, ProviderSettings
-from proxy.providers.openai import OpenAIProvider
+from proxy.providers.openai import OpenAIProvider, endpoint
 from proxy.providers.openai_errors import error_envelope, error_from_upstream
 
 if TYPE_CHECKING:
@@ -74,14 +74,14 @@ class AzureProvider(OpenAIProvider):
                            or upstream)
         endpoint = self.settings.endpoint.rstrip("/").removesuffix("/openai")
         query = urlencode({"api-version": self.settings.api_version})
-        self.url = (f"{endpoint}/openai/deployments/{quote(self.deployment, safe='')}"
-                    f"/images/generations?{query}")
+        self.base = f"{endpoint}/openai/deployments/{quote(self.deployment, safe='')}"
+        self.query = query
 
     def _url(self, job: Job) -> str:
-        return self.url
+        return f"{self.base}/{endpoint(job)}?{self.query}"
 
     def _headers(self) -> dict[str, str]:
-        headers = {"content-type": "application/json", **self.settings.headers}
+        headers = dict(self.settings.headers)
         if self.settings.api_key is not None:
             headers["api-key"] = self.settings.api_key.get_secret_value()
         elif self.settings.entra_token is not None:

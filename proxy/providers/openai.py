@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import orjson
 from pydantic import Field, SecretStr
 
@@ -40,7 +41,8 @@ class OpenAIProvider(Provider):
     settings: OpenAISettings
 
     def _headers(self) -> dict[str, str]:
-        headers = {"content-type": "application/json", **self.settings.headers}
+        """Credentials and configured headers (the content type goes with the body)."""
+        headers = dict(self.settings.headers)
         if self.settings.api_key is not None:
             headers["authorization"] = f"Bearer {self.settings.api_key.get_secret_value()}"
         if self.settings.organization:
@@ -63,7 +65,12 @@ class OpenAIProvider(Provider):
     # how to read a refusal, and what a finished (non-streamed) answer turns into.
 
     def _url(self, job: Job) -> str:
-        return self.settings.base_url.rstrip("/") + "/images/generations"
+        return f"{self.settings.base_url.rstrip('/')}/{endpoint(job)}"
+
+    def _body(self, job: Job, stream: bool) -> bytes | aiohttp.FormData:
+        if job.kind == "edit":
+            return edit_form(job, self._payload(job, stream))
+        return orjson.dumps(self._payload(job, stream))
 
     def _error(self, status: int, raw: bytes, headers: Mapping[str, str], *,
                mid_stream: bool = False) -> GatewayError:
@@ -75,10 +82,12 @@ class OpenAIProvider(Provider):
 
     async def generate(self, job: Job) -> AsyncGenerator[Event, None]:
         stream = job.request.stream and job.model.rules.streaming
-        body = orjson.dumps(self._payload(job, stream))
+        body = self._body(job, stream)
+        headers = self._headers()
+        if isinstance(body, bytes):
+            headers["content-type"] = "application/json"
         async with self.http.request(
-            "POST", self._url(job), timeout=job.model.config.timeout, headers=self._headers(),
-            body=body,
+            "POST", self._url(job), timeout=job.model.config.timeout, headers=headers, body=body,
         ) as response:
             if response.status != 200:
                 raw = await response.content.read(65536)
@@ -117,6 +126,27 @@ class OpenAIProvider(Provider):
                     return
         raise upstream_error("The upstream stream ended before the image was completed.",
                              code="upstream_incomplete")
+
+
+def endpoint(job: Job) -> str:
+    return "images/edits" if job.kind == "edit" else "images/generations"
+
+
+def edit_form(job: Job, payload: dict[str, Any]) -> aiohttp.FormData:
+    """The edit as OpenAI's multipart form, the way the official SDK sends it: scalars as text
+    parts, one file as ``image`` or a list as repeated ``image[]``, the mask as ``mask``."""
+    form = aiohttp.FormData()
+    for name, value in payload.items():
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        form.add_field(name, text)
+    request = job.request
+    field = "image[]" if request.images_listed or len(request.images) > 1 else "image"
+    for image in request.images:
+        form.add_field(field, image.data, filename=image.filename, content_type=image.mime)
+    if request.mask is not None:
+        mask = request.mask
+        form.add_field("mask", mask.data, filename=mask.filename, content_type=mask.mime)
+    return form
 
 
 def events_from_body(body: Any) -> list[Event]:

@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import orjson
 from pydantic import Field, SecretStr
 
 from proxy.errors import GatewayError, upstream_error
@@ -51,8 +52,21 @@ class XAIProvider(OpenAIProvider):
     settings: XAISettings
 
     def _headers(self) -> dict[str, str]:
-        return {"content-type": "application/json", **self.settings.headers,
+        return {**self.settings.headers,
                 "authorization": f"Bearer {self.settings.api_key.get_secret_value()}"}
+
+    def _body(self, job: Job, stream: bool) -> bytes:
+        """xAI takes edits as JSON, not multipart: images as data URLs (at most 3, or 5 on
+        grok-imagine-image-2.0; the catalog holds the limit)."""
+        payload = self._payload(job, stream)
+        if job.kind == "edit":
+            refs = [{"url": f"data:{i.mime};base64,{i.b64}", "type": "image_url"}
+                    for i in job.request.images]
+            if len(refs) == 1 and not job.request.images_listed:
+                payload["image"] = refs[0]
+            else:
+                payload["images"] = refs
+        return orjson.dumps(payload)
 
     def _payload(self, job: Job, stream: bool) -> dict[str, Any]:
         # xAI does not stream images: the gateway emulates the stream, so ``stream`` is unused.

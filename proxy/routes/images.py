@@ -1,4 +1,4 @@
-"""``POST {base}/images/generations``."""
+"""``POST {base}/images/generations`` and ``POST {base}/images/edits``."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import Response
 
-from proxy.errors import GatewayError
+from proxy.edits.inputs import check_mask
+from proxy.edits.reading import EditInput, json_has_images, read_edit, read_json_images
+from proxy.errors import GatewayError, invalid_param, unsupported_param
 from proxy.events import Failed
 from proxy.gateway import Gateway
 from proxy.jobs import Job, run_job
-from proxy.params import apply_rules, parse_params
+from proxy.models.served import ServedModel
+from proxy.params import ImageRequest, apply_rules, parse_params
 from proxy.progress.socket import parse_job_id
 from proxy.progress.tracker import JobTracker
 from proxy.responses import JSONBody, error_response
@@ -41,20 +44,68 @@ def job_id_for(request: Request) -> str:
 
 
 async def create_generation(request: Request) -> Response:
+    return await _create(request, edit_route=False)
+
+
+async def create_edit(request: Request) -> Response:
+    return await _create(request, edit_route=True)
+
+
+async def _read(request: Request, gateway: Gateway, edit_route: bool) -> EditInput:
+    server = gateway.config.server
+    if edit_route:
+        return await read_edit(request, gateway.fetcher, json_limit=server.max_body_bytes,
+                               upload_limit=server.max_upload_bytes)
+    body = await read_json_object(request, server.max_body_bytes)
+    if json_has_images(body):
+        # An image in a generation body makes it an edit, as published APIs define it.
+        return await read_json_images(body, gateway.fetcher)
+    return EditInput(body, [], None, from_form=False)
+
+
+def _attach_images(image_request: ImageRequest, edit: EditInput, served: ServedModel) -> None:
+    rules = served.rules
+    if not rules.edits:
+        raise invalid_param("model", f"Model '{served.name}' cannot edit images.",
+                            code="model_cannot_edit")
+    if not edit.images:
+        raise invalid_param("image", "Missing required parameter: 'image'.",
+                            code="missing_required_parameter")
+    if len(edit.images) > rules.max_input_images:
+        raise invalid_param("image", f"Too many images: model '{served.name}' takes at most "
+                            f"{rules.max_input_images}, got {len(edit.images)}.",
+                            code="too_many_images")
+    image_request.images = edit.images
+    image_request.images_listed = edit.listed
+    if edit.mask is not None:
+        if rules.mask:
+            check_mask(edit.mask, edit.images[0])
+            image_request.mask = edit.mask
+        elif served.drop_unsupported:
+            image_request.dropped.append("mask")
+        else:
+            raise unsupported_param("mask", served.name)
+
+
+async def _create(request: Request, *, edit_route: bool) -> Response:
     gateway: Gateway = request.app.state.gateway
     key = gateway.keys.authenticate_request(request)
     job_id = job_id_for(request)
     try:
-        body = await read_json_object(request, gateway.config.server.max_body_bytes)
-        known, unknown = parse_params(body)
+        edit = await _read(request, gateway, edit_route)
+        known, unknown = parse_params(edit.fields, from_form=edit.from_form)
         served = gateway.models.resolve(known.get("model"))
         image_request = apply_rules(known, unknown, served.name, served.rules,
                                     drop_unsupported=served.drop_unsupported)
+        editing = edit_route or bool(edit.images) or edit.mask is not None
+        if editing:
+            _attach_images(image_request, edit, served)
     except GatewayError as error:
         if JOB_ID_HEADER in request.headers:
             await _fail_before_start(gateway, job_id, key.name, error)
         raise
-    job = Job(id=job_id, request=image_request, model=served, owner=key.name)
+    job = Job(id=job_id, request=image_request, model=served, owner=key.name,
+              kind="edit" if editing else "generation")
     return await respond(request, job, gateway)
 
 

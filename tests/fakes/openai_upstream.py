@@ -40,6 +40,8 @@ def openai_error(status: int, message: str, *, type: str, code: str | None = Non
 class Recorded:
     headers: dict[str, str]
     body: dict[str, Any]
+    # Multipart edits: every file part as (field, filename, content type, bytes).
+    files: list[tuple[str, str, str, bytes]] = field(default_factory=list)
 
 
 @dataclass
@@ -64,7 +66,43 @@ class FakeOpenAI:
     def app(self) -> Starlette:
         return Starlette(routes=[
             Route("/v1/images/generations", self._generations, methods=["POST"]),
+            Route("/v1/images/edits", self._edits, methods=["POST"]),
         ])
+
+    async def _edits(self, request: Request) -> Response:
+        """Multipart as OpenAI reads it: scalars are text parts, images are ``image`` or
+        ``image[]`` file parts with an image mimetype (octet-stream is refused), ``mask``."""
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            return openai_error(400, "Edits must be multipart/form-data.",
+                                type="invalid_request_error")
+        form = await request.form()
+        body: dict[str, Any] = {}
+        files = []
+        for name, value in form.multi_items():
+            if isinstance(value, str):
+                body[name] = value
+                continue
+            data = await value.read()
+            mime = value.content_type or ""
+            if mime not in ("image/png", "image/jpeg", "image/webp"):
+                return openai_error(400, f"Invalid file '{name}': unsupported mimetype "
+                                    f"('{mime}'). Supported file formats are 'image/jpeg', "
+                                    "'image/png', and 'image/webp'.",
+                                    type="invalid_request_error", param=name)
+            files.append((name, value.filename or "", mime, data))
+        self.requests.append(Recorded(dict(request.headers), body, files))
+        if request.headers.get("authorization") != f"Bearer {API_KEY}":
+            return openai_error(401, "Incorrect API key provided.",
+                                type="invalid_request_error", code="invalid_api_key")
+        if not any(name in ("image", "image[]") for name, *_ in files):
+            return openai_error(400, "Missing required parameter: 'image'.",
+                                type="invalid_request_error", param="image")
+        n = int(body.get("n", "1"))
+        if body.get("stream") == "true":
+            return StreamingResponse(self._stream(body, prefix="image_edit"),
+                                     media_type="text/event-stream")
+        return Response(orjson.dumps(self._images_response(body, n)),
+                        media_type="application/json")
 
     async def _generations(self, request: Request) -> Response:
         raw = await request.body()
@@ -135,7 +173,7 @@ class FakeOpenAI:
                 "usage": {**self._usage(),
                           "output_tokens_details": {"image_tokens": 272, "text_tokens": 0}}}
 
-    async def _stream(self, body: dict[str, Any]):
+    async def _stream(self, body: dict[str, Any], prefix: str = "image_generation"):
         _, width, height = self._size(body)
         end = self.line_end.encode()
 
@@ -144,15 +182,15 @@ class FakeOpenAI:
                     + end + end)
 
         frames = []
-        for index in range(body.get("partial_images") or 0):
-            frames.append(frame("image_generation.partial_image", {
-                "type": "image_generation.partial_image",
+        for index in range(int(body.get("partial_images") or 0)):
+            frames.append(frame(f"{prefix}.partial_image", {
+                "type": f"{prefix}.partial_image",
                 "b64_json": png_b64(width, height, (60 * index, 60, 60)),
                 "created_at": int(time.time()), **self._settings(body, False),
                 "partial_image_index": index,
             }))
-        frames.append(frame("image_generation.completed", {
-            "type": "image_generation.completed",
+        frames.append(frame(f"{prefix}.completed", {
+            "type": f"{prefix}.completed",
             "b64_json": png_b64(width, height, (200, 0, 30)),
             "created_at": int(time.time()), **self._settings(body, True),
             "usage": self._usage(),

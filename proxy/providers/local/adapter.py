@@ -52,7 +52,13 @@ def encode_image(image: PILImage.Image, output_format: str, compression: int | N
 
 
 def _size(job: Job) -> tuple[int, int]:
+    """The requested size; for an edit without one, the input image's (in steps of 8)."""
     size = job.request.size
+    if size in (None, "auto") and job.request.images:
+        first = job.request.images[0]
+        scale = min(1.0, 4096 / max(first.width, first.height))
+        return (max(64, round(first.width * scale / 8) * 8),
+                max(64, round(first.height * scale / 8) * 8))
     if size in (None, "auto"):
         size = job.model.rules.default_size or "1024x1024"
     width, height = size.split("x")
@@ -79,13 +85,19 @@ class LocalProvider(Provider):
         previews = partial_steps(steps, request.partial_images) if request.stream else []
 
         yield Progress(0.0, step=0, total_steps=total, stage="queued")
+        # An edit paints over the first input image; where the mask is opaque it is kept as is.
+        base = mask = None
+        if request.images:
+            base = await anyio.to_thread.run_sync(request.images[0].decoded)
+        if request.mask is not None:
+            mask = await anyio.to_thread.run_sync(request.mask.decoded)
         async with self._limiter:
             for index in range(request.n):
                 scene = await anyio.to_thread.run_sync(
                     plan_scene, request.prompt, seed + index, width, height
                 )
                 frames: Iterator[PILImage.Image] = render_steps(
-                    scene, steps, transparent=transparent)
+                    scene, steps, edit_base=base, mask=mask, transparent=transparent)
                 for step in range(steps):
                     frame = await anyio.to_thread.run_sync(next, frames)
                     if step in previews and index == 0:

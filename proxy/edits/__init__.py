@@ -1,0 +1,1 @@
+"""Image edits: input images, and reading them from multipart or JSON requests."""

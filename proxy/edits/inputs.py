@@ -1,0 +1,103 @@
+"""Input images for edits: bytes whose type is sniffed from their content, never trusted from a
+filename or a Content-Type (the SDK sends raw bytes as ``application/octet-stream``)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from dataclasses import dataclass
+
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
+
+from proxy.errors import GatewayError, invalid_param
+from proxy.imaging import sniff
+
+# OpenAI's limit per image for GPT image models; also the default here.
+MAX_IMAGE_BYTES = 50 * 1024 * 1024
+MAX_IMAGES = 16
+ACCEPTED = ("png", "jpeg", "webp")
+MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+
+@dataclass(frozen=True, slots=True)
+class InputImage:
+    data: bytes
+    format: str
+    width: int
+    height: int
+    has_alpha: bool
+    filename: str
+
+    @property
+    def mime(self) -> str:
+        return MIME[self.format]
+
+    @property
+    def b64(self) -> str:
+        return base64.b64encode(self.data).decode("ascii")
+
+    def decoded(self) -> PILImage.Image:
+        """The decoded image (blocking: call from a worker thread)."""
+        image = PILImage.open(io.BytesIO(self.data))
+        image.load()
+        return image
+
+
+def too_large(param: str, limit: int = MAX_IMAGE_BYTES) -> GatewayError:
+    return GatewayError(413, f"Invalid file '{param}': larger than {limit // (1024 * 1024)} MB.",
+                        param=param, code="image_too_large")
+
+
+def load_image(data: bytes, *, param: str, filename: str = "image",
+               max_bytes: int = MAX_IMAGE_BYTES) -> InputImage:
+    """Check that ``data`` is an image we accept; read its size from the header only."""
+    if len(data) > max_bytes:
+        raise too_large(param, max_bytes)
+    kind = sniff(data)
+    if kind not in ACCEPTED:
+        raise invalid_param(
+            param, f"Invalid file '{param}': not a supported image. Supported formats are "
+                   "'image/png', 'image/jpeg' and 'image/webp'.", code="invalid_image")
+    try:
+        with PILImage.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise invalid_param(param, f"Invalid file '{param}': the image data is corrupt.",
+                            code="invalid_image") from None
+    extension = {"jpeg": "jpg"}.get(kind, kind)
+    name = filename if filename and filename != "upload" else f"image.{extension}"
+    return InputImage(data, kind, width, height, alpha, name)
+
+
+def decode_base64(value: str, *, param: str, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+    """Bytes of a ``data:image/...;base64,`` URL or of bare base64."""
+    payload = value
+    if value.startswith("data:"):
+        header, _, payload = value.partition(",")
+        if not header.endswith(";base64"):
+            raise invalid_param(param, f"Invalid '{param}': a data URL must be base64-encoded.",
+                                code="invalid_image")
+    # A cheap bound before decoding: base64 is 4/3 of the bytes it holds.
+    if len(payload) > max_bytes * 4 // 3 + 4:
+        raise too_large(param, max_bytes)
+    try:
+        return base64.b64decode("".join(payload.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid_param(param, f"Invalid '{param}': not valid base64 image data.",
+                            code="invalid_image") from None
+
+
+def check_mask(mask: InputImage, first: InputImage) -> None:
+    """OpenAI's rule: a mask is a PNG with an alpha channel, the size of the first image."""
+    if (mask.width, mask.height) != (first.width, first.height):
+        raise invalid_param(
+            "mask", f"Invalid 'mask': its size {mask.width}x{mask.height} differs from the "
+                    f"image's {first.width}x{first.height}; they must be the same.",
+            code="mask_size_mismatch")
+    if mask.format != "png" or not mask.has_alpha:
+        raise invalid_param("mask", "Invalid 'mask': it must be a PNG with an alpha channel "
+                            "(fully transparent pixels mark the area to edit).",
+                            code="invalid_mask")
