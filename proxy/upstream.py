@@ -7,7 +7,6 @@ failures become ``GatewayError`` here so adapters only handle what the upstream 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -72,7 +71,7 @@ class UpstreamClient:
                 yield response
         except GatewayError:
             raise
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        except (TimeoutError, aiohttp.ServerTimeoutError):
             raise upstream_timeout(f"The upstream at {host} did not answer in time.") from None
         except aiohttp.ClientConnectorError as exc:
             raise upstream_error(

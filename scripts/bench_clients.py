@@ -177,7 +177,7 @@ async def run_load(url: str, conns: int, n: int) -> tuple[list[float], int, floa
                     async with session.post(url, data=REQUEST_BODY, headers=JSON_HEADERS) as r:
                         await r.read()
                         ok = r.status == 200
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     ok = False
                 lat.append(time.perf_counter() - t0)
                 errors += not ok

@@ -96,7 +96,7 @@ class FetchTarget:
 
             try:
                 await asyncio.wait_for(disconnected(), 2)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             return Response(PNG, media_type="image/png")
 

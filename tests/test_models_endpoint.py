@@ -11,7 +11,7 @@ from proxy.models.describe import describe_parameters
 from tests.conftest import sdk
 from tests.fakes.openai_upstream import API_KEY
 
-PROVIDERS = ("openai",)
+PROVIDERS = ("openai", "azure", "gemini", "imagen", "xai")
 
 
 @pytest.fixture
@@ -20,6 +20,10 @@ def catalog_gateway(start_gateway, fake_openai):
     with start_gateway(f"""
 providers:
   openai: {{api_key: {API_KEY}, base_url: "{base_url}"}}
+  azure: {{endpoint: "https://example.openai.azure.com", api_key: az-key}}
+  gemini: {{api_key: gm-key}}
+  imagen: {{project: my-project, access_token: ya29.test}}
+  xai: {{api_key: xai-key}}
 models:
   - {{name: local, provider: local}}
 """) as server:
@@ -46,6 +50,10 @@ def test_models_are_the_catalog_and_their_parameters(catalog_gateway) -> None:
     assert "style" not in cards["openai/gpt-image-1"]["parameters"]
     assert cards["openai/gpt-image-2"]["parameters"]["size"]["range"]["multiple_of"] == 16
     assert cards["local"]["capabilities"]["streaming"] == "native"
+    flash = cards["google/gemini-3.1-flash-image"]["parameters"]
+    assert flash["thinking_level"]["enum"] == ["minimal", "high"]
+    assert flash["size"]["maps_to"] == "aspect_ratio" and "4K" in flash["resolution"]["enum"]
+    assert cards["google/imagen-4.0-generate-001"]["capabilities"]["edits"] is False
 
 
 def test_every_alias_resolves_through_the_sdk(catalog_gateway) -> None:

@@ -145,10 +145,17 @@ async def read_json_images(body: dict[str, Any], fetcher: Fetcher) -> EditInput:
     async def one(slot: int, param: str, ref: str) -> None:
         loaded[slot] = await _resolve(ref, param, fetcher)
 
-    # A task group: when one image fails, the fetches still running are cancelled.
-    async with anyio.create_task_group() as group:
-        for slot, (param, ref) in enumerate(wanted):
-            group.start_soon(one, slot, param, ref)
+    # A task group: when one image fails, the fetches still running are cancelled. The client
+    # hears about the first failure, in OpenAI's shape, not about a group of them.
+    try:
+        async with anyio.create_task_group() as group:
+            for slot, (param, ref) in enumerate(wanted):
+                group.start_soon(one, slot, param, ref)
+    except BaseExceptionGroup as failures:
+        first = failures.subgroup(lambda exc: isinstance(exc, GatewayError))
+        if first is None:
+            raise
+        raise _leaf(first) from None
     images = [image for image in loaded[: len(refs)] if image is not None]
     mask = loaded[len(refs)] if mask_refs else None
     return EditInput(fields, images, mask, from_form=False, listed=listed)
@@ -159,3 +166,10 @@ async def read_edit(request: Request, fetcher: Fetcher, *, json_limit: int,
     if is_multipart(request):
         return await read_multipart(request, upload_limit)
     return await read_json_images(await read_json_object(request, json_limit), fetcher)
+
+
+def _leaf(group: BaseExceptionGroup) -> BaseException:
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error

@@ -233,7 +233,7 @@ class ImageFetcher:
         target = self._parse(url, param, redirect=False)
         try:
             return await asyncio.wait_for(self._follow(target, param), self.settings.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.info("image fetch timed out: %s", safe_url(target))
             raise url_unreachable(
                 param, f"it did not finish within {self.settings.timeout:g} seconds"
@@ -280,7 +280,7 @@ class ImageFetcher:
         try:
             answers = await asyncio.wait_for(self._resolve(host, port),
                                              self.settings.connect_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise url_unreachable(param, f"resolving {host} timed out") from None
         except OSError:
             raise url_unreachable(param, f"the host {host} could not be resolved") from None
@@ -337,7 +337,7 @@ class ImageFetcher:
                     else ""
                 raise url_unreachable(param, f"could not connect to {url.raw_host}{reason}") \
                     from None
-            except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+            except (TimeoutError, aiohttp.ServerTimeoutError):
                 raise url_unreachable(param, f"{url.raw_host} did not answer in time") from None
             except aiohttp.ClientError as exc:
                 raise url_unreachable(

@@ -89,8 +89,8 @@ class GoogleCredentials:
         if expiry is None:
             return True
         if expiry.tzinfo is None:  # google-auth keeps naive UTC
-            expiry = expiry.replace(tzinfo=datetime.timezone.utc)
-        remaining = expiry - datetime.datetime.now(datetime.timezone.utc)
+            expiry = expiry.replace(tzinfo=datetime.UTC)
+        remaining = expiry - datetime.datetime.now(datetime.UTC)
         return remaining.total_seconds() > self._margin
 
     def _refresh(self) -> None:
