@@ -23,6 +23,7 @@ from proxy.responses import JSONBody, error_response
 from proxy.routes.images import create_edit, create_generation
 from proxy.routes.jobs import get_job
 from proxy.routes.models import get_model, list_models
+from proxy.routes.usage import get_usage
 
 log = logging.getLogger("proxy.app")
 
@@ -60,6 +61,7 @@ def build_routes(config: GatewayConfig) -> list[Route]:
             Route(f"{base}/images/edits", create_edit, methods=["POST"]),
             Route(f"{base}/images/jobs/{{job_id}}", get_job, methods=["GET"]),
             Route(f"{base}/models", list_models, methods=["GET"]),
+            Route(f"{base}/usage", get_usage, methods=["GET"]),
             Route(f"{base}/models/{{model:path}}", get_model, methods=["GET"]),
         ]
     return routes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
 from collections.abc import Sequence
 
@@ -14,6 +15,25 @@ from proxy.config import ConfigError, GatewayConfig, load_config, load_default_c
 
 def _load(path: str | None) -> GatewayConfig:
     return load_config(path) if path else load_default_config()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def open_bind_refusal(config: GatewayConfig) -> str | None:
+    """Why the gateway must not start: no keys, and reachable beyond this machine."""
+    host = config.server.host
+    if config.keys or config.server.allow_open or is_loopback(host):
+        return None
+    return (f"refusing to serve {host} with no keys configured: anyone who can reach it could "
+            "spend your provider credits. Add keys (image-proxy new-key), bind 127.0.0.1, or "
+            "pass --allow-open (server.allow_open: true) if that is really what you want.")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -28,6 +48,12 @@ def _serve(args: argparse.Namespace) -> int:
         config.server.host = args.host
     if args.port is not None:
         config.server.port = args.port
+    if args.allow_open:
+        config.server.allow_open = True
+    refusal = open_bind_refusal(config)
+    if refusal:
+        print(f"image-proxy: {refusal}", file=sys.stderr)
+        return 2
 
     from proxy.app import create_app
 
@@ -80,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info",
                        choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument("--allow-open", action="store_true",
+                       help="serve a non-loopback address even with no keys configured")
     serve.set_defaults(run=_serve)
 
     check = commands.add_parser("check-config", help="validate a configuration and exit")

@@ -1,4 +1,5 @@
-"""The running gateway's shared state: configuration, served models, keys, progress, upstreams."""
+"""The running gateway's shared state: configuration, served models, keys, limits, progress,
+usage ledger, image fetcher, upstream client."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from dataclasses import dataclass
 from proxy.auth import KeyRing
 from proxy.config import GatewayConfig
 from proxy.fetching import ImageFetcher
+from proxy.limits.counters import MemoryCounters
+from proxy.limits.guard import Guard, SpendQuery
 from proxy.models.served import ModelTable
 from proxy.progress.hub import ProgressHub
 from proxy.progress.latency import LatencyBook
 from proxy.progress.store import MemorySnapshotStore
 from proxy.upstream import UpstreamClient
+from proxy.usage import UsageLedger
 
 
 @dataclass
@@ -22,21 +26,41 @@ class Gateway:
     keys: KeyRing
     hub: ProgressHub
     fetcher: ImageFetcher
+    usage: UsageLedger | None
+    guard: Guard
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> Gateway:
         http = UpstreamClient()
         store = MemorySnapshotStore(retention=config.jobs.retention_seconds)
+        usage = UsageLedger(config.data_path) if config.usage.enabled else None
         return cls(config=config, http=http, models=ModelTable(config, http),
                    keys=KeyRing(config.keys), hub=ProgressHub(store, LatencyBook()),
-                   fetcher=ImageFetcher(config.fetch))
+                   fetcher=ImageFetcher(config.fetch), usage=usage,
+                   guard=Guard(MemoryCounters(), _spend_reader(usage)))
 
     async def start(self) -> None:
         await self.http.start()
         await self.fetcher.start()
+        if self.usage is not None:
+            await self.usage.start()
 
     async def aclose(self) -> None:
+        if self.usage is not None:
+            await self.usage.aclose()
         await self.fetcher.aclose()
         await self.models.aclose()
         await self.hub.store.aclose()
         await self.http.aclose()
+
+
+def _spend_reader(usage: UsageLedger | None) -> SpendQuery | None:
+    """Budgets read what a key spent from the ledger (once per period; then kept current)."""
+    if usage is None:
+        return None
+
+    async def spent(key: str, since: float) -> float:
+        report = await usage.query(key=key, since=since, limit=1)
+        return float(report.totals.cost)
+
+    return spent

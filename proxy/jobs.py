@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -22,6 +22,7 @@ import anyio
 from proxy.errors import GatewayError
 from proxy.events import Completed, Event, Failed
 from proxy.params import ImageRequest
+from proxy.usage import UsageMeter
 
 if TYPE_CHECKING:
     from proxy.models.served import ServedModel
@@ -59,13 +60,21 @@ def _failure(exc: BaseException, job: Job) -> Failed:
         type="server_error", code="internal_error"))
 
 
-async def run_job(job: Job, tracker: JobTracker) -> AsyncGenerator[Event, None]:
+# Called once when a job is over, with its meter and whether the client went away first.
+JobFinished = Callable[[UsageMeter, bool], Awaitable[None]]
+
+
+async def run_job(job: Job, tracker: JobTracker,
+                  finished: JobFinished | None = None) -> AsyncGenerator[Event, None]:
     """The provider's events for ``job``, ending in exactly one terminal event."""
     events = job.model.provider.generate(job)
+    meter = UsageMeter.for_job(job)
+    cancelled = False
     tracker.start_estimating()
     try:
         try:
             async for event in events:
+                meter.observe(event)
                 await tracker.observe(event)
                 yield event
                 if isinstance(event, (Completed, Failed)):
@@ -77,15 +86,20 @@ async def run_job(job: Job, tracker: JobTracker) -> AsyncGenerator[Event, None]:
             raise
         except Exception as exc:
             final = _failure(exc, job)
+        meter.observe(final)
         await tracker.observe(final)
         yield final
     except (GeneratorExit, asyncio.CancelledError):
+        cancelled = True
         with anyio.move_on_after(CLEANUP_SECONDS, shield=True):
             await tracker.cancelled()
         raise
     finally:
         # Shielded: when the client went away this runs inside a cancelled scope, and the
-        # provider still needs to close its upstream request (or interrupt its backend).
+        # provider still needs to close its upstream request (or interrupt its backend), the
+        # key its concurrency slot back, and the ledger its record.
         with anyio.move_on_after(CLEANUP_SECONDS, shield=True):
             await tracker.stop_estimating()
             await events.aclose()
+            if finished is not None:
+                await finished(meter, cancelled)

@@ -16,7 +16,7 @@ from proxy.errors import GatewayError, invalid_param, unsupported_param
 from proxy.models.rules import SIZE_PATTERN, ModelRules
 from proxy.models.sizing import for_ratio_model, size_for_ratio
 
-_INT, _STR, _BOOL, _STRS = "integer", "string", "boolean", "array of strings"
+_INT, _STR, _BOOL, _STRS, _OBJ = "integer", "string", "boolean", "array of strings", "object"
 
 # name -> (type, minimum, maximum). Bounds are OpenAI's universal ones; per-model limits come later.
 FIELDS: dict[str, tuple[str, int | None, int | None]] = {
@@ -42,7 +42,19 @@ FIELDS: dict[str, tuple[str, int | None, int | None]] = {
     "response_modalities": (_STRS, None, None),
     "media_resolution": (_STR, None, None),
     "input_fidelity": (_STR, None, None),
+    # Kept with the job (usage ledger) and forwarded as headers to the provider.
+    "metadata": (_OBJ, None, None),
+    "extra_headers": (_OBJ, None, None),
 }
+
+# Headers a client may not set on the upstream request: credentials (the gateway's own are
+# used) and hop-by-hop or framing headers the HTTP client owns.
+FORBIDDEN_HEADERS = frozenset({
+    "authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key",
+    "cookie", "set-cookie", "ocp-apim-subscription-key", "x-amz-security-token",
+    "x-goog-user-project", "host", "content-length", "content-type", "transfer-encoding",
+    "connection", "te", "upgrade", "keep-alive", "expect",
+})
 
 # Other spellings of the same fields, as published APIs send them.
 ALIASES = {
@@ -71,7 +83,8 @@ FOLDED = frozenset({"thinking_level", "media_resolution", "response_modalities"}
 _OPENAI_OPTIONAL = ("size", "quality", "background", "output_format", "output_compression",
                     "moderation", "response_format", "style", "user", "input_fidelity")
 # Handled by the gateway itself, never forwarded as extras.
-_CORE = frozenset({"model", "prompt", "n", "stream", "partial_images"})
+_CORE = frozenset({"model", "prompt", "n", "stream", "partial_images", "metadata",
+                   "extra_headers"})
 
 # Parameters that do not change the image: when a model cannot use them they are dropped (and
 # reported), never a reason to fail a paid request.
@@ -114,6 +127,10 @@ class ImageRequest:
     images_listed: bool = False
     mask: InputImage | None = None
     input_fidelity: str | None = None
+    # The client's own record of the request (stored with its usage, never sent upstream).
+    metadata: dict[str, Any] | None = None
+    # Sent to the provider with the request (credential headers are refused).
+    extra_headers: dict[str, str] = field(default_factory=dict)
     # Parameters the gateway does not know, forwarded as they are (passthrough models only).
     extra: dict[str, Any] = field(default_factory=dict)
     # Parameters dropped because the model cannot use them (reported in ``x-dropped-params``).
@@ -149,6 +166,7 @@ def _coerce(name: str, kind: str, value: Any, from_form: bool) -> Any:
         _INT: isinstance(value, int) and not isinstance(value, bool),
         _BOOL: isinstance(value, bool),
         _STRS: isinstance(value, list) and all(isinstance(v, str) for v in value),
+        _OBJ: isinstance(value, dict),
     }[kind]
     if not ok:
         raise invalid_param(
@@ -204,10 +222,28 @@ def parse_params(
     if "prompt" not in known:
         raise invalid_param("prompt", "Missing required parameter: 'prompt'.",
                             code="missing_required_parameter")
+    if "extra_headers" in known:
+        known["extra_headers"] = _check_headers(known["extra_headers"])
     if not known["prompt"].strip():
         raise invalid_param("prompt", "Invalid 'prompt': the prompt must not be empty.",
                             code="empty_string")
     return known, unknown
+
+
+def _check_headers(headers: dict[str, Any]) -> dict[str, str]:
+    checked = {}
+    for name, value in headers.items():
+        if not isinstance(value, str) or "\n" in value or "\r" in value:
+            raise invalid_param("extra_headers", f"Invalid 'extra_headers': the value of "
+                                f"'{name}' must be a single-line string.", code="invalid_type")
+        lower = name.lower()
+        if lower in FORBIDDEN_HEADERS or not lower.replace("-", "").isalnum():
+            raise invalid_param(
+                "extra_headers", f"Invalid 'extra_headers': '{name}' may not be set by the "
+                "client (credential and connection headers are the gateway's own).",
+                code="forbidden_header")
+        checked[name] = value
+    return checked
 
 
 def _bad_value(name: str, value: Any, allowed: list[str] | tuple[str, ...]) -> GatewayError:
@@ -247,7 +283,8 @@ def apply_rules(
             f"{rules.prompt_max}, but got a string with length {len(prompt)} instead.",
             code="string_above_max_length",
         )
-    request = ImageRequest(model=model, prompt=prompt)
+    request = ImageRequest(model=model, prompt=prompt, metadata=known.get("metadata"),
+                           extra_headers=known.get("extra_headers", {}))
     policy = _Policy(model, drop_unsupported)
 
     n = known.get("n", 1)

@@ -17,6 +17,15 @@ from tests.servers import RunningServer, serve
 GatewayFactory = Callable[[str], AbstractContextManager[RunningServer]]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Gateways started by tests keep their ledger and files here, never in the home folder."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("IMAGE_PROXY_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+    yield
+    patch.undo()
+
+
 @contextmanager
 def _gateway_from_yaml(text: str) -> Iterator[RunningServer]:
     with serve(create_app(load_config_text(text))) as server:

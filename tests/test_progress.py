@@ -215,9 +215,11 @@ async def test_keys_guard_sockets_and_jobs(start_gateway) -> None:
             await client.images.generate(model="local", prompt="p", size="64x64",
                                          extra_headers={"X-Job-Id": job_id})
             await alice.wait_for(lambda e: e["status"] == "succeeded")
-            # Bob watched the same id all along and heard nothing; he cannot read it either.
+            # Bob watched the same id all along and heard nothing; now that the job exists,
+            # watching it is refused outright.
             assert bob.events == []
-            assert (await bob.subscribe(job_id))["snapshot"] is None
+            refused = await bob.subscribe(job_id)
+            assert refused["ok"] is False and refused["error"]["code"] == "job_forbidden"
             assert (await alice.subscribe(job_id))["snapshot"]["status"] == "succeeded"
         finally:
             await alice.close()

@@ -1,14 +1,16 @@
-"""Gateway API keys, kept only as SHA-256 hashes.
+"""Gateway API keys, kept only as SHA-256 hashes, and what each key may do.
 
-With no keys configured the gateway is open (it then binds to loopback by default) and every
-caller is the anonymous owner ``""``. With keys, every request and socket must present one.
+With no keys configured the gateway is open (and, by default, only on loopback) and every caller
+is the anonymous owner ``""`` with every capability. With keys, every request and socket must
+present one: unknown or missing → 401; a capability or model the key lacks → 403.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 
 from starlette.requests import Request
 
@@ -31,6 +33,36 @@ def new_key() -> tuple[str, str]:
 @dataclass(frozen=True, slots=True)
 class Key:
     name: str
+    capabilities: frozenset[str] = frozenset({"images", "images:edit", "admin"})
+    models: tuple[str, ...] = ("*",)
+    requests_per_minute: int | None = None
+    concurrent_jobs: int | None = None
+    budget_usd: float | None = None
+    budget_period: str = "month"
+    config: KeyConfig | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def admin(self) -> bool:
+        return "admin" in self.capabilities
+
+    def require(self, capability: str) -> None:
+        if not self.admin and capability not in self.capabilities:
+            raise GatewayError(403, f"This key lacks the '{capability}' capability.",
+                               type="permission_error", code="capability_missing")
+
+    def require_model(self, *names: str) -> None:
+        """``names``: the model as requested and as served (an alias may be allowed by name)."""
+        if self.admin or any(fnmatchcase(n, p) for n in names for p in self.models):
+            return
+        raise GatewayError(403, f"This key may not use the model '{names[0]}'.",
+                           type="permission_error", param="model", code="model_not_allowed")
+
+    @classmethod
+    def from_config(cls, config: KeyConfig) -> Key:
+        return cls(name=config.name, capabilities=frozenset(config.capabilities),
+                   models=tuple(config.models), requests_per_minute=config.requests_per_minute,
+                   concurrent_jobs=config.concurrent_jobs, budget_usd=config.budget_usd,
+                   budget_period=config.budget_period, config=config)
 
 
 ANONYMOUS = Key(name="")
@@ -38,11 +70,14 @@ ANONYMOUS = Key(name="")
 
 class KeyRing:
     def __init__(self, keys: list[KeyConfig]) -> None:
-        self._by_hash = {k.key_sha256.lower(): Key(name=k.name) for k in keys}
+        self._by_hash = {k.key_sha256.lower(): Key.from_config(k) for k in keys}
 
     @property
     def enabled(self) -> bool:
         return bool(self._by_hash)
+
+    def keys(self) -> list[Key]:
+        return list(self._by_hash.values())
 
     def authenticate(self, token: str | None) -> Key | None:
         """The key for ``token``; ANONYMOUS when the gateway has no keys; None if refused."""

@@ -7,8 +7,9 @@ every provider.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -43,6 +44,8 @@ class ServerConfig(Strict):
     max_upload_bytes: int = Field(200 * 1024 * 1024, gt=0)
     # Seconds between SSE keep-alive comments while a stream has nothing to send.
     sse_keepalive: float = Field(15.0, gt=0)
+    # A gateway without keys serves only loopback unless this says it may serve anyone.
+    allow_open: bool = False
     # Other origins whose pages may use the Socket.IO progress channel ("*" for any).
     cors_origins: list[str] = Field(default_factory=list)
 
@@ -90,16 +93,43 @@ class ModelConfig(BaseModel):
         return self.name[len(prefix):] if self.name.startswith(prefix) else self.name
 
 
+CAPABILITIES = ("images", "images:edit", "admin")
+
+
 class KeyConfig(Strict):
     """A gateway key. Only its SHA-256 is stored: ``image-proxy new-key`` prints both."""
 
     name: str = Field(min_length=1)
     key_sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+    # images: generate; images:edit: edit; admin: everything, and everyone's usage and jobs.
+    capabilities: list[Literal["images", "images:edit", "admin"]] = Field(
+        default_factory=lambda: ["images", "images:edit"])
+    # Model names (or globs: "openai/*") this key may use.
+    models: list[str] = Field(default_factory=lambda: ["*"])
+    requests_per_minute: int | None = Field(None, ge=1)
+    concurrent_jobs: int | None = Field(None, ge=1)
+    # Spend allowed per period (USD); past it, requests get 429 insufficient_quota.
+    budget_usd: float | None = Field(None, ge=0)
+    budget_period: Literal["day", "month", "total"] = "month"
 
 
 class JobsConfig(Strict):
     # How long a job's snapshot stays readable after its last update (seconds).
     retention_seconds: float = Field(3600.0, gt=0)
+
+
+class UsageConfig(Strict):
+    # Record every request in the ledger (SQLite in the data directory).
+    enabled: bool = True
+
+
+def default_data_dir() -> Path:
+    """``$IMAGE_PROXY_DATA_DIR``, else ``$XDG_DATA_HOME/image-proxy`` (~/.local/share)."""
+    explicit = os.environ.get("IMAGE_PROXY_DATA_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "image-proxy"
 
 
 class GatewayConfig(Strict):
@@ -112,6 +142,10 @@ class GatewayConfig(Strict):
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     # Images given to edits as http(s) URLs are fetched with SSRF protection.
     fetch: FetchSettings = Field(default_factory=FetchSettings)
+    usage: UsageConfig = Field(default_factory=UsageConfig)
+    # Where the gateway keeps what must survive a restart (usage ledger, hosted images); a
+    # relative path is relative to this file.
+    data_dir: str | None = None
     # Used when a request names no model.
     default_model: str | None = None
     # Parameters a model cannot use (and unknown ones) are dropped and listed in the
@@ -123,6 +157,10 @@ class GatewayConfig(Strict):
     @property
     def source_dir(self) -> Path:
         return self._source_dir
+
+    @property
+    def data_path(self) -> Path:
+        return self._source_dir / self.data_dir if self.data_dir else default_data_dir()
 
     @field_validator("models")
     @classmethod

@@ -43,15 +43,23 @@ class ProgressNamespace(socketio.AsyncNamespace):
         key = self.keys.authenticate(token if isinstance(token, str) else _bearer(environ))
         if key is None:
             raise ConnectionRefusedError("unauthorized", {"code": "ERR_UNAUTHENTICATED"})
-        await self.save_session(sid, {"owner": key.name})
+        await self.save_session(sid, {"owner": key.name, "admin": key.admin})
 
     async def _target(self, sid: str, data: Any) -> tuple[str, str] | dict[str, Any]:
+        """(the room's owner, job id), or the refusal to send back."""
         job_id = parse_job_id(data.get("job_id") if isinstance(data, dict) else None)
         if job_id is None:
             return {"ok": False, "error": {"message": "job_id must be a UUID.",
                                            "code": "invalid_job_id"}}
         session = await self.get_session(sid)
-        return session["owner"], job_id
+        existing = await self.hub.store.get(job_id)
+        if existing is None or existing.owner == session["owner"]:
+            # Not started yet (subscribe, then POST) or the caller's own: its own room.
+            return session["owner"], job_id
+        if session["admin"]:
+            return existing.owner, job_id
+        return {"ok": False, "error": {"message": "This job belongs to another key.",
+                                       "code": "job_forbidden"}}
 
     async def on_subscribe(self, sid: str, data: Any) -> dict[str, Any]:
         target = await self._target(sid, data)

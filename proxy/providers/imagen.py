@@ -112,7 +112,7 @@ class ImagenProvider(Provider):
         request = job.request
         body = orjson.dumps(self._payload(job))
         url = self.backend.url(job.model.upstream_model, "predict")
-        headers = await self.backend.headers()
+        headers = {**job.request.extra_headers, **await self.backend.headers()}
         async with self.http.request("POST", url, timeout=job.model.config.timeout,
                                      headers=headers, body=body) as response:
             raw = await response.read()

@@ -83,7 +83,8 @@ class OpenAIProvider(Provider):
     async def generate(self, job: Job) -> AsyncGenerator[Event, None]:
         stream = job.request.stream and job.model.rules.streaming
         body = self._body(job, stream)
-        headers = self._headers()
+        # The client's extra headers first: the adapter's own (credentials) always win.
+        headers = {**job.request.extra_headers, **self._headers()}
         if isinstance(body, bytes):
             headers["content-type"] = "application/json"
         async with self.http.request(

@@ -11,18 +11,22 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import Response
 
+from proxy.accounting import job_cost
+from proxy.auth import Key
 from proxy.edits.inputs import check_mask
 from proxy.edits.reading import EditInput, json_has_images, read_edit, read_json_images
 from proxy.errors import GatewayError, invalid_param, unsupported_param
 from proxy.events import Failed
 from proxy.gateway import Gateway
-from proxy.jobs import Job, run_job
+from proxy.jobs import Job, JobFinished, run_job
+from proxy.limits.guard import Lease
 from proxy.models.served import ServedModel
 from proxy.params import ImageRequest, apply_rules, parse_params
 from proxy.progress.socket import parse_job_id
 from proxy.progress.tracker import JobTracker
 from proxy.responses import JSONBody, error_response
 from proxy.routes.body import read_json_object
+from proxy.usage import UsageMeter
 from proxy.writers.json_body import collect_response
 from proxy.writers.sse_stream import sse_events
 
@@ -98,15 +102,38 @@ async def _create(request: Request, *, edit_route: bool) -> Response:
         image_request = apply_rules(known, unknown, served.name, served.rules,
                                     drop_unsupported=served.drop_unsupported)
         editing = edit_route or bool(edit.images) or edit.mask is not None
+        key.require("images:edit" if editing else "images")
+        key.require_model(known.get("model") or served.name, served.name)
         if editing:
             _attach_images(image_request, edit, served)
+        lease = await gateway.guard.admit(key)
     except GatewayError as error:
         if JOB_ID_HEADER in request.headers:
             await _fail_before_start(gateway, job_id, key.name, error)
         raise
     job = Job(id=job_id, request=image_request, model=served, owner=key.name,
               kind="edit" if editing else "generation")
-    return await respond(request, job, gateway)
+    try:
+        return await respond(request, job, gateway, _finisher(gateway, key, job, lease),
+                             lease.headers)
+    except BaseException:
+        await lease.release()  # the job never ran; its finisher will not be called
+        raise
+
+
+def _finisher(gateway: Gateway, key: Key, job: Job, lease: Lease) -> JobFinished:
+    """What happens when a job is over: its slot freed, its cost booked, its usage recorded."""
+
+    async def finished(meter: UsageMeter, cancelled: bool) -> None:
+        await lease.release()
+        cost = job_cost(job, meter.images, meter.completed) if meter.completed else None
+        record = meter.finish(cancelled=cancelled, cost=cost)
+        if record.cost:
+            gateway.guard.add_spend(key, record.cost, record.created_at)
+        if gateway.usage is not None:
+            await gateway.usage.record(record)
+
+    return finished
 
 
 async def _fail_before_start(gateway: Gateway, job_id: str, owner: str,
@@ -117,17 +144,18 @@ async def _fail_before_start(gateway: Gateway, job_id: str, owner: str,
         await tracker.observe(Failed(error))
 
 
-async def respond(request: Request, job: Job, gateway: Gateway) -> Response:
+async def respond(request: Request, job: Job, gateway: Gateway, finished: JobFinished,
+                  headers: dict[str, str]) -> Response:
     """Run the job and answer as JSON or SSE; errors before the first byte stay HTTP errors."""
     tracker = JobTracker(gateway.hub, job.id, job.model.name, job.owner,
                          job.model.config.expected_seconds)
     if not await tracker.open():
         raise GatewayError(409, f"Job id '{job.id}' is already in use.",
                            param=JOB_ID_HEADER, code="job_id_conflict")
-    headers = {}
+    headers = dict(headers)
     if job.request.dropped:
         headers["x-dropped-params"] = ",".join(job.request.dropped)
-    events = run_job(job, tracker)
+    events = run_job(job, tracker, finished)
     if not job.request.stream:
         async with aclosing(events):
             body = await _unless_disconnected(request, collect_response(job, events))

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from proxy.events import Completed, Event, Failed, Image, Usage
+from proxy.accounting import job_cost
+from proxy.events import Completed, Event, Failed, Image
 from proxy.jobs import Job
 from proxy.writers.echo import resolved_settings
 from proxy.writers.sse_stream import NO_IMAGE
@@ -38,27 +39,14 @@ def image_item(image: Image) -> dict[str, Any]:
     return item
 
 
-def job_cost(job: Job, images: int, usage: Usage | None, resolved: dict[str, str]) -> float | None:
-    """USD for this job from the model's prices; None when no price is known."""
-    price = job.model.price
-    if price is None:
-        return None
-    return price.cost(images=images, usage=usage, size=resolved.get("size"),
-                      quality=resolved.get("quality"), tier=job.request.resolution or "1K")
-
-
 def build_response(job: Job, images: list[Image], completed: Completed | None) -> dict[str, Any]:
     body: dict[str, Any] = {"created": job.created, "data": [image_item(i) for i in images]}
-    resolved = resolved_settings(job, completed)
-    body.update(resolved)
-    usage = completed.usage if completed is not None else None
-    if usage is not None:
-        body["usage"] = usage.to_dict()
+    body.update(resolved_settings(job, completed))
     if completed is not None:
+        if completed.usage is not None:
+            body["usage"] = completed.usage.to_dict()
         body.update(completed.extras)
-    charged = completed.cost_usd if completed is not None else None
-    body["cost"] = (round(charged, 6) if charged is not None
-                    else job_cost(job, len(images), usage, resolved))
+    body["cost"] = job_cost(job, len(images), completed)
     body["id"] = job.id
     body["provider"] = job.model.provider_name
     return body

@@ -61,6 +61,9 @@ class FakeOpenAI:
     requests: list[Recorded] = field(default_factory=list)
     # Set just before the completed frame leaves (lets tests prove nothing is buffered).
     completed_sent: bool = False
+    # Generation requests being answered right now, and the most there ever were at once.
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     @property
     def app(self) -> Starlette:
@@ -105,6 +108,14 @@ class FakeOpenAI:
                         media_type="application/json")
 
     async def _generations(self, request: Request) -> Response:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._generate(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _generate(self, request: Request) -> Response:
         raw = await request.body()
         try:
             body = orjson.loads(raw)

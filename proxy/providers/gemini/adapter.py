@@ -105,7 +105,7 @@ class GeminiProvider(Provider):
                         extras)
 
     async def _call(self, job: Job, url: str, body: bytes, output_format: str) -> _Call:
-        headers = await self.backend.headers()
+        headers = {**job.request.extra_headers, **await self.backend.headers()}
         async with self.http.request("POST", url, timeout=job.model.config.timeout,
                                      headers=headers, body=body) as response:
             raw = await response.read()

@@ -1,0 +1,1 @@
+"""Per-key limits: requests per minute, concurrent jobs, spend budgets."""

@@ -1,0 +1,134 @@
+"""Admission: may this key start a job now? Rate, concurrency and budget, in that order.
+
+Refusals are 429s with OpenAI's headers: ``retry-after`` and ``x-ratelimit-*`` (the official
+SDKs read ``retry-after``). A spent budget is 429 ``insufficient_quota`` with
+``x-should-retry: false``: retrying cannot help until the period turns over.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from proxy.auth import Key
+from proxy.errors import GatewayError
+from proxy.limits.counters import Counters, WindowState
+
+MINUTE = 60.0
+# How much a key spent since a moment: the usage ledger answers it.
+SpendQuery = Callable[[str, float], Awaitable[float]]
+
+
+def go_duration(seconds: float) -> str:
+    """``12s`` / ``1m30s``: the form OpenAI's ``x-ratelimit-reset-*`` headers use."""
+    whole = math.ceil(seconds)
+    minutes, rest = divmod(whole, 60)
+    return f"{minutes}m{rest}s" if minutes else f"{rest}s"
+
+
+def period_start(period: str, now: float) -> float:
+    moment = datetime.fromtimestamp(now, UTC)
+    if period == "day":
+        return moment.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+    if period == "month":
+        return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
+    return 0.0
+
+
+def period_end(period: str, now: float) -> float | None:
+    moment = datetime.fromtimestamp(period_start(period, now), UTC)
+    if period == "day":
+        return moment.timestamp() + 86400
+    if period == "month":
+        if moment.month == 12:
+            return moment.replace(year=moment.year + 1, month=1).timestamp()
+        return moment.replace(month=moment.month + 1).timestamp()
+    return None
+
+
+@dataclass
+class Lease:
+    """A running job's hold on its key's concurrency slot; released exactly once."""
+
+    counters: Counters
+    key: str
+    held: bool
+    headers: dict[str, str] = field(default_factory=dict)
+
+    async def release(self) -> None:
+        if self.held:
+            self.held = False
+            await self.counters.release(self.key)
+
+
+class Guard:
+    def __init__(self, counters: Counters, spend: SpendQuery | None) -> None:
+        self.counters = counters
+        self.spend = spend
+        # Spend per (key, period start), read from the ledger once and then kept current.
+        self._spent: dict[tuple[str, float], float] = {}
+
+    async def _rate(self, key: Key) -> dict[str, str]:
+        if key.requests_per_minute is None:
+            return {}
+        state: WindowState = await self.counters.hit(f"rpm:{key.name}",
+                                                     key.requests_per_minute, MINUTE)
+        headers = {
+            "x-ratelimit-limit-requests": str(state.limit),
+            "x-ratelimit-remaining-requests": str(state.remaining),
+            "x-ratelimit-reset-requests": go_duration(state.reset_after),
+        }
+        if not state.allowed:
+            headers["retry-after"] = str(max(1, math.ceil(state.reset_after)))
+            raise GatewayError(
+                429, f"Rate limit reached for key '{key.name}': {state.limit} requests per "
+                     f"minute. Try again in {go_duration(state.reset_after)}.",
+                type="requests", code="rate_limit_exceeded", headers=headers)
+        return headers
+
+    async def spent(self, key: Key, now: float) -> float:
+        start = period_start(key.budget_period, now)
+        cached = self._spent.get((key.name, start))
+        if cached is None:
+            cached = await self.spend(key.name, start) if self.spend else 0.0
+            self._spent[(key.name, start)] = cached
+        return cached
+
+    def add_spend(self, key: Key, cost: float, when: float) -> None:
+        slot = (key.name, period_start(key.budget_period, when))
+        if slot in self._spent:
+            self._spent[slot] += cost
+
+    async def _budget(self, key: Key) -> None:
+        if key.budget_usd is None:
+            return
+        now = time.time()
+        spent = await self.spent(key, now)
+        if spent < key.budget_usd:
+            return
+        end = period_end(key.budget_period, now)
+        headers = {"retry-after": str(math.ceil(end - now))} if end else {}
+        scope = "in total" if key.budget_period == "total" else f"this {key.budget_period}"
+        raise GatewayError(
+            429, f"Key '{key.name}' has used its budget of ${key.budget_usd:.2f} {scope} "
+                 f"(spent ${spent:.4f}).",
+            type="insufficient_quota", code="insufficient_quota", headers=headers,
+            retryable=False)
+
+    async def admit(self, key: Key) -> Lease:
+        """Check every limit; the returned lease must be released when the job ends."""
+        headers = await self._rate(key)
+        await self._budget(key)
+        if key.concurrent_jobs is None:
+            return Lease(self.counters, "", held=False, headers=headers)
+        slot = f"jobs:{key.name}"
+        if not await self.counters.acquire(slot, key.concurrent_jobs):
+            raise GatewayError(
+                429, f"Key '{key.name}' already runs {key.concurrent_jobs} jobs at once; wait "
+                     "for one to finish.",
+                type="requests", code="concurrency_limit_exceeded",
+                headers={**headers, "retry-after": "1"})
+        return Lease(self.counters, slot, held=True, headers=headers)
