@@ -7,6 +7,16 @@ for samplers, ``executed`` with image refs for SaveImage, ``execution_success`` 
 ``executing {node: null}``. ``/history``, ``/view`` (real PNGs of the latent size, one per batch
 item), ``/interrupt`` and ``/queue`` behave as documented. Every route is also under ``/api``.
 
+Edits: ``POST /upload/image`` takes ComfyUI's multipart (``image`` file, ``type``, ``subfolder``,
+``overwrite``), stores the bytes, records the upload and answers ``{name, subfolder, type}``
+(a clash without ``overwrite`` is renamed ``x (1).png`` unless the bytes are the same).
+``LoadImage`` / ``LoadImageMask`` refuse a file that was never uploaded as ComfyUI does: its
+``VALIDATE_INPUTS`` check, ``custom_validation_failed`` "Invalid image file". The saved image of
+an edit graph is computed from the upload like ComfyUI would shape it: scaled by ``ImageScale``,
+kept where the noise mask (1 - alpha, from ``LoadImage``'s MASK or ``LoadImageMask``) is 0 and
+blended toward the paint by the sampler's ``denoise`` where it is 1 (everywhere without one).
+``upload_status`` makes uploads fail with that HTTP status.
+
 Modes: ``normal``; ``execution_error`` (the sampler fails at step ``error_step``); ``drop_ws``
 (the websocket is closed at step ``drop_step`` while the prompt keeps running); ``lose`` (at
 ``drop_step`` the websocket closes and the prompt vanishes without a history entry, as when the
@@ -26,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from PIL import Image
+from PIL import Image, ImageOps
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -36,7 +46,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 NODE_TYPES = frozenset({
     "CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler",
     "KSamplerAdvanced", "VAEDecode", "VAEEncode", "SaveImage", "PreviewImage", "LoadImage",
+    "LoadImageMask", "ImageScale", "VAEEncodeForInpaint", "SetLatentNoiseMask",
+    "RepeatLatentBatch",
 })
+IMAGE_LOADERS = frozenset({"LoadImage", "LoadImageMask"})
 SAMPLERS = frozenset({"KSampler", "KSamplerAdvanced"})
 OUTPUT_NODES = frozenset({"SaveImage", "PreviewImage"})
 CHECKPOINTS = ("sd_xl_base_1.0.safetensors", "v1-5-pruned-emaonly.safetensors")
@@ -60,6 +73,32 @@ def png(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), colour).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def _png_of(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _link(value: Any) -> tuple[str, int] | None:
+    """``["12", 0]`` -> ``("12", 0)``: an input wired to another node's output."""
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int):
+        return str(value[0]), value[1]
+    return None
+
+
+@dataclass
+class Upload:
+    """One ``POST /upload/image``, as received."""
+
+    name: str
+    subfolder: str
+    type: str
+    overwrite: str | None
+    filename: str
+    content_type: str | None
+    data: bytes
 
 
 @dataclass
@@ -95,6 +134,8 @@ class FakeComfyUI:
     history_reads: int = 0
     history: dict[str, dict[str, Any]] = field(default_factory=dict)
     files: dict[tuple[str, str, str], bytes] = field(default_factory=dict)
+    uploads: list[Upload] = field(default_factory=list)
+    upload_status: int | None = None
     _sockets: dict[str, WebSocket] = field(default_factory=dict)
     _lock: asyncio.Lock | None = None
     _running: str | None = None
@@ -108,6 +149,7 @@ class FakeComfyUI:
         for prefix in ("", "/api"):
             routes += [
                 Route(f"{prefix}/prompt", self._prompt, methods=["POST"]),
+                Route(f"{prefix}/upload/image", self._upload, methods=["POST"]),
                 Route(f"{prefix}/history/{{prompt_id}}", self._history, methods=["GET"]),
                 Route(f"{prefix}/view", self._view, methods=["GET"]),
                 Route(f"{prefix}/interrupt", self._interrupt_route, methods=["POST"]),
@@ -175,6 +217,20 @@ class FakeComfyUI:
         if not outputs:
             return self._refusal("prompt_no_outputs", "Prompt has no outputs", "")
         for node_id, spec in workflow.items():
+            image = (spec.get("inputs") or {}).get("image")
+            if spec["class_type"] in IMAGE_LOADERS and self._input_file(image) is None:
+                # LoadImage.VALIDATE_INPUTS replaces the combo check (execution.py).
+                details = f"image - Invalid image file: {image}"
+                errors = {node_id: {
+                    "errors": [{"type": "custom_validation_failed",
+                                "message": "Custom validation failed for node",
+                                "details": details, "extra_info": {"input_name": "image"}}],
+                    "dependent_outputs": outputs, "class_type": spec["class_type"]}}
+                return self._refusal("prompt_outputs_failed_validation",
+                                     "Prompt outputs failed validation",
+                                     f"Custom validation failed for node: {details}",
+                                     node_errors=errors)
+        for node_id, spec in workflow.items():
             ckpt = (spec.get("inputs") or {}).get("ckpt_name")
             if spec["class_type"] == "CheckpointLoaderSimple" and ckpt not in CHECKPOINTS:
                 errors = {node_id: {
@@ -185,6 +241,45 @@ class FakeComfyUI:
                 return self._refusal("prompt_outputs_failed_validation",
                                      "Prompt outputs failed validation", "", node_errors=errors)
         return None
+
+    async def _upload(self, request: Request) -> Response:
+        if self.upload_status is not None:
+            return Response(b"500: Internal Server Error", status_code=self.upload_status)
+        form = await request.form()
+        image = form.get("image")
+        if image is None or isinstance(image, str) or not image.filename:
+            return Response(status_code=400)
+        kind = str(form.get("type") or "input")
+        subfolder = str(form.get("subfolder") or "")
+        overwrite = form.get("overwrite")
+        overwrite = overwrite if isinstance(overwrite, str) else None
+        if kind not in ("input", "temp", "output") or subfolder.startswith("/") or \
+                ".." in subfolder.split("/") or "/" in image.filename or ".." in image.filename:
+            return Response(status_code=400)
+        data = await image.read()
+        name = image.filename
+        if overwrite not in ("true", "1"):
+            stem, dot, ext = name.rpartition(".")
+            count = 1
+            while (kind, subfolder, name) in self.files and \
+                    self.files[(kind, subfolder, name)] != data:
+                name = f"{stem} ({count}){dot}{ext}" if dot else f"{name} ({count})"
+                count += 1
+        self.files[(kind, subfolder, name)] = data
+        self.uploads.append(Upload(name, subfolder, kind, overwrite, image.filename,
+                                   image.content_type, data))
+        return _json({"name": name, "subfolder": subfolder, "type": kind})
+
+    def _input_file(self, name: Any) -> bytes | None:
+        """The file a ``LoadImage.image`` value names (``sub/name``, maybe ``name [input]``)."""
+        if not isinstance(name, str):
+            return None
+        kind = "input"
+        for annotation in ("output", "input", "temp"):
+            if name.endswith(f" [{annotation}]"):
+                name, kind = name[:-len(annotation) - 3], annotation
+        folder, _, filename = name.rpartition("/")
+        return self.files.get((kind, folder, filename))
 
     async def _history(self, request: Request) -> Response:
         prompt_id = request.path_params["prompt_id"]
@@ -379,22 +474,93 @@ class FakeComfyUI:
             visit(node_id)
         return done
 
-    @staticmethod
-    def _latent(workflow: dict[str, Any]) -> tuple[int, int, int]:
+    def _latent(self, workflow: dict[str, Any]) -> tuple[int, int, int]:
+        """Width, height and batch of the sampled latent: EmptyLatentImage's, or for an edit
+        the ImageScale size (else the uploaded image's) times RepeatLatentBatch's amount."""
         for spec in workflow.values():
             if spec["class_type"] == "EmptyLatentImage":
                 i = spec["inputs"]
                 return int(i.get("width", 512)), int(i.get("height", 512)), int(
                     i.get("batch_size", 1))
-        return 512, 512, 1
+        batch = 1
+        for spec in workflow.values():
+            if spec["class_type"] == "RepeatLatentBatch":
+                batch *= int(spec["inputs"].get("amount", 1))
+        for spec in workflow.values():
+            i = spec["inputs"]
+            if spec["class_type"] == "ImageScale" and (i.get("width") or i.get("height")):
+                return int(i.get("width") or 512), int(i.get("height") or 512), batch
+        source = self._source(workflow)
+        if source is not None:
+            return source.width, source.height, batch
+        return 512, 512, batch
+
+    def _load_input(self, workflow: dict[str, Any], node_id: str) -> Image.Image | None:
+        spec = workflow.get(node_id) or {}
+        data = self._input_file((spec.get("inputs") or {}).get("image"))
+        if spec.get("class_type") not in IMAGE_LOADERS or data is None:
+            return None
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        return image
+
+    def _source(self, workflow: dict[str, Any]) -> Image.Image | None:
+        """The picture an edit graph encodes: the LoadImage behind VAEEncode's pixels."""
+        for spec in workflow.values():
+            if spec["class_type"] in ("VAEEncode", "VAEEncodeForInpaint"):
+                link = _link(spec["inputs"].get("pixels"))
+                while link is not None and workflow[link[0]]["class_type"] == "ImageScale":
+                    link = _link(workflow[link[0]]["inputs"].get("image"))
+                if link is not None and workflow[link[0]]["class_type"] == "LoadImage":
+                    return self._load_input(workflow, link[0])
+        return None
+
+    def _noise_mask(self, workflow: dict[str, Any]) -> Image.Image | None:
+        """The MASK an inpaint graph samples under (L, 255 = repaint), as ComfyUI makes it:
+        ``LoadImage`` output 1 and ``LoadImageMask`` channel alpha are 1 - alpha."""
+        for spec in workflow.values():
+            if spec["class_type"] not in ("SetLatentNoiseMask", "VAEEncodeForInpaint"):
+                continue
+            link = _link(spec["inputs"].get("mask"))
+            if link is None:
+                continue
+            image = self._load_input(workflow, link[0])
+            if image is None:
+                continue
+            loader = workflow[link[0]]
+            channel = "alpha" if loader["class_type"] == "LoadImage" else \
+                loader["inputs"].get("channel", "alpha")
+            if channel == "alpha":
+                if "A" not in image.getbands() and "transparency" not in image.info:
+                    return Image.new("L", image.size, 0)  # ComfyUI: an all-zero mask
+                return ImageOps.invert(image.convert("RGBA").getchannel("A"))
+            return image.convert("RGB").getchannel("RGB".index(channel[0].upper()))
+        return None
+
+    def _denoise(self, workflow: dict[str, Any]) -> float:
+        for spec in workflow.values():
+            if spec["class_type"] in SAMPLERS:
+                return float(spec["inputs"].get("denoise", 1.0))
+        return 1.0
 
     def _save(self, workflow: dict[str, Any], prefix: str, kind: str) -> list[dict[str, str]]:
         width, height, batch = self._latent(workflow)
+        source, mask = self._source(workflow), self._noise_mask(workflow)
         images = []
         for index in range(batch):
             self._counter += 1
             name = f"{prefix}_{self._counter:05}_.png"
-            self.files[(kind, "", name)] = png(width, height, (200, 40 * index % 256, 30))
+            colour = (200, 40 * index % 256, 30)
+            if source is None:
+                data = png(width, height, colour)
+            else:
+                base = source.convert("RGB").resize((width, height))
+                paint = Image.blend(base, Image.new("RGB", (width, height), colour),
+                                    self._denoise(workflow))
+                if mask is not None:
+                    paint = Image.composite(paint, base, mask.resize((width, height)))
+                data = _png_of(paint)
+            self.files[(kind, "", name)] = data
             images.append({"filename": name, "subfolder": "", "type": kind})
         return images
 

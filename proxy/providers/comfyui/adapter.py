@@ -4,7 +4,8 @@ One job = one prompt. The websocket is opened first (ComfyUI does not buffer eve
 workflow is queued with the request injected, and the prompt is followed to its end: per-node
 progress becomes one percentage, previews become partial images, ``executed`` outputs are
 fetched from ``/view``. A lost websocket falls back to polling ``/history``; a job the caller
-abandons is interrupted and dequeued on the server.
+abandons is interrupted and dequeued on the server. An edit runs the model's edit workflow after
+uploading its image (and mask) with ``/upload/image``; their stored names go into ``LoadImage``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from proxy.config import ModelConfig
+from proxy.edits.inputs import InputImage
 from proxy.errors import GatewayError, invalid_param, upstream_error
 from proxy.events import Completed, Event, Image, Progress
 from proxy.imaging import to_b64
@@ -28,25 +30,58 @@ from proxy.providers.comfyui.client import ComfyClient
 from proxy.providers.comfyui.protocol import history_outcome, image_refs
 from proxy.providers.comfyui.run import Clock, PromptRun
 from proxy.providers.comfyui.settings import ComfyUISettings
-from proxy.providers.comfyui.workflow import Graph, load_workflow
+from proxy.providers.comfyui.workflow import (
+    Graph,
+    Workflow,
+    load_edit_workflow,
+    load_workflow,
+)
 
 if TYPE_CHECKING:
     from proxy.jobs import Job
 
 # Every this many empty ``/history`` polls, ask ``/queue`` whether the prompt still exists.
 _QUEUE_CHECK_EVERY = 5
+# The longest edge the catalog allows; an edit's input image larger than this is scaled down.
+_MAX_EDGE = 4096
+
+
+def _upload_stem(job_id: str) -> str:
+    """Upload names: the job id, so concurrent edits never share (or overwrite) a file."""
+    return "".join(c for c in job_id if c.isalnum() or c in "-_")[:64] or uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class _Upload:
+    """One file to send to ``/upload/image``; its stored name fills ``parameters``."""
+
+    image: InputImage
+    filename: str
+    parameters: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    graph: Graph
-    width: int
-    height: int
+    workflow: Workflow
+    values: dict[str, Any]
     output_format: str
+    uploads: tuple[_Upload, ...] = ()
 
 
 def _multiple_of_8(value: int) -> int:
     return max(16, (value + 4) // 8 * 8)
+
+
+def _input_size(image: InputImage) -> tuple[int, int]:
+    """An edit's output size when the request gives none: the image's, in steps of 8 and
+    scaled down to the 4096 px edge the catalog allows."""
+    scale = min(1.0, _MAX_EDGE / max(image.width, image.height))
+    return (min(_MAX_EDGE, _multiple_of_8(round(image.width * scale))),
+            min(_MAX_EDGE, _multiple_of_8(round(image.height * scale))))
+
+
+def _extension(image: InputImage) -> str:
+    return {"jpeg": "jpg"}.get(image.format, image.format)
 
 
 def _prompt_id(job_id: str) -> str:
@@ -66,21 +101,37 @@ class ComfyUIProvider(Provider):
                  context: ProviderContext) -> None:
         super().__init__(model, settings, context)
         self.workflow = load_workflow(self.settings, context.config_dir)
+        self.edit_workflow = load_edit_workflow(self.settings, context.config_dir)
         self.client = ComfyClient(context.http, self.settings.base_url, self.settings.headers)
 
     @classmethod
     def check(cls, settings: ProviderSettings, config_dir: Path) -> None:
         assert isinstance(settings, ComfyUISettings)
         load_workflow(settings, config_dir)
+        load_edit_workflow(settings, config_dir)
 
     def _plan(self, job: Job) -> _Plan:
         request = job.request
-        workflow = self.workflow
-        size = request.size if request.size not in (None, "auto") else self.settings.default_size
-        width, height = (_multiple_of_8(int(v)) for v in size.split("x"))
+        editing = job.kind == "edit"
+        workflow = self.edit_workflow if editing else self.workflow
+        if workflow is None:
+            raise invalid_param("model", f"Model '{job.model.name}' has no edit workflow "
+                                         "configured (its ComfyUI entry sets no edit_workflow).",
+                                code="model_cannot_edit")
+        uploads: tuple[_Upload, ...] = ()
+        if editing:
+            uploads = self._uploads(job, workflow)
+        if request.size not in (None, "auto"):
+            width, height = (_multiple_of_8(int(v)) for v in request.size.split("x"))
+        elif editing:
+            width, height = _input_size(request.images[0])
+        else:
+            width, height = (_multiple_of_8(int(v))
+                             for v in self.settings.default_size.split("x"))
         if request.n > 1 and not workflow.maps("batch_size"):
+            what = "edit workflow" if editing else "workflow"
             raise invalid_param("n", f"Model '{job.model.name}' makes one image per request: "
-                                     "its workflow has no batch_size input.")
+                                     f"its {what} has no batch_size input.")
         values: dict[str, Any] = {"prompt": request.prompt, "width": width, "height": height,
                                   "batch_size": request.n}
         if request.negative_prompt is not None:
@@ -91,21 +142,68 @@ class ComfyUIProvider(Provider):
         steps = workflow.quality_steps.get(request.quality or "")
         if steps is not None:
             values["steps"] = steps
-        graph = workflow.build({k: v for k, v in values.items() if workflow.maps(k)})
-        return _Plan(graph, width, height, request.output_format or "png")
+        if workflow.denoise is not None:
+            values["denoise"] = workflow.denoise
+        return _Plan(workflow, {k: v for k, v in values.items() if workflow.maps(k)},
+                     request.output_format or "png", uploads)
+
+    @staticmethod
+    def _uploads(job: Job, workflow: Workflow) -> tuple[_Upload, ...]:
+        """What an edit uploads: the image, and the mask when the workflow has a mask input.
+
+        OpenAI's mask marks the area to edit with fully transparent pixels; ComfyUI's
+        ``LoadImage`` / ``LoadImageMask`` (channel alpha) make their MASK as 1 - alpha, so
+        the same pixels are the masked (repainted) ones and the mask is uploaded unchanged.
+        """
+        request, name = job.request, job.model.name
+        if not request.images:
+            raise invalid_param("image", "Missing required parameter: 'image'.",
+                                code="missing_required_parameter")
+        if len(request.images) > 1:
+            raise invalid_param("image", f"Model '{name}' edits one image: its ComfyUI edit "
+                                         f"workflow has one image input, got "
+                                         f"{len(request.images)}.", code="too_many_images")
+        image = request.images[0]
+        stem = _upload_stem(job.id)
+        if request.mask is not None:
+            if not workflow.maps("mask"):
+                raise invalid_param(
+                    "mask", f"Model '{name}' takes no mask: its ComfyUI edit workflow has no "
+                            "mask input. Send the edit without 'mask', or use an inpainting "
+                            "workflow (e.g. edit_workflow: sdxl_inpaint).",
+                    code="unsupported_parameter")
+            return (_Upload(image, f"{stem}.{_extension(image)}", ("image",)),
+                    _Upload(request.mask, f"{stem}-mask.png", ("mask",)))
+        if workflow.maps("mask"):
+            if not image.has_alpha:
+                raise invalid_param(
+                    "mask", f"Model '{name}' inpaints: send a 'mask' (a PNG whose fully "
+                            "transparent pixels mark the area to edit), or an image whose "
+                            "transparent pixels do.", code="missing_required_parameter")
+            # As OpenAI does without a mask: the image's own transparency is the mask.
+            return (_Upload(image, f"{stem}.{_extension(image)}", ("image", "mask")),)
+        return (_Upload(image, f"{stem}.{_extension(image)}", ("image",)),)
+
+    async def _upload(self, plan: _Plan, clock: Clock) -> Graph:
+        """Upload the plan's files; the graph with their stored names injected."""
+        values = dict(plan.values)
+        for upload in plan.uploads:
+            stored = await self.client.upload(
+                upload.image.data, upload.filename, upload.image.mime,
+                self.settings.upload_subfolder, clock.http())
+            for parameter in upload.parameters:
+                values[parameter] = stored
+        return plan.workflow.build(values)
 
     async def generate(self, job: Job) -> AsyncGenerator[Event, None]:
         request = job.request
-        if job.kind != "generation":
-            # The workflows have no image input yet; never answer an edit with a new picture.
-            raise GatewayError(400, f"Model '{job.model.name}' cannot edit images yet: its "
-                                    "ComfyUI workflow only generates.",
-                               code="unsupported_operation")
         plan = self._plan(job)
         clock = Clock(job.model.config.timeout)
+        # Uploads come first, before any event: a failed upload is still an HTTP error.
+        graph = await self._upload(plan, clock)
         prompt_id = _prompt_id(job.id)
         run = PromptRun(
-            prompt_id, {node: spec["class_type"] for node, spec in plan.graph.items()},
+            prompt_id, {node: spec["class_type"] for node, spec in graph.items()},
             partial_images=request.partial_images if request.stream else 0,
             output_format=plan.output_format, compression=request.output_compression,
             clock=clock,
@@ -113,7 +211,7 @@ class ComfyUIProvider(Provider):
         ws = await self.client.connect(job.id, clock.http())
         try:
             # From here on the prompt may exist on the server, even if its answer is lost.
-            await self.client.submit(plan.graph, job.id, prompt_id, clock.http())
+            await self.client.submit(graph, job.id, prompt_id, clock.http())
             yield Progress(0.0, stage="queued")
             while ws is not None and not run.finished and not run.lost:
                 for event in await run.receive(ws):

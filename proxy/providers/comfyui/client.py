@@ -55,7 +55,7 @@ class ComfyClient:
             log.warning("ComfyUI at %s refused the websocket (HTTP %s); polling instead",
                         self.host, exc.status)
             return None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise upstream_timeout(
                 f"The ComfyUI server at {self.host} did not open its websocket in time."
             ) from None
@@ -79,6 +79,33 @@ class ComfyClient:
                 raise GatewayError(400, f"ComfyUI rejected the workflow: "
                                         f"{validation_summary(raw)}", code="workflow_invalid")
             raise self._status_error(response.status, raw, "the prompt")
+
+    async def upload(self, data: bytes, filename: str, content_type: str, subfolder: str,
+                     timeout: TimeoutConfig) -> str:
+        """``POST /upload/image`` into the input folder; the name ``LoadImage`` takes for it
+        (``subfolder/name``, as ComfyUI answered it)."""
+        form = aiohttp.FormData()
+        form.add_field("image", data, filename=filename, content_type=content_type)
+        form.add_field("type", "input")
+        form.add_field("subfolder", subfolder)
+        form.add_field("overwrite", "true")  # names are unique per job; a retry replaces
+        async with self.http.request("POST", f"{self.base}/upload/image", timeout=timeout,
+                                     headers=self.headers, body=form) as response:
+            raw = await response.read()
+            if response.status != 200:
+                what = f"the upload of {filename!r}"
+                if response.status == 413:
+                    what += " (larger than the server's --max-upload-size)"
+                raise self._status_error(response.status, raw, what)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
+            raise upstream_error(f"ComfyUI answered the upload of {filename!r} without the "
+                                 "stored file's name.", code="upstream_invalid_response")
+        folder = str(body.get("subfolder") or "").strip("/")
+        return f"{folder}/{body['name']}" if folder else body["name"]
 
     async def history(self, prompt_id: str, timeout: TimeoutConfig) -> dict[str, Any] | None:
         """The prompt's history entry, or None while ComfyUI has none (not finished)."""

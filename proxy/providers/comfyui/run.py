@@ -7,7 +7,6 @@ generator stays the only one that has to be closed.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -76,7 +75,7 @@ class PromptRun:
         """Wait for the next message; the events it means (possibly none)."""
         try:
             message = await ws.receive(timeout=self.clock.remaining())
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise self.clock.expired() from None
         if message.type is aiohttp.WSMsgType.TEXT:
             return self.on_text(message.data)

@@ -10,6 +10,9 @@ from proxy.providers.base import ProviderSettings
 
 # The gateway parameters a workflow can take, each injected into one or more node inputs.
 PARAMETERS = ("prompt", "negative_prompt", "seed", "width", "height", "batch_size", "steps")
+# What only an edit workflow takes: the uploaded image's and mask's names (``LoadImage.image``,
+# ``LoadImageMask.image``) and the sampler's denoise.
+EDIT_PARAMETERS = (*PARAMETERS, "image", "mask", "denoise")
 
 # One injection target: ``[node_id, input_name]``.
 Target = tuple[str, str]
@@ -27,6 +30,17 @@ def targets(value: Any) -> Any:
             pair = [str(pair[0]), pair[1]]
         out.append(pair)
     return out
+
+
+def _normalise(value: Any, known: tuple[str, ...], hint: str = "") -> Any:
+    if not isinstance(value, dict):
+        return value
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        extra = hint if set(unknown) & set(EDIT_PARAMETERS) else ""
+        raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(known)}{extra}")
+    return {name: targets(pairs) for name, pairs in value.items()}
 
 
 class ComfyUISettings(ProviderSettings):
@@ -48,17 +62,27 @@ class ComfyUISettings(ProviderSettings):
     headers: dict[str, str] = Field(default_factory=dict)
     # Seconds between ``/history`` polls when the websocket is lost mid-job.
     poll_interval: float = Field(1.0, gt=0, le=60)
+    # Edits (``/images/edits``): the workflow run for them, a built-in name or a path like
+    # ``workflow``; without one the model refuses edits.
+    edit_workflow: str | None = Field(None, min_length=1)
+    # The edit workflow's injection map (it must map ``image``); overrides a built-in's map.
+    edit_inputs: dict[str, list[Target]] = Field(default_factory=dict)
+    # The sampler's denoise for edits, when the edit workflow maps ``denoise``; default: the
+    # built-in workflow's (0.75 image-to-image, 1.0 inpaint), else 0.75.
+    edit_denoise: float | None = Field(None, gt=0, le=1)
+    # ComfyUI input subfolder that edit uploads go to ("" = the input folder itself).
+    upload_subfolder: str = "image-proxy"
 
     @field_validator("inputs", mode="before")
     @classmethod
     def _normalise_inputs(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        unknown = sorted(set(value) - set(PARAMETERS))
-        if unknown:
-            raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; "
-                             f"known: {', '.join(PARAMETERS)}")
-        return {name: targets(pairs) for name, pairs in value.items()}
+        return _normalise(value, PARAMETERS, hint=" (image, mask and denoise belong in "
+                                                   "edit_inputs)")
+
+    @field_validator("edit_inputs", mode="before")
+    @classmethod
+    def _normalise_edit_inputs(cls, value: Any) -> Any:
+        return _normalise(value, EDIT_PARAMETERS)
 
     @field_validator("quality_steps")
     @classmethod
@@ -67,6 +91,14 @@ class ComfyUISettings(ProviderSettings):
             if not 1 <= steps <= 10000:
                 raise ValueError(f"steps for quality {quality!r} must be between 1 and 10000")
         return value
+
+    @field_validator("upload_subfolder")
+    @classmethod
+    def _relative_folder(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.split("/") or "\\" in value:
+            raise ValueError("must be a relative folder inside ComfyUI's input folder, "
+                             "without '..' or backslashes")
+        return value.rstrip("/")
 
     @field_validator("output_node", mode="before")
     @classmethod
