@@ -68,7 +68,7 @@ def load_image(data: bytes, *, param: str, filename: str = "image",
         raise invalid_param(param, f"Invalid file '{param}': the image data is corrupt.",
                             code="invalid_image") from None
     extension = {"jpeg": "jpg"}.get(kind, kind)
-    name = filename if filename and filename != "upload" else f"image.{extension}"
+    name = filename if filename not in ("", "upload", "image") else f"image.{extension}"
     return InputImage(data, kind, width, height, alpha, name)
 
 

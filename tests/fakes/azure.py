@@ -1,12 +1,16 @@
 """A fake Azure OpenAI resource: the deployment-based Images API (``providers.md`` §A).
 
 ``POST /openai/deployments/{deployment}/images/generations?api-version=…`` with ``api-key`` (or an
-Entra ID ``Authorization: Bearer`` token). The images, the SSE stream and the misbehaviour on demand
-(``mode``, ``status``…) are the OpenAI fake's: Azure's wire format is OpenAI's. Azure's own answers
-are added: 401 with ``code: "401"``, 404 ``DeploymentNotFound`` for a deployment it does not have,
-404 ``Resource not found`` without ``api-version``, DALL-E's content-filter annotations, and the
-content filter's shapes: ``filter_200`` (HTTP 200 with an ``error`` and no ``data``) and
-``filter_mid_stream`` (an ``error`` event after the first partial image).
+Entra ID ``Authorization: Bearer`` token), and ``…/images/edits`` (multipart, gpt-image deployments
+only: "DALL-E models don't support the Image Edit API"). The images, the SSE stream, the edit
+multipart's checks (file parts ``image``/``image[]``/``mask`` with an image mimetype,
+``application/octet-stream`` refused) and the misbehaviour on demand (``mode``, ``status``…) are
+the OpenAI fake's: Azure's wire format is OpenAI's. Azure's own answers are added: 401 with
+``code: "401"``, 404 ``DeploymentNotFound`` for a deployment it does not have, 404 ``Resource not
+found`` without ``api-version``, DALL-E's content-filter annotations, and the content filter's
+shapes: ``filter_200`` (HTTP 200 with an ``error`` and no ``data``) and ``filter_mid_stream`` (an
+``error`` event after the first partial image, generations and edits alike). Every call, edits
+included, is recorded in ``calls``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.fakes.openai_upstream import API_KEY as OPENAI_KEY
 from tests.fakes.openai_upstream import FakeOpenAI, png_b64
 
 API_KEY = "azure-fake-resource-key"
@@ -37,6 +42,8 @@ ANNOTATIONS = {
     "prompt_filter_results": {c: {"filtered": False, "severity": "safe"} for c in _CATEGORIES},
     "content_filter_results": {c: {"filtered": False, "severity": "safe"} for c in _CATEGORIES},
 }
+# Azure's answer to an edit on a DALL-E deployment [?: the docs say only that it is unsupported].
+NO_DALLE_EDITS = "DALL-E models don't support the Image Edit API."
 
 
 def azure_error(status: int, code: str, message: str, **extra: Any) -> Response:
@@ -49,7 +56,10 @@ class AzureCall:
     path: str
     query: dict[str, str]
     headers: dict[str, str]
+    # JSON for generations; the text parts of an edit's multipart (values as sent: strings).
     body: dict[str, Any]
+    # Edits: every file part as (field, filename, content type, bytes), in the order sent.
+    files: list[tuple[str, str, str, bytes]] = field(default_factory=list)
 
 
 @dataclass
@@ -69,45 +79,72 @@ class FakeAzure(FakeOpenAI):
         return Starlette(routes=[
             Route("/openai/deployments/{deployment}/images/generations", self._deployment,
                   methods=["POST"]),
+            Route("/openai/deployments/{deployment}/images/edits", self._deployment_edits,
+                  methods=["POST"]),
         ])
+
+    def _refusal(self, request: Request) -> tuple[str, Response | None]:
+        """Azure's checks before any work (version, credentials, deployment) and the modes that
+        answer instead of the model; ``(deployed model, refusal or None)``."""
+        if "api-version" not in request.query_params:
+            return "", azure_error(404, "404", "Resource not found")
+        key_ok = request.headers.get("api-key") == API_KEY
+        token_ok = request.headers.get("authorization") == f"Bearer {ENTRA_TOKEN}"
+        if not (key_ok or token_ok):
+            return "", azure_error(401, "401", "Access denied due to invalid subscription key or "
+                                   "wrong API endpoint. Make sure to provide a valid key for an "
+                                   "active subscription and use a correct regional API "
+                                   "endpoint for your resource.")
+        model = self.deployments.get(request.path_params["deployment"])
+        if model is None:
+            return "", azure_error(404, "DeploymentNotFound", DEPLOYMENT_NOT_FOUND)
+        if self.mode == "status":
+            return model, Response(self.status_body, status_code=self.status,
+                                   headers=self.status_headers, media_type="application/json")
+        if self.mode == "filter_200":
+            return model, Response(orjson.dumps({"created": int(time.time()), "error": {
+                "code": "contentFilter", "message": FILTERED_200}}),
+                media_type="application/json")
+        return model, None
+
+    async def _deployment_edits(self, request: Request) -> Response:
+        """The OpenAI fake's edit handler does the multipart work (parts parsed and checked,
+        the answer or the ``image_edit.*`` stream); Azure's own checks decide first."""
+        before = len(self.requests)
+        answer = await self._edits(_as_openai_call(request))
+        recorded = self.requests.pop() if len(self.requests) > before else None
+        self.calls.append(AzureCall(
+            request.url.path, dict(request.query_params), dict(request.headers),
+            recorded.body if recorded else {}, recorded.files if recorded else []))
+        model, refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        if not model.startswith("gpt-image"):
+            return azure_error(400, "OperationNotSupported", NO_DALLE_EDITS)
+        return answer
 
     async def _deployment(self, request: Request) -> Response:
         body = orjson.loads(await request.body())
         self.calls.append(AzureCall(request.url.path, dict(request.query_params),
                                     dict(request.headers), body))
-        if "api-version" not in request.query_params:
-            return azure_error(404, "404", "Resource not found")
-        key_ok = request.headers.get("api-key") == API_KEY
-        token_ok = request.headers.get("authorization") == f"Bearer {ENTRA_TOKEN}"
-        if not (key_ok or token_ok):
-            return azure_error(401, "401", "Access denied due to invalid subscription key or "
-                               "wrong API endpoint. Make sure to provide a valid key for an "
-                               "active subscription and use a correct regional API endpoint "
-                               "for your resource.")
-        model = self.deployments.get(request.path_params["deployment"])
-        if model is None:
-            return azure_error(404, "DeploymentNotFound", DEPLOYMENT_NOT_FOUND)
-        if self.mode == "status":
-            return Response(self.status_body, status_code=self.status,
-                            headers=self.status_headers, media_type="application/json")
-        if self.mode == "filter_200":
-            return Response(orjson.dumps({"created": int(time.time()), "error": {
-                "code": "contentFilter", "message": FILTERED_200}}),
-                media_type="application/json")
+        model, refused = self._refusal(request)
+        if refused is not None:
+            return refused
         if model.startswith("gpt-image"):
             if "response_format" in body:
                 return azure_error(400, "unknown_parameter", "Unknown parameter: "
                                    "'response_format'.", param="response_format",
                                    type="invalid_request_error")
             if body.get("stream"):
-                return StreamingResponse(self._azure_stream(body),
-                                         media_type="text/event-stream")
+                return StreamingResponse(self._stream(body), media_type="text/event-stream")
             return Response(orjson.dumps(self._images_response(body, body.get("n", 1))),
                             media_type="application/json")
         return Response(orjson.dumps(self._dalle_response(body)), media_type="application/json")
 
-    async def _azure_stream(self, body: dict[str, Any]):
-        frames = self._stream(body)
+    async def _stream(self, body: dict[str, Any], prefix: str = "image_generation"):
+        """The OpenAI fake's stream (``image_edit.*`` for edits), cut by the content filter in
+        ``filter_mid_stream`` mode."""
+        frames = super()._stream(body, prefix)
         if self.mode != "filter_mid_stream":
             async for frame in frames:
                 yield frame
@@ -128,3 +165,11 @@ class FakeAzure(FakeOpenAI):
         else:
             item["url"] = "https://dalleprodsec.blob.core.windows.net/private/images/fake.png"
         return {"created": int(time.time()), "data": [item]}
+
+
+def _as_openai_call(request: Request) -> Request:
+    """The same request (its body not yet read) as the OpenAI fake expects it: Azure's
+    credentials were checked by Azure's rules, so its bearer check is satisfied."""
+    headers = [(k, v) for k, v in request.scope["headers"] if k != b"authorization"]
+    headers.append((b"authorization", f"Bearer {OPENAI_KEY}".encode()))
+    return Request({**request.scope, "headers": headers}, request.receive)

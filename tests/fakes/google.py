@@ -7,6 +7,11 @@ and that has not expired (Vertex), the role of ``contents``, ``candidateCount`` 
 Gemini API refuses. Every request is recorded; answers can be scripted call by call (a documented
 safety shape as HTTP 200, an HTTP error) and calls can be slowed to prove they run in parallel.
 
+Edits (§B.2): input images are ``inlineData`` parts (``inline_data`` is read too) next to the
+text of the user turn; the fake checks that each ``mimeType`` is one Gemini takes and that
+``data`` is valid base64 of an image of that type (400 ``INVALID_ARGUMENT`` otherwise), holds
+gemini-2.5-flash-image to 3 of them, and records them in ``Recorded.inputs``.
+
 The token endpoint verifies the service account's RS256 assertion (its audience, issuer, scope,
 signature) and issues ``fake-token-1``, ``fake-token-2`` ... that live ``token_lifetime`` seconds.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import io
 import json
 import re
@@ -55,6 +61,11 @@ GEMINI_1K = {"1:1": (1024, 1024), "2:3": (832, 1248), "3:2": (1248, 832), "3:4":
 IMAGEN_1K = {"1:1": (1024, 1024), "3:4": (896, 1280), "4:3": (1280, 896), "9:16": (768, 1408),
              "16:9": (1408, 768)}
 TIER_SCALE = {"512": 0.5, "1K": 1, "2K": 2, "4K": 4}
+# Input images Gemini takes inline (PIL reads the first three), and how many a model takes.
+INPUT_MIMES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP",
+               "image/heic": None, "image/heif": None}
+MAX_INPUT_IMAGES = {"gemini-2.5-flash-image": 3}
+MAX_INPUT_IMAGES_DEFAULT = 14
 
 _PATH = re.compile(
     r"^/(?:(?P<version>v1beta)/models/|(?P<vversion>v1)/projects/(?P<project>[^/]+)/locations/"
@@ -146,6 +157,14 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    # generateContent: the user turn's parts in order, ("text", text) or (MIME type, bytes)
+    # for each inline image; filled once the parts are checked.
+    parts: list[tuple[str, Any]] = field(default_factory=list)
+
+    @property
+    def inputs(self) -> list[tuple[str, bytes]]:
+        """The inline input images: (MIME type, decoded bytes)."""
+        return [part for part in self.parts if part[0] != "text"]
 
     @property
     def model(self) -> str:
@@ -277,6 +296,10 @@ class FakeGoogle:
             return Reply(404, error_body(404, "NOT_FOUND", f"models/{model} is not found for "
                                          f"API version {version}, or is not supported for "
                                          f"{method}.")).response()
+        if method == "generateContent":
+            problem = _read_parts(body, self.requests[-1], model)
+            if problem is not None:
+                return _invalid(problem)
         self.calls += 1
         number = self.calls
         self.in_flight += 1
@@ -368,6 +391,51 @@ class FakeGoogle:
                     body["instances"][0]["prompt"]
             predictions.append(item)
         return _json({"predictions": predictions})
+
+
+def _read_parts(body: dict[str, Any], recorded: Recorded, model: str) -> str | None:
+    """Check the user turn's parts and record them; what is wrong, or None."""
+    contents = body.get("contents")
+    turn = contents[0] if isinstance(contents, list) and contents else None
+    parts = turn.get("parts") if isinstance(turn, dict) else None
+    if not isinstance(parts, list) or not parts:
+        return None  # _generate answers the missing turn
+    for index, part in enumerate(parts):
+        if not isinstance(part, dict):
+            return f"Invalid value at 'contents[0].parts[{index}]': not an object."
+        inline = part.get("inlineData", part.get("inline_data"))
+        if inline is None:
+            if not isinstance(part.get("text"), str):
+                return f"contents[0].parts[{index}] has neither text nor inlineData."
+            recorded.parts.append(("text", part["text"]))
+            continue
+        where = f"contents[0].parts[{index}].inline_data"
+        mime = inline.get("mimeType", inline.get("mime_type")) if isinstance(inline, dict) \
+            else None
+        if mime not in INPUT_MIMES:
+            return f"Unsupported MIME type at '{where}.mime_type': {mime}"
+        try:
+            data = base64.b64decode(str(inline.get("data", "")), validate=True)
+        except (binascii.Error, ValueError):
+            return (f"Invalid value at '{where}.data' (TYPE_BYTES), Base64 decoding failed for "
+                    f'"{str(inline.get("data"))[:16]}"')
+        if not data:
+            return f"Invalid value at '{where}.data': empty."
+        expected = INPUT_MIMES[mime]
+        if expected is not None:
+            try:
+                with Image.open(io.BytesIO(data)) as image:
+                    image.load()
+                    found = image.format
+            except (OSError, ValueError):
+                return f"Unable to process input image at '{where}': not a valid image."
+            if found != expected:
+                return f"Unable to process input image at '{where}': {mime} holds {found}."
+        recorded.parts.append((mime, data))
+    limit = MAX_INPUT_IMAGES.get(model, MAX_INPUT_IMAGES_DEFAULT)
+    if len(recorded.inputs) > limit:
+        return f"Too many input images: {len(recorded.inputs)} (at most {limit} for {model})."
+    return None
 
 
 def _json(body: dict[str, Any]) -> Response:

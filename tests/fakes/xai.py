@@ -8,12 +8,20 @@ grok-2-image: 1024x768), returned as ``data:image/jpeg;base64,…`` or as a temp
 ``ok``; ``moderated`` (the 400 xAI sends when moderation rejects the image); ``status`` (any status,
 body and headers). ``withheld`` images (the first ones) come back with HTTP 200 as xAI flags them:
 ``respect_moderation: false`` and no payload.
+
+Edits (§D.1): ``POST /v1/images/edits`` takes JSON only (multipart is refused with a 415, as xAI
+answers the OpenAI SDK's ``images.edit()``), with one source image as ``image: {"url": …,
+"type": "image_url"}`` or several as ``images: [...]`` (at most 3; 5 on grok-imagine-image-2.0),
+never both, and no ``mask``. The fake takes ``data:image/png|jpeg|webp;base64,…`` URLs whose
+bytes must really be such an image, and records the decoded bytes in ``XAICall.images``.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import io
+import re
 import uuid
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -33,6 +41,12 @@ RATIOS = ("1:1", "3:4", "4:3", "9:16", "16:9", "2:3", "3:2", "9:19.5", "19.5:9",
 _ARGUMENTS = {"model", "prompt", "n", "response_format", "aspect_ratio", "resolution", "user"}
 # 2e8 ticks of 1e-10 USD: $0.02 an image.
 TICKS_PER_IMAGE = 200_000_000
+# Models that edit, and how many source images each takes.
+EDIT_LIMITS = {"grok-imagine-image": 3, "grok-imagine-image-2.0": 5}
+# [?: the status is reported by third parties; the wording is the fake's]
+NOT_JSON = "Unsupported content type: image edits take application/json."
+_DATA_URL = re.compile(r"^data:(image/(?:png|jpeg|webp));base64,(.+)$", re.DOTALL)
+_PIL_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"}
 
 
 def xai_error(status: int, message: str, code: str = INVALID, **extra: Any) -> Response:
@@ -46,12 +60,16 @@ def jpeg_b64(width: int, height: int, colour: tuple[int, int, int]) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def image_size(body: dict[str, Any]) -> tuple[int, int]:
+def image_size(body: dict[str, Any],
+               source: tuple[int, int] | None = None) -> tuple[int, int]:
     if body["model"].startswith("grok-2-image"):
         return 1024, 768
     long_edge = 2048 if body.get("resolution") == "2k" else 1024
-    width, height = (float(v) for v in (body.get("aspect_ratio") or "1:1").replace(
-        "auto", "1:1").split(":"))
+    if source is not None and body.get("aspect_ratio") in (None, "auto"):
+        width, height = float(source[0]), float(source[1])
+    else:
+        width, height = (float(v) for v in (body.get("aspect_ratio") or "1:1").replace(
+            "auto", "1:1").split(":"))
     if width >= height:
         return long_edge, round(long_edge * height / width)
     return round(long_edge * width / height), long_edge
@@ -62,6 +80,8 @@ class XAICall:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    # Edits: the decoded bytes of each source image, in order.
+    images: list[bytes] = field(default_factory=list)
 
 
 @dataclass
@@ -85,16 +105,52 @@ class FakeXAI:
     def app(self) -> Starlette:
         return Starlette(routes=[
             Route("/v1/images/generations", self._generations, methods=["POST"]),
+            Route("/v1/images/edits", self._edits, methods=["POST"]),
         ])
 
     async def _generations(self, request: Request) -> Response:
         body = orjson.loads(await request.body())
         self.calls.append(XAICall(request.url.path, dict(request.headers), body))
+        return self._answer(request, body, set())
+
+    async def _edits(self, request: Request) -> Response:
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            self.calls.append(XAICall(request.url.path, dict(request.headers), {}))
+            return xai_error(415, NOT_JSON)
+        body = orjson.loads(await request.body())
+        call = XAICall(request.url.path, dict(request.headers), body)
+        self.calls.append(call)
+        if request.headers.get("authorization") != f"Bearer {API_KEY}":
+            return self._answer(request, body, set())  # the wrong-key answer
+        limit = EDIT_LIMITS.get(str(body.get("model")))
+        if limit is None:
+            return xai_error(400, f"Model {body.get('model')} does not support image editing.")
+        if "image" in body and "images" in body:
+            return xai_error(400, "Give either 'image' or 'images', not both.")
+        refs = [body["image"]] if "image" in body else body.get("images")
+        if not isinstance(refs, list) or not refs:
+            return xai_error(400, "Field required: image")
+        if len(refs) > limit:
+            return xai_error(400, f"Too many images: at most {limit} source images are "
+                             f"supported, got {len(refs)}.")
+        for index, ref in enumerate(refs):
+            data = _source_image(ref)
+            if isinstance(data, str):
+                return xai_error(400, f"Invalid image {index}: {data}")
+            call.images.append(data)
+        with Image.open(io.BytesIO(call.images[0])) as first:
+            source = first.size
+        return self._answer(request, body, {"image", "images"}, source)
+
+    def _answer(self, request: Request, body: dict[str, Any], extra: set[str],
+                source: tuple[int, int] | None = None) -> Response:
+        """Generations and edits alike, once the edit's images are checked. Without an
+        ``aspect_ratio`` an edit keeps the first source image's [3p]."""
         if request.headers.get("authorization") != f"Bearer {API_KEY}":
             return xai_error(400, "Incorrect API key provided: xa***ey. You can obtain an API "
                              "key from https://console.x.ai.")
-        allowed = _ARGUMENTS | ({"quality"} if body.get("model") == "grok-imagine-image-2.0"
-                                else set())
+        allowed = _ARGUMENTS | extra | ({"quality"} if body.get("model") ==
+                                        "grok-imagine-image-2.0" else set())
         for name in body:
             if name not in allowed:
                 return xai_error(400, f"Argument not supported: {name}")
@@ -109,7 +165,7 @@ class FakeXAI:
         usage = {"cost_in_usd_ticks": TICKS_PER_IMAGE * n}
         if self.mode == "moderated":
             return xai_error(400, MODERATED, usage=usage)
-        width, height = image_size(body)
+        width, height = image_size(body, source)
         data: list[dict[str, Any]] = [
             {"url": "", "revised_prompt": "", "respect_moderation": False}
         ] * min(self.withheld, n)
@@ -125,3 +181,23 @@ class FakeXAI:
             data.append(item)
         return Response(orjson.dumps({"data": data, "usage": usage}),
                         media_type="application/json")
+
+
+def _source_image(ref: Any) -> bytes | str:
+    """The bytes of ``{"url": "data:image/…;base64,…", "type": "image_url"}``, or what is wrong
+    with it (http(s) URLs are not fetched by the fake: the gateway sends data URLs)."""
+    if not isinstance(ref, dict) or set(ref) != {"url", "type"} or ref["type"] != "image_url":
+        return 'expected {"url": ..., "type": "image_url"}.'
+    match = _DATA_URL.match(str(ref["url"]))
+    if match is None:
+        return "expected a data:image/png|jpeg|webp;base64 URL."
+    try:
+        data = base64.b64decode(match.group(2), validate=True)
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            kind = image.format
+    except (binascii.Error, ValueError, OSError):
+        return "the data URL does not hold a readable image."
+    if kind != _PIL_FORMATS[match.group(1)]:
+        return f"the data URL says {match.group(1)} but holds {kind}."
+    return data
