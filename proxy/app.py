@@ -24,6 +24,7 @@ from proxy.routes.images import create_edit, create_generation
 from proxy.routes.jobs import get_job
 from proxy.routes.models import get_model, list_models
 from proxy.routes.usage import get_usage
+from proxy.storage import LocalImageStore, file_route
 
 log = logging.getLogger("proxy.app")
 
@@ -53,8 +54,11 @@ async def _healthz(request: Request) -> Response:
     return JSONBody({"status": "ok"})
 
 
-def build_routes(config: GatewayConfig) -> list[Route]:
+def build_routes(config: GatewayConfig, gateway: Gateway) -> list[Route]:
     routes = [Route("/healthz", _healthz, methods=["GET"])]
+    if isinstance(gateway.store, LocalImageStore):
+        # Hosted images: no key needed, the URL's signature is the credential.
+        routes.append(file_route(gateway.store))
     for base in config.server.base_paths:
         routes += [
             Route(f"{base}/images/generations", create_generation, methods=["POST"]),
@@ -90,7 +94,7 @@ def create_app(config: GatewayConfig) -> ASGIApp:
             await gateway.aclose()
 
     app = Starlette(
-        routes=build_routes(config),
+        routes=build_routes(config, gateway),
         lifespan=lifespan,
         exception_handlers={
             GatewayError: _gateway_error,

@@ -14,6 +14,7 @@ from proxy.models.served import ModelTable
 from proxy.progress.hub import ProgressHub
 from proxy.progress.latency import LatencyBook
 from proxy.progress.store import MemorySnapshotStore
+from proxy.storage import ImageStore, build_store
 from proxy.upstream import UpstreamClient
 from proxy.usage import UsageLedger
 
@@ -28,6 +29,7 @@ class Gateway:
     fetcher: ImageFetcher
     usage: UsageLedger | None
     guard: Guard
+    store: ImageStore
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> Gateway:
@@ -37,11 +39,13 @@ class Gateway:
         return cls(config=config, http=http, models=ModelTable(config, http),
                    keys=KeyRing(config.keys), hub=ProgressHub(store, LatencyBook()),
                    fetcher=ImageFetcher(config.fetch), usage=usage,
-                   guard=Guard(MemoryCounters(), _spend_reader(usage)))
+                   guard=Guard(MemoryCounters(), _spend_reader(usage)),
+                   store=build_store(config.storage, config.data_path))
 
     async def start(self) -> None:
         await self.http.start()
         await self.fetcher.start()
+        await self.store.start()
         if self.usage is not None:
             await self.usage.start()
 
@@ -49,6 +53,7 @@ class Gateway:
         if self.usage is not None:
             await self.usage.aclose()
         await self.fetcher.aclose()
+        await self.store.aclose()
         await self.models.aclose()
         await self.hub.store.aclose()
         await self.http.aclose()

@@ -125,6 +125,8 @@ class ImageRequest:
     images: list[InputImage] = field(default_factory=list)
     # The client sent a list (``image[]`` parts or a JSON array), even of one image.
     images_listed: bool = False
+    # The client asked for URLs: images are stored and the response carries their links.
+    host_images: bool = False
     mask: InputImage | None = None
     input_fidelity: str | None = None
     # The client's own record of the request (stored with its usage, never sent upstream).
@@ -343,23 +345,16 @@ def apply_rules(
                 policy.unsupported(name)
 
     response_format = known.get("response_format")
-    if response_format == "url" and "url" not in rules.response_formats:
-        raise invalid_param(
-            "response_format",
-            f"response_format 'url' is not available for model '{model}': it returns base64 "
-            "images and this gateway has no image storage configured. Use 'b64_json'.",
-            code="unsupported_value",
-        )
     if request.stream and response_format == "url":
         raise invalid_param("response_format",
                             "Streamed images are always base64: use 'b64_json' with stream.")
+    # URLs are the gateway's own (hosted images), never an upstream's short-lived links: the
+    # upstream is asked for base64 wherever it has the choice. A model whose own default is
+    # URLs (DALL-E, xAI) keeps that default.
+    wants = response_format or rules.response_formats[0]
+    request.host_images = wants == "url" and not request.stream
     if len(rules.response_formats) > 1:
-        # Forwarded only where the upstream has a choice; b64-only models reject the field. A
-        # stream must carry base64, whatever the upstream's own default is.
-        if request.stream:
-            request.response_format = "b64_json"
-        elif response_format in rules.response_formats:
-            request.response_format = response_format
+        request.response_format = "b64_json"
 
     if request.background == "transparent" and request.output_format == "jpeg":
         raise invalid_param(

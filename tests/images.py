@@ -9,7 +9,11 @@ from PIL import Image, ImageChops, ImageStat
 
 
 def decode(b64: str) -> Image.Image:
-    image = Image.open(io.BytesIO(base64.b64decode(b64, validate=True)))
+    return decode_bytes(base64.b64decode(b64, validate=True))
+
+
+def decode_bytes(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
     image.load()
     return image
 

@@ -106,10 +106,13 @@ def test_model_entry_overrides_auth_version_and_deployment(azure) -> None:
     assert call.body["style"] == "natural" and call.body["response_format"] == "b64_json"
 
 
-def test_dall_e_urls_are_handed_on(azure) -> None:
+def test_dall_e_answers_with_urls_by_default_hosted_by_the_gateway(azure) -> None:
+    """DALL-E's default is URLs, as in OpenAI's API; they are the gateway's own links (Azure's
+    expire after 24 h and point at Azure's blob store)."""
     _, server = azure
     result = sdk(server).images.generate(model="azure/dall-e-3", prompt="a fox")
-    assert result.data[0].url.startswith("https://dalleprodsec.blob.core.windows.net/")
+    assert result.data[0].url.startswith(f"{server.url}/v1/images/files/")
+    assert result.data[0].revised_prompt
 
 
 def test_stream_relays_partials_then_completed(azure) -> None:

@@ -142,5 +142,5 @@ def test_bad_requests_to_local(local_gateway) -> None:
         client.images.generate(model="local", prompt="x", size="100x100")
     assert caught.value.param == "size" and caught.value.status_code == 400
     with pytest.raises(openai.BadRequestError) as caught:
-        client.images.generate(model="local", prompt="x", response_format="url")
+        client.images.generate(model="local", prompt="x", response_format="url", stream=True)
     assert caught.value.param == "response_format"

@@ -90,10 +90,16 @@ def test_response_format_b64_is_accepted_but_not_forwarded_to_gpt_image() -> Non
     assert "response_format" not in request.upstream_params()
 
 
-def test_url_response_format_needs_a_url_capable_model() -> None:
-    assert error_of({"prompt": "p", "response_format": "url"}).param == "response_format"
-    assert build({"prompt": "p", "response_format": "url"}, upstream="dall-e-3").response_format \
-        == "url"
+def test_url_response_format_is_hosted_by_the_gateway() -> None:
+    request = build({"prompt": "p", "response_format": "url"})
+    assert request.host_images and "response_format" not in request.upstream_params()
+    dalle = build({"prompt": "p"}, upstream="dall-e-3")
+    assert dalle.host_images, "DALL-E's own default is URLs"
+    assert dalle.response_format == "b64_json", "but the upstream is asked for base64"
+    assert not build({"prompt": "p", "response_format": "b64_json"},
+                     upstream="dall-e-3").host_images
+    assert error_of({"prompt": "p", "response_format": "url", "stream": True}).param == \
+        "response_format"
 
 
 def test_streaming_forces_base64_where_the_upstream_defaults_to_urls() -> None:

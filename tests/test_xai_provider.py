@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import openai
 import pytest
 
@@ -129,13 +130,15 @@ def test_legacy_model_gets_neither_size_nor_ratio(xai) -> None:
     assert fake.calls[-1].body["model"] == "grok-2-image-1212"
 
 
-def test_url_response_format_hands_on_xai_urls(xai) -> None:
+def test_url_response_format_is_hosted_by_the_gateway(xai) -> None:
+    """xAI's own links are temporary and point elsewhere: the gateway asks for base64 and hands
+    out links to images it hosts."""
     fake, server = xai
     result = sdk(server).images.generate(model="xai/grok-imagine-image", prompt="p",
                                          response_format="url")
-    assert result.data[0].url.startswith("https://imgen.x.ai/")
-    assert result.output_format == "jpeg"
-    assert fake.calls[-1].body["response_format"] == "url"
+    assert result.data[0].url.startswith(f"{server.url}/v1/images/files/")
+    assert httpx.get(result.data[0].url).headers["content-type"] == "image/png"
+    assert fake.calls[-1].body["response_format"] == "b64_json"
 
 
 def test_stream_is_emulated_with_base64(xai) -> None:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from proxy.fetching import FetchSettings
 from proxy.models.pricing import Price
 from proxy.models.rules import ModelRulesOverride
+from proxy.storage import LocalStoreSettings, StorageSettings
 
 
 class Strict(BaseModel):
@@ -143,6 +144,9 @@ class GatewayConfig(Strict):
     # Images given to edits as http(s) URLs are fetched with SSRF protection.
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     usage: UsageConfig = Field(default_factory=UsageConfig)
+    # Where images go when a client asks response_format "url": by default a directory in
+    # data_dir served by the gateway under signed, expiring URLs; or an S3-compatible bucket.
+    storage: StorageSettings = Field(default_factory=LocalStoreSettings)
     # Where the gateway keeps what must survive a restart (usage ledger, hosted images); a
     # relative path is relative to this file.
     data_dir: str | None = None

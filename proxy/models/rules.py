@@ -72,8 +72,8 @@ class ModelRules(BaseModel):
     thinking_levels: list[str] | None = None
     response_modalities: bool = False
     media_resolution: bool = False
-    # ``b64_json`` is always available (it is what the gateway returns); ``url`` only where the
-    # upstream hands out URLs itself.
+    # What the model's own API offers; the first is its default (DALL-E: url). Any model can
+    # answer with URLs: the gateway hosts the images.
     response_formats: list[str] = Field(default_factory=lambda: ["b64_json"])
     # The upstream streams partial images itself; otherwise the gateway emulates the stream.
     streaming: bool = False

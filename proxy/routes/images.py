@@ -27,6 +27,7 @@ from proxy.progress.tracker import JobTracker
 from proxy.responses import JSONBody, error_response
 from proxy.routes.body import read_json_object
 from proxy.usage import UsageMeter
+from proxy.writers.hosting import host_images
 from proxy.writers.json_body import collect_response
 from proxy.writers.sse_stream import sse_events
 
@@ -161,6 +162,9 @@ async def respond(request: Request, job: Job, gateway: Gateway, finished: JobFin
             body = await _unless_disconnected(request, collect_response(job, events))
         if body is None:
             return Response(status_code=CLIENT_CLOSED)
+        if job.request.host_images:
+            await host_images(body, job, gateway.store,
+                              f"{request.url.scheme}://{request.url.netloc}")
         return JSONBody(body, headers=headers)
 
     # Wait for the job's first event before committing to a 200 stream, so a request the
