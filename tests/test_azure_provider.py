@@ -11,7 +11,7 @@ from openai.types import ImageGenCompletedEvent, ImageGenPartialImageEvent
 
 from proxy.app import create_app
 from proxy.config import ConfigError, load_config_text
-from tests.conftest import sdk
+from tests.conftest import expect_error, sdk
 from tests.fakes.azure import API_KEY, DEPLOYMENT_NOT_FOUND, ENTRA_TOKEN, FILTERED_200, FakeAzure
 from tests.images import decode
 from tests.schemas import validate
@@ -58,13 +58,6 @@ def azure(azure_servers) -> tuple[FakeAzure, RunningServer]:
     fake.reset()
     return fake, server
 
-
-def expect_error(server: RunningServer, exc_type: type[openai.APIStatusError],
-                 **kwargs) -> openai.APIStatusError:
-    with pytest.raises(exc_type) as caught:
-        sdk(server).images.generate(prompt="p", **kwargs)
-    validate("ErrorResponse", caught.value.response.json())
-    return caught.value
 
 
 def test_generate_through_the_provider_level_deployment_map(azure) -> None:

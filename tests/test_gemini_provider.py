@@ -12,6 +12,7 @@ import pytest
 
 from proxy.config import ConfigError, load_config_text
 from tests.conftest import _gateway_from_yaml, sdk
+from tests.conftest import expect_error as shared_expect_error
 from tests.fakes.google import (
     API_KEY,
     CLOUD_PLATFORM,
@@ -99,13 +100,8 @@ def generate(server: RunningServer, **kwargs):
     return raw, body
 
 
-def expect_error(server: RunningServer, exc_type: type[Exception], **kwargs):
-    with pytest.raises(exc_type) as caught:
-        sdk(server).images.generate(prompt="a lighthouse at dusk", **kwargs)
-    error = caught.value
-    validate("ErrorResponse", error.response.json())
-    return error
-
+def expect_error(server: RunningServer, exc_type, **kwargs):
+    return shared_expect_error(server, exc_type, prompt="a lighthouse at dusk", **kwargs)
 
 # --- success ---------------------------------------------------------------------------------
 

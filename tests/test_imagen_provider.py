@@ -9,6 +9,7 @@ import pytest
 
 from proxy.config import ConfigError, load_config_text
 from tests.conftest import _gateway_from_yaml, sdk
+from tests.conftest import expect_error as shared_expect_error
 from tests.fakes.google import (
     API_KEY,
     PROJECT,
@@ -68,12 +69,8 @@ def generate(server: RunningServer, **kwargs):
     return body
 
 
-def expect_error(server: RunningServer, exc_type: type[Exception], **kwargs):
-    with pytest.raises(exc_type) as caught:
-        sdk(server).images.generate(prompt="a red fox in snow", **kwargs)
-    validate("ErrorResponse", caught.value.response.json())
-    return caught.value
-
+def expect_error(server: RunningServer, exc_type, **kwargs):
+    return shared_expect_error(server, exc_type, prompt="a red fox in snow", **kwargs)
 
 def test_vertex_draws_n_images_in_one_call(gateway) -> None:
     fake, server = gateway

@@ -9,7 +9,7 @@ import openai
 import pytest
 from openai.types import ImageGenCompletedEvent, ImageGenPartialImageEvent
 
-from tests.conftest import async_sdk, sdk
+from tests.conftest import async_sdk, expect_error, sdk
 from tests.fakes.openai_upstream import API_KEY
 from tests.images import decode
 from tests.schemas import validate
@@ -91,14 +91,6 @@ def test_unknown_compatible_model_gets_parameters_passed_through(openai_gateway)
     assert fake.requests[-1].body["model"] == "flux-dev"
     assert fake.requests[-1].body["guidance_scale"] == 3.5
 
-
-def expect_error(server, exc_type, **kwargs) -> openai.APIStatusError:
-    with pytest.raises(exc_type) as caught:
-        sdk(server).images.generate(prompt="p", **kwargs)
-    error = caught.value
-    validate("ErrorResponse", error.response.json())
-    assert error.request_id, "every error carries x-request-id"
-    return error
 
 
 def test_upstream_bad_key_is_a_502_that_keeps_the_message(openai_gateway) -> None:

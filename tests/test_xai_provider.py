@@ -10,7 +10,7 @@ import pytest
 
 from proxy.app import create_app
 from proxy.config import load_config_text
-from tests.conftest import sdk
+from tests.conftest import expect_error, sdk
 from tests.fakes.xai import API_KEY, MODERATED, TICKS_PER_IMAGE, FakeXAI
 from tests.images import decode
 from tests.schemas import validate
@@ -44,13 +44,6 @@ def xai(xai_servers) -> tuple[FakeXAI, RunningServer]:
     fake.reset()
     return fake, server
 
-
-def expect_error(server: RunningServer, exc_type: type[openai.APIStatusError],
-                 **kwargs) -> openai.APIStatusError:
-    with pytest.raises(exc_type) as caught:
-        sdk(server).images.generate(prompt="p", **kwargs)
-    validate("ErrorResponse", caught.value.response.json())
-    return caught.value
 
 
 def test_size_becomes_ratio_and_tier_and_jpeg_becomes_png(xai) -> None:

@@ -11,22 +11,18 @@ the ``gemini`` provider (:mod:`proxy.providers.gemini.backend`).
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import anyio
 import orjson
 from pydantic import model_validator
 
-from proxy.config import ModelConfig
 from proxy.errors import GatewayError, upstream_error
 from proxy.events import Completed, Event, Image
-from proxy.providers.base import Provider, ProviderContext, ProviderSettings
 from proxy.providers.gemini.adapter import encoded
 from proxy.providers.gemini.backend import (
-    GoogleBackend,
+    GoogleProvider,
     GoogleSettings,
-    check_settings,
     refuse_edits,
 )
 from proxy.providers.gemini.errors import Refusal, google_error
@@ -57,20 +53,12 @@ class ImagenSettings(GoogleSettings):
         return self
 
 
-class ImagenProvider(Provider):
+class ImagenProvider(GoogleProvider):
     name = "imagen"
     settings_class = ImagenSettings
     settings: ImagenSettings
 
-    def __init__(self, model: ModelConfig, settings: ProviderSettings,
-                 context: ProviderContext) -> None:
-        super().__init__(model, settings, context)
-        self.backend = GoogleBackend(self.settings, context, default_location="us-central1")
-
-    @classmethod
-    def check(cls, settings: ProviderSettings, config_dir: Path) -> None:
-        assert isinstance(settings, GoogleSettings)
-        check_settings(settings, config_dir)
+    default_location = "us-central1"
 
     def _payload(self, job: Job) -> dict[str, Any]:
         request = job.request
@@ -103,9 +91,6 @@ class ImagenProvider(Provider):
         if self.settings.safety_setting:
             params["safetySetting"] = self.settings.safety_setting
         return {"instances": [{"prompt": request.prompt}], "parameters": params}
-
-    async def aclose(self) -> None:
-        self.backend.close()
 
     async def generate(self, job: Job) -> AsyncGenerator[Event, None]:
         refuse_edits(job.kind, job.model.name)

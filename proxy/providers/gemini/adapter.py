@@ -14,21 +14,17 @@ import asyncio
 import binascii
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import orjson
 
-from proxy.config import ModelConfig
 from proxy.errors import upstream_error
 from proxy.events import Completed, Event, Image, Progress, Usage
 from proxy.imaging import b64_as
-from proxy.providers.base import Provider, ProviderContext, ProviderSettings
 from proxy.providers.gemini.backend import (
-    GoogleBackend,
+    GoogleProvider,
     GoogleSettings,
-    check_settings,
 )
 from proxy.providers.gemini.errors import Refusal, google_error, refusals_error
 from proxy.providers.gemini.wire import Answer, add_usage, read_answer, request_body
@@ -52,23 +48,12 @@ class _Call:
     images: list[tuple[str, int, int]]
 
 
-class GeminiProvider(Provider):
+class GeminiProvider(GoogleProvider):
     name = "gemini"
     settings_class = GeminiSettings
     settings: GeminiSettings
 
-    def __init__(self, model: ModelConfig, settings: ProviderSettings,
-                 context: ProviderContext) -> None:
-        super().__init__(model, settings, context)
-        self.backend = GoogleBackend(self.settings, context, default_location="global")
-
-    @classmethod
-    def check(cls, settings: ProviderSettings, config_dir: Path) -> None:
-        assert isinstance(settings, GoogleSettings)
-        check_settings(settings, config_dir)
-
-    async def aclose(self) -> None:
-        self.backend.close()
+    default_location = "global"
 
     async def generate(self, job: Job) -> AsyncGenerator[Event, None]:
         request = job.request

@@ -13,8 +13,9 @@ from urllib.parse import quote
 
 from pydantic import Field, SecretStr, model_validator
 
+from proxy.config import ModelConfig
 from proxy.errors import GatewayError
-from proxy.providers.base import ProviderContext, ProviderSettings
+from proxy.providers.base import Provider, ProviderContext, ProviderSettings
 from proxy.providers.google_auth import (
     GoogleCredentials,
     TokenSource,
@@ -122,3 +123,24 @@ def refuse_edits(kind: str, model: str) -> None:
     if kind != "generation":
         raise GatewayError(400, f"Model '{model}' cannot edit images through this gateway yet.",
                            code="unsupported_operation")
+
+
+class GoogleProvider(Provider):
+    """What the Gemini and Imagen adapters share: settings, credentials, the backend."""
+
+    default_location: ClassVar[str]
+    settings: GoogleSettings
+
+    def __init__(self, model: ModelConfig, settings: ProviderSettings,
+                 context: ProviderContext) -> None:
+        super().__init__(model, settings, context)
+        self.backend = GoogleBackend(self.settings, context,
+                                     default_location=self.default_location)
+
+    @classmethod
+    def check(cls, settings: ProviderSettings, config_dir: Path) -> None:
+        assert isinstance(settings, GoogleSettings)
+        check_settings(settings, config_dir)
+
+    async def aclose(self) -> None:
+        self.backend.close()
