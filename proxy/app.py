@@ -20,7 +20,7 @@ from proxy.gateway import Gateway
 from proxy.middleware import RequestIdMiddleware
 from proxy.progress.socket import ProgressNamespace
 from proxy.responses import JSONBody, error_response
-from proxy.routes.images import create_edit, create_generation
+from proxy.routes.images import image_endpoints
 from proxy.routes.jobs import get_job
 from proxy.routes.models import get_model, list_models
 from proxy.routes.usage import get_usage
@@ -60,9 +60,10 @@ def build_routes(config: GatewayConfig, gateway: Gateway) -> list[Route]:
         # Hosted images: no key needed, the URL's signature is the credential.
         routes.append(file_route(gateway.store))
     for base in config.server.base_paths:
+        generation, edit = image_endpoints(config.server.response_format_by_path.get(base))
         routes += [
-            Route(f"{base}/images/generations", create_generation, methods=["POST"]),
-            Route(f"{base}/images/edits", create_edit, methods=["POST"]),
+            Route(f"{base}/images/generations", generation, methods=["POST"]),
+            Route(f"{base}/images/edits", edit, methods=["POST"]),
             Route(f"{base}/images/jobs/{{job_id}}", get_job, methods=["GET"]),
             Route(f"{base}/models", list_models, methods=["GET"]),
             Route(f"{base}/usage", get_usage, methods=["GET"]),

@@ -62,6 +62,8 @@ ALIASES = {
     "imageSize": "resolution",
     "thinking": "thinking_level",
     "thinkingLevel": "thinking_level",
+    "reasoning_effort": "thinking_level",
+    "modalities": "response_modalities",
     "responseModalities": "response_modalities",
     "mediaResolution": "media_resolution",
 }
@@ -275,6 +277,7 @@ def apply_rules(
     rules: ModelRules,
     *,
     drop_unsupported: bool,
+    default_response_format: str | None = None,
 ) -> ImageRequest:
     """Hold the parsed parameters against one model's rules."""
     prompt: str = known["prompt"]
@@ -351,7 +354,7 @@ def apply_rules(
     # URLs are the gateway's own (hosted images), never an upstream's short-lived links: the
     # upstream is asked for base64 wherever it has the choice. A model whose own default is
     # URLs (DALL-E, xAI) keeps that default.
-    wants = response_format or rules.response_formats[0]
+    wants = response_format or default_response_format or rules.response_formats[0]
     request.host_images = wants == "url" and not request.stream
     if len(rules.response_formats) > 1:
         request.response_format = "b64_json"

@@ -33,11 +33,23 @@ class TimeoutConfig(Strict):
     total: float = Field(900.0, gt=0)
 
 
+def _mount(path: str) -> str:
+    path = path.strip().rstrip("/")
+    if path and not path.startswith("/"):
+        raise ValueError(f"base path {path!r} must start with '/'")
+    return path
+
+
 class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-    # Where the image endpoints are mounted; "" mounts them at the root (``/images/...``).
-    base_paths: list[str] = Field(default_factory=lambda: ["/v1"])
+    # Where the endpoints are mounted: OpenAI's /v1 and the paths of the published APIs the
+    # gateway mirrors ("" is the root: /images/generations).
+    base_paths: list[str] = Field(default_factory=lambda: ["/v1", "", "/api/v1", "/v3"])
+    # The response_format a mount uses when a request names none (streams are always base64):
+    # the API published at the root answers with image URLs.
+    response_format_by_path: dict[str, Literal["url", "b64_json"]] = Field(
+        default_factory=lambda: {"": "url"})
     # Largest JSON request body accepted (bytes); edits carry base64 images, so it is generous.
     max_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
     # Largest multipart edit upload accepted (bytes): up to 16 images of 50 MB each are allowed
@@ -53,13 +65,15 @@ class ServerConfig(Strict):
     @field_validator("base_paths")
     @classmethod
     def _normalise_paths(cls, paths: list[str]) -> list[str]:
-        out = []
-        for path in paths:
-            path = path.strip().rstrip("/")
-            if path and not path.startswith("/"):
-                raise ValueError(f"base path {path!r} must start with '/'")
-            out.append(path)
+        out = [_mount(path) for path in paths]
+        if len(set(out)) != len(out):
+            raise ValueError("a base path is listed twice")
         return out
+
+    @field_validator("response_format_by_path")
+    @classmethod
+    def _normalise_defaults(cls, defaults: dict[str, str]) -> dict[str, str]:
+        return {_mount(path): value for path, value in defaults.items()}
 
 
 class ModelConfig(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -48,12 +49,19 @@ def job_id_for(request: Request) -> str:
     return job_id
 
 
-async def create_generation(request: Request) -> Response:
-    return await _create(request, edit_route=False)
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-async def create_edit(request: Request) -> Response:
-    return await _create(request, edit_route=True)
+def image_endpoints(response_format: str | None) -> tuple[Endpoint, Endpoint]:
+    """The generation and edit endpoints of one mount (its default response_format)."""
+
+    async def create_generation(request: Request) -> Response:
+        return await _create(request, edit_route=False, response_format=response_format)
+
+    async def create_edit(request: Request) -> Response:
+        return await _create(request, edit_route=True, response_format=response_format)
+
+    return create_generation, create_edit
 
 
 async def _read(request: Request, gateway: Gateway, edit_route: bool) -> EditInput:
@@ -92,7 +100,8 @@ def _attach_images(image_request: ImageRequest, edit: EditInput, served: ServedM
             raise unsupported_param("mask", served.name)
 
 
-async def _create(request: Request, *, edit_route: bool) -> Response:
+async def _create(request: Request, *, edit_route: bool,
+                  response_format: str | None) -> Response:
     gateway: Gateway = request.app.state.gateway
     key = gateway.keys.authenticate_request(request)
     job_id = job_id_for(request)
@@ -101,7 +110,8 @@ async def _create(request: Request, *, edit_route: bool) -> Response:
         known, unknown = parse_params(edit.fields, from_form=edit.from_form)
         served = gateway.models.resolve(known.get("model"))
         image_request = apply_rules(known, unknown, served.name, served.rules,
-                                    drop_unsupported=served.drop_unsupported)
+                                    drop_unsupported=served.drop_unsupported,
+                                    default_response_format=response_format)
         editing = edit_route or bool(edit.images) or edit.mask is not None
         key.require("images:edit" if editing else "images")
         key.require_model(known.get("model") or served.name, served.name)

@@ -34,8 +34,12 @@ def resolved_settings(job: Job, completed: Completed | None) -> dict[str, str]:
     }
     out: dict[str, str] = {}
     for name, (supported, asked, default) in candidates.items():
+        # A parameter the model does not take is not echoed, unless it is a fact about the
+        # image delivered (its size and format, read from the image itself).
+        if not supported and not (name in ("size", "output_format") and name in told):
+            continue
         value = told.get(name)
-        if value is None and supported:
+        if value is None:
             value = asked if asked not in (None, "auto") else default
         if value is not None:
             out[name] = value

@@ -42,11 +42,15 @@ def image_item(image: Image) -> dict[str, Any]:
 def build_response(job: Job, images: list[Image], completed: Completed | None) -> dict[str, Any]:
     body: dict[str, Any] = {"created": job.created, "data": [image_item(i) for i in images]}
     body.update(resolved_settings(job, completed))
+    cost = job_cost(job, len(images), completed)
     if completed is not None:
         if completed.usage is not None:
             body["usage"] = completed.usage.to_dict()
+            if cost is not None:
+                # As the multi-provider API (seed 000) reports it, inside usage.
+                body["usage"] |= {"total_cost": cost, "currency": "USD"}
         body.update(completed.extras)
-    body["cost"] = job_cost(job, len(images), completed)
+    body["cost"] = cost
     body["id"] = job.id
     body["provider"] = job.model.provider_name
     return body

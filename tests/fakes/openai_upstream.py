@@ -179,7 +179,14 @@ class FakeOpenAI:
 
     def _images_response(self, body: dict[str, Any], n: int) -> dict[str, Any]:
         _, width, height = self._size(body)
-        data = [{"b64_json": png_b64(width, height, (200, 20 * i, 30))} for i in range(n)]
+        data: list[dict[str, Any]] = [{"b64_json": png_b64(width, height, (200, 20 * i, 30))}
+                                      for i in range(n)]
+        if str(body.get("model", "")).startswith("dall-e"):
+            # DALL-E answers carry only created and data; DALL-E 3 rewrites prompts.
+            if body.get("model") == "dall-e-3":
+                for item in data:
+                    item["revised_prompt"] = f"A detailed illustration of {body.get('prompt')}"
+            return {"created": int(time.time()), "data": data}
         return {"created": int(time.time()), "data": data, **self._settings(body, True),
                 "usage": {**self._usage(),
                           "output_tokens_details": {"image_tokens": 272, "text_tokens": 0}}}
