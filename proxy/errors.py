@@ -23,6 +23,7 @@ class GatewayError(Exception):
         code: str | None = None,
         headers: dict[str, str] | None = None,
         retryable: bool | None = None,
+        transient: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -33,6 +34,20 @@ class GatewayError(Exception):
         self.headers = dict(headers or {})
         # ``x-should-retry`` for the official SDKs: None leaves their own policy in charge.
         self.retryable = retryable
+        # An upstream failure the gateway may retry itself (or hand to a fallback model): the
+        # upstream refused before doing (and billing) any work.
+        self.transient = transient
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds the upstream asked us to wait (``retry-after-ms`` or ``retry-after``)."""
+        lowered = {k.lower(): v for k, v in self.headers.items()}
+        for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+            try:
+                return max(0.0, float(lowered[name]) * scale)
+            except (KeyError, ValueError):
+                continue
+        return None
 
     def body(self) -> dict[str, Any]:
         return {
@@ -79,10 +94,12 @@ def model_not_found(model: str, suggestions: list[str] | None = None) -> Gateway
 
 
 def upstream_error(
-    message: str, *, code: str = "upstream_error", status: int = 502
+    message: str, *, code: str = "upstream_error", status: int = 502, transient: bool = False,
+    retryable: bool | None = None,
 ) -> GatewayError:
     """The provider failed. 502 by default; ``x-should-retry`` stays the SDK's call."""
-    return GatewayError(status, message, type="upstream_error", code=code)
+    return GatewayError(status, message, type="upstream_error", code=code, transient=transient,
+                        retryable=retryable)
 
 
 def upstream_timeout(message: str) -> GatewayError:

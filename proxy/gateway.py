@@ -3,17 +3,23 @@ usage ledger, image fetcher, upstream client."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
 
 from proxy.auth import KeyRing
 from proxy.config import GatewayConfig
+from proxy.errors import GatewayError
 from proxy.fetching import ImageFetcher
 from proxy.limits.counters import MemoryCounters
 from proxy.limits.guard import Guard, SpendQuery
 from proxy.models.served import ModelTable
 from proxy.progress.hub import ProgressHub
 from proxy.progress.latency import LatencyBook
+from proxy.progress.results import ResultStore
 from proxy.progress.store import MemorySnapshotStore
+from proxy.reliability.attempts import Reliability
+from proxy.runs import Runs
 from proxy.storage import ImageStore, build_store
 from proxy.upstream import UpstreamClient
 from proxy.usage import UsageLedger
@@ -30,17 +36,25 @@ class Gateway:
     usage: UsageLedger | None
     guard: Guard
     store: ImageStore
+    runs: Runs
+    reliability: Reliability
+    results: ResultStore
+    shutting_down: bool = False
+    _drain: asyncio.Future[None] | None = field(default=None, repr=False)
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> Gateway:
         http = UpstreamClient()
         store = MemorySnapshotStore(retention=config.jobs.retention_seconds)
         usage = UsageLedger(config.data_path) if config.usage.enabled else None
-        return cls(config=config, http=http, models=ModelTable(config, http),
+        models = ModelTable(config, http)
+        return cls(config=config, http=http, models=models,
                    keys=KeyRing(config.keys), hub=ProgressHub(store, LatencyBook()),
                    fetcher=ImageFetcher(config.fetch), usage=usage,
                    guard=Guard(MemoryCounters(), _spend_reader(usage)),
-                   store=build_store(config.storage, config.data_path))
+                   store=build_store(config.storage, config.data_path), runs=Runs(),
+                   reliability=Reliability(config.reliability, models),
+                   results=ResultStore(config.jobs.retention_seconds))
 
     async def start(self) -> None:
         await self.http.start()
@@ -48,6 +62,20 @@ class Gateway:
         await self.store.start()
         if self.usage is not None:
             await self.usage.start()
+
+    def begin_shutdown(self) -> None:
+        """SIGTERM: new jobs are refused; running ones get ``server.shutdown_grace`` seconds,
+        then are ended (their streams with an error event, their snapshots failed)."""
+        if not self.shutting_down:
+            self.shutting_down = True
+            self._drain = asyncio.ensure_future(self._end_stragglers())
+
+    async def _end_stragglers(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.runs.idle(), self.config.server.shutdown_grace)
+        self.runs.abort_all(GatewayError(
+            503, "The gateway is shutting down and this job could not finish in time.",
+            type="server_error", code="server_shutting_down", retryable=False))
 
     async def aclose(self) -> None:
         if self.usage is not None:

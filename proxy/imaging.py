@@ -9,6 +9,7 @@ except :func:`b64_dimensions`, which only decodes a header.
 from __future__ import annotations
 
 import base64
+import binascii
 import io
 
 from PIL import Image as PILImage
@@ -78,3 +79,26 @@ def encode(image: PILImage.Image, output_format: str, compression: int | None) -
         quality = 90 if compression is None else compression
         image.save(buffer, _PIL_FORMATS[output_format], quality=quality)
     return buffer.getvalue()
+
+
+def b64_complete(b64: str) -> bool:
+    """Whether base64 image data is whole, checked in constant time: a valid length, and the
+    end marker of its format where the format has one (PNG's IEND chunk, JPEG's EOI marker,
+    WebP's RIFF length). A truncated upstream answer fails this instead of reaching a client
+    as a broken picture."""
+    if len(b64) < 16 or len(b64) % 4:
+        return False
+    try:
+        head = base64.b64decode(b64[:16], validate=True)
+        tail = base64.b64decode(b64[-16:], validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    kind = sniff(head)
+    if kind == "png":
+        return tail.endswith(b"IEND\xaeB`\x82")
+    if kind == "jpeg":
+        return tail.rstrip(b"\x00").endswith(b"\xff\xd9")
+    if kind == "webp":
+        size = len(b64) // 4 * 3 - b64[-2:].count("=")
+        return int.from_bytes(head[4:8], "little") + 8 == size
+    return True  # a format without an end marker: the length check is all there is

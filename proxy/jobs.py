@@ -15,13 +15,15 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from proxy.edits.attach import attach_images
+from proxy.edits.inputs import InputImage
 from proxy.errors import GatewayError
 from proxy.events import Completed, Event, Failed
-from proxy.params import ImageRequest
+from proxy.params import ImageRequest, apply_rules
 from proxy.usage import UsageMeter
 
 if TYPE_CHECKING:
@@ -40,6 +42,18 @@ def new_job_id() -> str:
 
 
 @dataclass(slots=True)
+class JobInput:
+    """What the client sent, kept so a fallback model can be held to its own rules."""
+
+    known: dict[str, Any]
+    unknown: dict[str, Any]
+    response_format: str | None = None  # the mount's default
+    images: list[InputImage] = field(default_factory=list)
+    mask: InputImage | None = None
+    listed: bool = False
+
+
+@dataclass(slots=True)
 class Job:
     id: str
     request: ImageRequest
@@ -47,6 +61,23 @@ class Job:
     owner: str = ""
     kind: JobKind = "generation"
     created: int = field(default_factory=lambda: int(time.time()))
+    input: JobInput | None = None
+    # Set when the gateway ends the job itself (shutting down): it then ends failed, not
+    # cancelled, and its reader is told why.
+    aborted: GatewayError | None = None
+
+    def switch_to(self, model: ServedModel) -> None:
+        """Hand the job to another model (a fallback): the request is validated again against
+        that model's rules; a GatewayError means this model cannot take it."""
+        if self.input is None:
+            raise GatewayError(500, "The job's request is not kept.", type="server_error")
+        given = self.input
+        request = apply_rules(given.known, given.unknown, model.name, model.rules,
+                              drop_unsupported=model.drop_unsupported,
+                              default_response_format=given.response_format)
+        if self.kind == "edit":
+            attach_images(request, model, given.images, given.mask, given.listed)
+        self.model, self.request = model, request
 
 
 def _failure(exc: BaseException, job: Job) -> Failed:
@@ -64,10 +95,18 @@ def _failure(exc: BaseException, job: Job) -> Failed:
 JobFinished = Callable[[UsageMeter, bool], Awaitable[None]]
 
 
-async def run_job(job: Job, tracker: JobTracker,
-                  finished: JobFinished | None = None) -> AsyncGenerator[Event, None]:
+# Where a job's events come from: its provider, or the provider behind retries and fallbacks.
+EventSource = Callable[["Job"], AsyncGenerator[Event, None]]
+
+
+def provider_events(job: Job) -> AsyncGenerator[Event, None]:
+    return job.model.provider.generate(job)
+
+
+async def run_job(job: Job, tracker: JobTracker, finished: JobFinished | None = None,
+                  source: EventSource = provider_events) -> AsyncGenerator[Event, None]:
     """The provider's events for ``job``, ending in exactly one terminal event."""
-    events = job.model.provider.generate(job)
+    events = source(job)
     meter = UsageMeter.for_job(job)
     cancelled = False
     tracker.start_estimating()
@@ -90,9 +129,13 @@ async def run_job(job: Job, tracker: JobTracker,
         await tracker.observe(final)
         yield final
     except (GeneratorExit, asyncio.CancelledError):
-        cancelled = True
         with anyio.move_on_after(CLEANUP_SECONDS, shield=True):
-            await tracker.cancelled()
+            if job.aborted is not None:
+                meter.observe(Failed(job.aborted))
+                await tracker.observe(Failed(job.aborted))
+            else:
+                cancelled = True
+                await tracker.cancelled()
         raise
     finally:
         # Shielded: when the client went away this runs inside a cancelled scope, and the
@@ -101,5 +144,7 @@ async def run_job(job: Job, tracker: JobTracker,
         with anyio.move_on_after(CLEANUP_SECONDS, shield=True):
             await tracker.stop_estimating()
             await events.aclose()
+            # A fallback may have served the job: the ledger records the model that did.
+            meter.model, meter.provider = job.model.name, job.model.provider_name
             if finished is not None:
                 await finished(meter, cancelled)

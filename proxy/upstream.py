@@ -71,17 +71,22 @@ class UpstreamClient:
                 yield response
         except GatewayError:
             raise
+        except aiohttp.ConnectionTimeoutError:
+            # No connection was made: nothing was sent, so another try is safe.
+            raise upstream_error(f"Could not connect to the upstream at {host} in time.",
+                                 code="upstream_unreachable", transient=True) from None
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise upstream_timeout(f"The upstream at {host} did not answer in time.") from None
         except aiohttp.ClientConnectorError as exc:
             raise upstream_error(
                 f"Could not connect to the upstream at {host}: {exc.os_error.strerror or exc}.",
-                code="upstream_unreachable",
+                code="upstream_unreachable", transient=True,
             ) from None
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+            # The upstream may have been working (and billing): a client must not blindly retry.
             raise upstream_error(
                 f"The connection to the upstream at {host} broke: {_reason(exc)}.",
-                code="upstream_disconnected",
+                code="upstream_disconnected", retryable=False,
             ) from None
         except aiohttp.ClientError as exc:
             raise upstream_error(

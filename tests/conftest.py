@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 import openai
 import pytest
+from starlette.types import ASGIApp
 
 from proxy.app import create_app
-from proxy.config import load_config_text, load_default_config
+from proxy.config import GatewayConfig, load_config_text, load_default_config
 from tests.fakes.comfyui import FakeComfyUI
 from tests.fakes.openai_upstream import API_KEY, FakeOpenAI
 from tests.schemas import validate
@@ -27,9 +30,24 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     patch.undo()
 
 
+# Tests that check how one upstream answer is mapped must see that answer: their gateways do
+# not retry and keep circuits closed, unless a test configures `reliability:` itself.
+TEST_RELIABILITY = "reliability: {retries: 0, circuit_failures: 1000000}\n"
+
+
+def gateway_config(text: str, **kwargs: Any) -> GatewayConfig:
+    if not re.search(r"^reliability:", text, re.M):
+        text = TEST_RELIABILITY + text
+    return load_config_text(text, **kwargs)
+
+
+def gateway_app(text: str) -> ASGIApp:
+    return create_app(gateway_config(text))
+
+
 @contextmanager
 def _gateway_from_yaml(text: str) -> Iterator[RunningServer]:
-    with serve(create_app(load_config_text(text))) as server:
+    with serve(gateway_app(text)) as server:
         yield server
 
 

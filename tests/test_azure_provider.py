@@ -9,9 +9,8 @@ import orjson
 import pytest
 from openai.types import ImageGenCompletedEvent, ImageGenPartialImageEvent
 
-from proxy.app import create_app
 from proxy.config import ConfigError, load_config_text
-from tests.conftest import expect_error, sdk
+from tests.conftest import expect_error, gateway_app, sdk
 from tests.fakes.azure import API_KEY, DEPLOYMENT_NOT_FOUND, ENTRA_TOKEN, FILTERED_200, FakeAzure
 from tests.images import decode
 from tests.schemas import validate
@@ -48,7 +47,7 @@ models:
 def azure_servers() -> Iterator[tuple[FakeAzure, RunningServer]]:
     fake = FakeAzure()
     with serve(fake.app) as upstream, \
-            serve(create_app(load_config_text(azure_yaml(upstream.url)))) as server:
+            serve(gateway_app(azure_yaml(upstream.url))) as server:
         yield fake, server
 
 

@@ -26,7 +26,7 @@ from proxy.providers.comfyui.protocol import (
 )
 from proxy.upstream import UpstreamClient
 from tests.conftest import COMFY_MODEL as MODEL
-from tests.conftest import comfy_yaml, sdk
+from tests.conftest import comfy_yaml, gateway_config, sdk
 from tests.fakes.comfyui import FakeComfyUI, jpeg
 from tests.images import decode
 from tests.schemas import validate
@@ -217,7 +217,7 @@ def test_job_over_its_total_time_is_a_504_and_is_interrupted(fake_comfyui, start
 
 async def test_progress_is_monotonic_with_sampler_steps(fake_comfyui) -> None:
     _, url = fake_comfyui
-    gateway = Gateway.from_config(load_config_text(comfy_yaml(url)))
+    gateway = Gateway.from_config(gateway_config(comfy_yaml(url)))
     await gateway.start()
     try:
         served = gateway.models.resolve(MODEL)

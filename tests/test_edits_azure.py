@@ -13,9 +13,7 @@ import pytest
 from openai.types import ImageEditCompletedEvent, ImageEditPartialImageEvent
 from PIL import Image
 
-from proxy.app import create_app
-from proxy.config import load_config_text
-from tests.conftest import sdk
+from tests.conftest import gateway_app, sdk
 from tests.fakes.azure import API_KEY, FakeAzure
 from tests.images import decode
 from tests.schemas import validate
@@ -48,13 +46,13 @@ def named(data: bytes, name: str) -> io.BytesIO:
 @pytest.fixture(scope="module")
 def azure_servers() -> Iterator[tuple[FakeAzure, RunningServer]]:
     fake = FakeAzure()
-    with serve(fake.app) as upstream, serve(create_app(load_config_text(f"""
+    with serve(fake.app) as upstream, serve(gateway_app(f"""
 providers:
   azure:
     endpoint: {upstream.url}
     api_key: {API_KEY}
     deployments: {{gpt-image-1: img-prod}}
-"""))) as server:
+""")) as server:
         yield fake, server
 
 

@@ -12,9 +12,7 @@ import openai
 import pytest
 from PIL import Image
 
-from proxy.app import create_app
-from proxy.config import load_config_text
-from tests.conftest import sdk
+from tests.conftest import gateway_app, sdk
 from tests.fakes.google import API_KEY, FakeGoogle
 from tests.images import decode
 from tests.schemas import validate
@@ -43,11 +41,11 @@ def inline(data: bytes, mime: str) -> dict[str, dict[str, str]]:
 @pytest.fixture(scope="module")
 def google_servers() -> Iterator[tuple[FakeGoogle, RunningServer]]:
     fake = FakeGoogle()
-    with serve(fake.app) as upstream, serve(create_app(load_config_text(f"""
+    with serve(fake.app) as upstream, serve(gateway_app(f"""
 providers:
   gemini: {{api_key: {API_KEY}, base_url: "{upstream.url}"}}
   imagen: {{api_key: {API_KEY}, base_url: "{upstream.url}"}}
-"""))) as server:
+""")) as server:
         yield fake, server
 
 

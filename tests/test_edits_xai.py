@@ -12,9 +12,7 @@ import openai
 import pytest
 from PIL import Image
 
-from proxy.app import create_app
-from proxy.config import load_config_text
-from tests.conftest import sdk
+from tests.conftest import gateway_app, sdk
 from tests.fakes.xai import API_KEY, NOT_JSON, FakeXAI
 from tests.images import decode
 from tests.schemas import validate
@@ -42,9 +40,9 @@ def ref(data: bytes, mime: str = "image/png") -> dict[str, str]:
 @pytest.fixture(scope="module")
 def xai_servers() -> Iterator[tuple[FakeXAI, RunningServer]]:
     fake = FakeXAI()
-    with serve(fake.app) as upstream, serve(create_app(load_config_text(
+    with serve(fake.app) as upstream, serve(gateway_app(
             f'providers:\n  xai: {{api_key: {API_KEY}, base_url: "{upstream.url}/v1"}}\n'
-    ))) as server:
+    )) as server:
         yield fake, server
 
 

@@ -8,9 +8,7 @@ import httpx
 import openai
 import pytest
 
-from proxy.app import create_app
-from proxy.config import load_config_text
-from tests.conftest import expect_error, sdk
+from tests.conftest import expect_error, gateway_app, sdk
 from tests.fakes.xai import API_KEY, MODERATED, TICKS_PER_IMAGE, FakeXAI
 from tests.images import decode
 from tests.schemas import validate
@@ -34,7 +32,7 @@ models:
 def xai_servers() -> Iterator[tuple[FakeXAI, RunningServer]]:
     fake = FakeXAI()
     with serve(fake.app) as upstream, \
-            serve(create_app(load_config_text(xai_yaml(upstream.url)))) as server:
+            serve(gateway_app(xai_yaml(upstream.url))) as server:
         yield fake, server
 
 

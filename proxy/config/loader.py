@@ -178,6 +178,12 @@ def _check_models(data: dict[str, Any], base_dir: Path) -> list[tuple[Loc, str]]
               for name in (m.name, *m.aliases)}
     if isinstance(default, str) and default not in names:
         problems.append((("default_model",), f"{default!r} is not a configured model"))
+    for i, model in enumerate(models):
+        fallbacks = model.get("fallbacks") if isinstance(model, dict) else None
+        for j, name in enumerate(fallbacks if isinstance(fallbacks, list) else []):
+            if name not in names or name == model.get("name"):
+                problems.append((("models", i, "fallbacks", j),
+                                 f"{name!r} is not another served model"))
     return problems
 
 

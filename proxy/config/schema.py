@@ -55,6 +55,9 @@ class ServerConfig(Strict):
     # Largest multipart edit upload accepted (bytes): up to 16 images of 50 MB each are allowed
     # by OpenAI; this caps the request as a whole.
     max_upload_bytes: int = Field(200 * 1024 * 1024, gt=0)
+    # On SIGTERM: how long running jobs may go on before they are ended (streams get an error
+    # event, jobs are marked failed); the process then exits.
+    shutdown_grace: float = Field(25.0, ge=0)
     # Seconds between SSE keep-alive comments while a stream has nothing to send.
     sse_keepalive: float = Field(15.0, gt=0)
     # A gateway without keys serves only loopback unless this says it may serve anyone.
@@ -90,6 +93,11 @@ class ModelConfig(BaseModel):
     # ``x-dropped-params`` response header.
     drop_unsupported: bool | None = None
     timeout: TimeoutConfig = Field(default_factory=TimeoutConfig)
+    # Models to try, in order, when this one fails with a transient error (after its retries)
+    # or its circuit is open.
+    fallbacks: list[str] = Field(default_factory=list)
+    # Overrides reliability.retries for this model.
+    retries: int | None = Field(None, ge=0, le=10)
     # What a job on this model usually takes (seconds), until the gateway has measured it:
     # the basis of estimated progress for backends that report none.
     expected_seconds: float | None = Field(None, gt=0)
@@ -133,6 +141,19 @@ class JobsConfig(Strict):
     retention_seconds: float = Field(3600.0, gt=0)
 
 
+class ReliabilityConfig(Strict):
+    """Retries of transient upstream failures (refused, 429, 5xx before any work), with
+    jittered exponential backoff, and a circuit breaker per upstream."""
+
+    retries: int = Field(2, ge=0, le=10)
+    backoff_base: float = Field(0.5, ge=0)
+    backoff_max: float = Field(8.0, ge=0)
+    # A longer retry-after than this is not waited for: the next fallback, or the 429, instead.
+    retry_after_max: float = Field(30.0, ge=0)
+    circuit_failures: int = Field(5, ge=1)
+    circuit_cooldown: float = Field(30.0, gt=0)
+
+
 class UsageConfig(Strict):
     # Record every request in the ledger (SQLite in the data directory).
     enabled: bool = True
@@ -158,6 +179,7 @@ class GatewayConfig(Strict):
     # Images given to edits as http(s) URLs are fetched with SSRF protection.
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     usage: UsageConfig = Field(default_factory=UsageConfig)
+    reliability: ReliabilityConfig = Field(default_factory=ReliabilityConfig)
     # Where images go when a client asks response_format "url": by default a directory in
     # data_dir served by the gateway under signed, expiring URLs; or an S3-compatible bucket.
     storage: StorageSettings = Field(default_factory=LocalStoreSettings)

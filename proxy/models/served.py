@@ -32,6 +32,13 @@ class ServedModel:
     def upstream_model(self) -> str:
         return self.config.resolved_upstream_model()
 
+    @property
+    def upstream_key(self) -> str:
+        """Which upstream this is, for its circuit breaker: provider and address."""
+        settings = self.provider.settings
+        where = getattr(settings, "base_url", None) or getattr(settings, "endpoint", None)
+        return f"{self.provider_name}:{where or ''}"
+
 
 class ModelTable:
     """Lookup by name or alias, with close-match suggestions for a 404."""

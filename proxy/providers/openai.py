@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr
 
 from proxy.errors import GatewayError, upstream_error
 from proxy.events import Completed, Event, Image, PartialImage, Progress
+from proxy.imaging import b64_complete
 from proxy.providers.base import Provider, ProviderSettings
 from proxy.providers.openai_errors import error_from_upstream, parse_usage
 from proxy.sse import SSEDecoder
@@ -158,6 +159,9 @@ def events_from_body(body: Any) -> list[Event]:
     for index, item in enumerate(body["data"]):
         if not isinstance(item, dict) or not (item.get("b64_json") or item.get("url")):
             raise invalid_response(f"image {index} without 'b64_json' or 'url'")
+        b64 = item.get("b64_json")
+        if isinstance(b64, str) and not b64.startswith("data:") and not b64_complete(b64):
+            raise invalid_response(f"image {index} truncated or corrupt")
         events.append(Image(index, b64_json=item.get("b64_json"), url=item.get("url"),
                             revised_prompt=item.get("revised_prompt")))
     events.append(Completed(parse_usage(body.get("usage")), _resolved(body)))
@@ -179,6 +183,8 @@ def _b64(data: dict[str, Any]) -> str:
     value = data.get("b64_json")
     if not isinstance(value, str) or not value:
         raise invalid_response("an image event without 'b64_json'")
+    if not b64_complete(value):
+        raise invalid_response("a truncated or corrupt image")
     return value
 
 

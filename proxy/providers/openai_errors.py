@@ -62,12 +62,14 @@ def error_from_upstream(
         quota = code == "insufficient_quota" or kind == "insufficient_quota"
         return GatewayError(429, message, type=kind or "rate_limit_error",
                             code=code or "rate_limit_exceeded", headers=passed,
-                            retryable=False if quota else None)
+                            retryable=False if quota else None, transient=not quota)
     if status in (408, 504):
         return GatewayError(504, f"The upstream timed out: {message}", type="upstream_error",
                             code="upstream_timeout", retryable=False)
+    # 500/502/503: the upstream failed before answering; retrying (or a fallback) is safe.
     return GatewayError(502, f"The upstream failed (HTTP {status}): {message}",
-                        type="upstream_error", code="upstream_error")
+                        type="upstream_error", code="upstream_error",
+                        transient=status in (500, 502, 503))
 
 
 def parse_usage(raw: Any) -> Usage | None:

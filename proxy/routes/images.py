@@ -14,19 +14,19 @@ from starlette.responses import Response
 
 from proxy.accounting import job_cost
 from proxy.auth import Key
-from proxy.edits.inputs import check_mask
+from proxy.edits.attach import attach_images
 from proxy.edits.reading import EditInput, json_has_images, read_edit, read_json_images
-from proxy.errors import GatewayError, invalid_param, unsupported_param
+from proxy.errors import GatewayError, invalid_param
 from proxy.events import Failed
 from proxy.gateway import Gateway
-from proxy.jobs import Job, JobFinished, run_job
+from proxy.jobs import Job, JobFinished, JobInput, run_job
 from proxy.limits.guard import Lease
-from proxy.models.served import ServedModel
-from proxy.params import ImageRequest, apply_rules, parse_params
+from proxy.params import apply_rules, parse_params
 from proxy.progress.socket import parse_job_id
 from proxy.progress.tracker import JobTracker
 from proxy.responses import JSONBody, error_response
 from proxy.routes.body import read_json_object
+from proxy.runs import JobRun
 from proxy.usage import UsageMeter
 from proxy.writers.hosting import host_images
 from proxy.writers.json_body import collect_response
@@ -76,35 +76,16 @@ async def _read(request: Request, gateway: Gateway, edit_route: bool) -> EditInp
     return EditInput(body, [], None, from_form=False)
 
 
-def _attach_images(image_request: ImageRequest, edit: EditInput, served: ServedModel) -> None:
-    rules = served.rules
-    if not rules.edits:
-        raise invalid_param("model", f"Model '{served.name}' cannot edit images.",
-                            code="model_cannot_edit")
-    if not edit.images:
-        raise invalid_param("image", "Missing required parameter: 'image'.",
-                            code="missing_required_parameter")
-    if len(edit.images) > rules.max_input_images:
-        raise invalid_param("image", f"Too many images: model '{served.name}' takes at most "
-                            f"{rules.max_input_images}, got {len(edit.images)}.",
-                            code="too_many_images")
-    image_request.images = edit.images
-    image_request.images_listed = edit.listed
-    if edit.mask is not None:
-        if rules.mask:
-            check_mask(edit.mask, edit.images[0])
-            image_request.mask = edit.mask
-        elif served.drop_unsupported:
-            image_request.dropped.append("mask")
-        else:
-            raise unsupported_param("mask", served.name)
-
-
 async def _create(request: Request, *, edit_route: bool,
                   response_format: str | None) -> Response:
     gateway: Gateway = request.app.state.gateway
     key = gateway.keys.authenticate_request(request)
+    if gateway.shutting_down:
+        raise GatewayError(503, "The gateway is shutting down; send the request again to "
+                           "another instance or in a moment.", type="server_error",
+                           code="server_shutting_down", headers={"retry-after": "5"})
     job_id = job_id_for(request)
+    detached = wants_async(request)
     try:
         edit = await _read(request, gateway, edit_route)
         known, unknown = parse_params(edit.fields, from_form=edit.from_form)
@@ -116,17 +97,22 @@ async def _create(request: Request, *, edit_route: bool,
         key.require("images:edit" if editing else "images")
         key.require_model(known.get("model") or served.name, served.name)
         if editing:
-            _attach_images(image_request, edit, served)
+            attach_images(image_request, served, edit.images, edit.mask, edit.listed)
+        if detached and image_request.stream:
+            raise invalid_param("stream", "A job answered asynchronously (Prefer: "
+                                "respond-async) cannot also be streamed.")
         lease = await gateway.guard.admit(key)
     except GatewayError as error:
         if JOB_ID_HEADER in request.headers:
             await _fail_before_start(gateway, job_id, key.name, error)
         raise
     job = Job(id=job_id, request=image_request, model=served, owner=key.name,
-              kind="edit" if editing else "generation")
+              kind="edit" if editing else "generation",
+              input=JobInput(known, unknown, response_format, edit.images, edit.mask,
+                             edit.listed))
     try:
         return await respond(request, job, gateway, _finisher(gateway, key, job, lease),
-                             lease.headers)
+                             lease.headers, detached=detached)
     except BaseException:
         await lease.release()  # the job never ran; its finisher will not be called
         raise
@@ -156,8 +142,9 @@ async def _fail_before_start(gateway: Gateway, job_id: str, owner: str,
 
 
 async def respond(request: Request, job: Job, gateway: Gateway, finished: JobFinished,
-                  headers: dict[str, str]) -> Response:
-    """Run the job and answer as JSON or SSE; errors before the first byte stay HTTP errors."""
+                  headers: dict[str, str], *, detached: bool = False) -> Response:
+    """Run the job and answer as JSON or SSE (or 202 for a detached job); errors before the
+    first byte stay HTTP errors."""
     tracker = JobTracker(gateway.hub, job.id, job.model.name, job.owner,
                          job.model.config.expected_seconds)
     if not await tracker.open():
@@ -166,15 +153,22 @@ async def respond(request: Request, job: Job, gateway: Gateway, finished: JobFin
     headers = dict(headers)
     if job.request.dropped:
         headers["x-dropped-params"] = ",".join(job.request.dropped)
-    events = run_job(job, tracker, finished)
+    run = gateway.runs.start(job, run_job(job, tracker, finished, gateway.reliability.events))
+    base_url = f"{request.url.scheme}://{request.url.netloc}"
+    if detached:
+        gateway.runs.detach(lambda: keep_result(gateway, job, run, base_url), job)
+        return JSONBody(accepted(job, tracker), status_code=202, headers={
+            **headers, "location": f"{request.url.path.rsplit('/images/', 1)[0]}"
+                                   f"/images/jobs/{job.id}",
+            "preference-applied": "respond-async"})
+    events = run.stream()
     if not job.request.stream:
         async with aclosing(events):
             body = await _unless_disconnected(request, collect_response(job, events))
         if body is None:
             return Response(status_code=CLIENT_CLOSED)
         if job.request.host_images:
-            await host_images(body, job, gateway.store,
-                              f"{request.url.scheme}://{request.url.netloc}")
+            await host_images(body, job, gateway.store, base_url)
         return JSONBody(body, headers=headers)
 
     # Wait for the job's first event before committing to a 200 stream, so a request the
@@ -190,6 +184,30 @@ async def respond(request: Request, job: Job, gateway: Gateway, finished: JobFin
         ping=gateway.config.server.sse_keepalive,
         ping_message_factory=lambda: ServerSentEvent(comment="keep-alive"),
     )
+
+
+def accepted(job: Job, tracker: JobTracker) -> dict[str, Any]:
+    """The 202 body of a detached job: where to find it, and how far it is."""
+    return {"id": job.id, "object": "image.job", "model": job.model.name,
+            "created": job.created, **{k: v for k, v in tracker.snapshot.to_wire().items()
+                                       if k in ("status", "percent")}}
+
+
+async def keep_result(gateway: Gateway, job: Job, run: JobRun, base_url: str) -> None:
+    """Read a detached job to its end and keep its answer (or error) for the jobs endpoint."""
+    try:
+        body = await collect_response(job, run.stream())
+        if job.request.host_images:
+            await host_images(body, job, gateway.store, base_url)
+        gateway.results.put(job.id, {"result": body})
+    except GatewayError as error:
+        gateway.results.put(job.id, error.body())
+
+
+def wants_async(request: Request) -> bool:
+    """RFC 7240: ``Prefer: respond-async`` (among other preferences)."""
+    prefer = request.headers.get("prefer", "")
+    return any(p.strip().split("=")[0].lower() == "respond-async" for p in prefer.split(","))
 
 
 async def _unless_disconnected(request: Request, work: Any) -> Any:

@@ -20,4 +20,5 @@ async def get_job(request: Request) -> Response:
         raise GatewayError(404, f"No job '{request.path_params['job_id']}' is known to this "
                            "gateway for your key (finished jobs are kept for a limited time).",
                            param="job_id", code="job_not_found")
-    return JSONBody(snapshot.to_wire())
+    # A detached job's answer (ImagesResponse) or error, once it has one.
+    return JSONBody({**snapshot.to_wire(), **(gateway.results.get(snapshot.job_id) or {})})

@@ -53,4 +53,5 @@ def build_response(job: Job, images: list[Image], completed: Completed | None) -
     body["cost"] = cost
     body["id"] = job.id
     body["provider"] = job.model.provider_name
+    body["model"] = job.model.name  # the model that served it (a fallback's, if one did)
     return body

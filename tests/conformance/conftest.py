@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from proxy.app import create_app
 from proxy.auth import new_key
-from proxy.config import load_config_text
+from tests.conftest import gateway_config
 from tests.fakes import azure, google, openai_upstream, xai
 from tests.fakes.azure import FakeAzure
 from tests.fakes.google import FakeGoogle
@@ -66,7 +66,7 @@ def conformance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Conformanc
     with ExitStack() as stack:
         up = {name: stack.enter_context(serve(fake.app)) for name, fake in fakes.items()}
         images = stack.enter_context(serve(photo_server()))
-        config = load_config_text(f"""
+        config = gateway_config(f"""
 data_dir: {tmp_path_factory.mktemp("conformance")}
 keys: [{{name: conformance, key_sha256: {KEY_HASH}, capabilities: [admin]}}]
 fetch: {{allow_hosts: ["127.0.0.1:{images.port}"]}}

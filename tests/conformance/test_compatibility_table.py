@@ -29,6 +29,7 @@ ROWS: dict[str, tuple[dict, dict | None]] = {
     "data[].revised_prompt": (DALLE, GPT),
     "id": (GPT, None),
     "provider": (GPT, None),
+    "model": (GPT, None),
     "cost": (GPT, None),
     "usage": (GPT, DALLE),
     "usage.total_cost": (GPT, DALLE),

@@ -73,7 +73,7 @@ def google_error(status: int, raw: bytes, headers: Mapping[str, str]) -> Gateway
     if state == "RESOURCE_EXHAUSTED" or status == 429:
         retry = _retry_after(headers, error)
         return GatewayError(429, message, type="rate_limit_error", code="rate_limit_exceeded",
-                            headers={"retry-after": retry} if retry else None)
+                            headers={"retry-after": retry} if retry else None, transient=True)
     if state == "DEADLINE_EXCEEDED" or status in (408, 504):
         return GatewayError(504, f"Google timed out: {message}", type="upstream_error",
                             code="upstream_timeout", retryable=False)
@@ -86,7 +86,8 @@ def google_error(status: int, raw: bytes, headers: Mapping[str, str]) -> Gateway
     # FAILED_PRECONDITION (billing, region), INTERNAL, UNAVAILABLE, anything else.
     label = f" {state}" if state else ""
     return GatewayError(502, f"Google failed (HTTP {status}{label}): {message}",
-                        type="upstream_error", code="upstream_error")
+                        type="upstream_error", code="upstream_error",
+                        transient=state in ("INTERNAL", "UNAVAILABLE") or status in (500, 503))
 
 
 def _envelope(raw: bytes) -> dict[str, Any]:

@@ -1,0 +1,26 @@
+"""Finished results of detached (async) jobs, kept for a while for ``GET /v1/images/jobs``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+class ResultStore:
+    """In memory, expiring with the job snapshots (``jobs.retention_seconds``)."""
+
+    def __init__(self, retention: float) -> None:
+        self.retention = retention
+        self._items: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def put(self, job_id: str, result: dict[str, Any]) -> None:
+        now = time.monotonic()
+        for key in [k for k, (expires, _) in self._items.items() if expires <= now]:
+            del self._items[key]
+        self._items[job_id] = (now + self.retention, result)
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        item = self._items.get(job_id)
+        if item is None or item[0] <= time.monotonic():
+            return None
+        return item[1]
