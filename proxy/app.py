@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import socketio
+from sse_starlette.sse import AppStatus
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -73,7 +74,15 @@ def build_routes(config: GatewayConfig, gateway: Gateway) -> list[Route]:
 
 
 def create_app(config: GatewayConfig) -> ASGIApp:
+    return build_app(config)[0]
+
+
+def build_app(config: GatewayConfig) -> tuple[ASGIApp, Gateway]:
+    """The ASGI app and the gateway behind it (the server tells it when to shut down)."""
     gateway = Gateway.from_config(config)
+    # Streams are ended by the gateway's own shutdown (after a grace period, with an error
+    # event), not cancelled at the first signal as sse-starlette would.
+    AppStatus.disable_automatic_graceful_drain()
     # Same-origin only unless origins are configured; /socket.io/ never passes through
     # Starlette's middleware, so CORS for it is set here.
     sio = socketio.AsyncServer(
@@ -106,5 +115,6 @@ def create_app(config: GatewayConfig) -> ASGIApp:
     app.state.gateway = gateway
     # Socket.IO answers /socket.io/ and hands everything else (lifespan included: no startup
     # hooks are given to it) to Starlette.
-    return socketio.ASGIApp(sio, other_asgi_app=RequestIdMiddleware(app),
+    asgi = socketio.ASGIApp(sio, other_asgi_app=RequestIdMiddleware(app),
                             socketio_path="socket.io")
+    return asgi, gateway

@@ -6,11 +6,16 @@ import argparse
 import ipaddress
 import sys
 from collections.abc import Sequence
+from types import FrameType
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from proxy import __version__
 from proxy.config import ConfigError, GatewayConfig, load_config, load_default_config
+
+if TYPE_CHECKING:
+    from proxy.gateway import Gateway
 
 
 def _load(path: str | None) -> GatewayConfig:
@@ -55,20 +60,35 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"image-proxy: {refusal}", file=sys.stderr)
         return 2
 
-    from proxy.app import create_app
+    from proxy.app import build_app
 
-    app = create_app(config)
-    server = uvicorn.Server(uvicorn.Config(
+    app, gateway = build_app(config)
+    server = GatewayServer(uvicorn.Config(
         app,
         host=config.server.host,
         port=config.server.port,
         log_level=args.log_level,
         access_log=args.access_log,
-        # Slow image jobs must be able to finish when the server is asked to stop.
-        timeout_graceful_shutdown=30,
-    ))
+        # Above the gateway's own grace: by then it has ended every job itself.
+        timeout_graceful_shutdown=config.server.shutdown_grace + 5,
+    ), gateway)
     server.run()
     return 0
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn, telling the gateway when a SIGTERM (or Ctrl-C) arrives: new jobs are then
+    refused and running ones get the shutdown grace period."""
+
+    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+        super().__init__(config)
+        self.gateway = gateway
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        loop = self.gateway.loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self.gateway.begin_shutdown)
+        super().handle_exit(sig, frame)
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -41,6 +41,7 @@ class Gateway:
     results: ResultStore
     shutting_down: bool = False
     _drain: asyncio.Future[None] | None = field(default=None, repr=False)
+    loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> Gateway:
@@ -57,6 +58,7 @@ class Gateway:
                    results=ResultStore(config.jobs.retention_seconds))
 
     async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
         await self.http.start()
         await self.fetcher.start()
         await self.store.start()

@@ -47,7 +47,10 @@ class Recorded:
 @dataclass
 class FakeOpenAI:
     # "ok" | "status" | "garbage" | "hang" | "stall_mid_stream" | "drop_mid_stream" | "no_data"
+    # | "truncated" (the image's base64 cut short)
     mode: str = "ok"
+    # With mode "status": answer that status only this many times, then behave ("ok").
+    status_times: int | None = None
     status: int = 500
     status_body: bytes = b""
     status_headers: dict[str, str] = field(default_factory=dict)
@@ -61,6 +64,8 @@ class FakeOpenAI:
     requests: list[Recorded] = field(default_factory=list)
     # Set just before the completed frame leaves (lets tests prove nothing is buffered).
     completed_sent: bool = False
+    # A stream whose client went away before its last frame (the relay closed it).
+    stream_abandoned: bool = False
     # Generation requests being answered right now, and the most there ever were at once.
     in_flight: int = 0
     max_in_flight: int = 0
@@ -128,7 +133,9 @@ class FakeOpenAI:
             return openai_error(401, "Incorrect API key provided: sk-****. You can find your API "
                                 "key at https://platform.openai.com/account/api-keys.",
                                 type="invalid_request_error", code="invalid_api_key")
-        if self.mode == "status":
+        if self.mode == "status" and self.status_times != 0:
+            if self.status_times is not None:
+                self.status_times -= 1
             return Response(self.status_body, status_code=self.status,
                             headers=self.status_headers, media_type="application/json")
         if self.mode == "garbage":
@@ -150,6 +157,10 @@ class FakeOpenAI:
         if self.mode == "no_data":
             return Response(orjson.dumps({"created": int(time.time())}),
                             media_type="application/json")
+        if self.mode == "truncated":
+            answer = self._images_response(body, n)
+            answer["data"][0]["b64_json"] = answer["data"][0]["b64_json"][:-40]
+            return Response(orjson.dumps(answer), media_type="application/json")
         return Response(orjson.dumps(self._images_response(body, n)),
                         media_type="application/json")
 
@@ -213,6 +224,14 @@ class FakeOpenAI:
             "created_at": int(time.time()), **self._settings(body, True),
             "usage": self._usage(),
         }))
+        try:
+            async for chunk in self._frames(frames):
+                yield chunk
+        except (asyncio.CancelledError, GeneratorExit):
+            self.stream_abandoned = True
+            raise
+
+    async def _frames(self, frames: list[bytes]):
         for number, data in enumerate(frames):
             last = number == len(frames) - 1
             if last and self.mode == "stall_mid_stream":
