@@ -140,3 +140,23 @@ models:
 def test_unknown_provider_section_is_named() -> None:
     assert problems("providers:\n  opneai: {api_key: x}\n")[0].startswith(
         "gw.yaml:2: providers.opneai: unknown provider 'opneai'")
+
+
+def test_provider_wide_timeouts_and_retries() -> None:
+    from proxy.models.served import ModelTable
+    from proxy.upstream import UpstreamClient
+
+    config = load_config_text("""
+providers:
+  openai: {api_key: sk-x, timeout: {first_byte: 300, total: 400}, retries: 4}
+models:
+  - {name: openai/gpt-image-1, provider: openai, timeout: {total: 60}}
+""")
+    table = ModelTable(config, UpstreamClient())
+    assert table.resolve("openai/dall-e-3").config.timeout.first_byte == 300
+    assert table.resolve("openai/dall-e-3").config.retries == 4
+    own = table.resolve("openai/gpt-image-1").config
+    assert own.timeout.total == 60 and own.timeout.first_byte == 600, "its own timeout wins"
+    assert own.retries == 4
+    assert problems("providers:\n  openai: {timeout: {total: -1}}\n")[0].startswith(
+        "gw.yaml:2: providers.openai.timeout.total:")

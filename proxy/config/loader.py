@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import ValidationError
 
-from proxy.config.schema import GatewayConfig, ModelConfig
+from proxy.config.schema import PROVIDER_WIDE, GatewayConfig, ModelConfig
 
 if TYPE_CHECKING:
     from proxy.providers.base import Provider
@@ -155,7 +155,13 @@ def _check_models(data: dict[str, Any], base_dir: Path) -> list[tuple[Loc, str]]
             problems.append((("providers", name),
                              f"unknown provider {name!r} (known: {', '.join(provider_names())})"))
         elif isinstance(settings, dict):
-            problems.extend(_check_settings(cls, settings, ("providers", name), base_dir))
+            wide = {k: v for k, v in settings.items() if k in PROVIDER_WIDE}
+            try:
+                ModelConfig.model_validate({"name": "-", "provider": name, **wide})
+            except ValidationError as exc:
+                problems.extend(_pydantic_problems(exc, ("providers", name)))
+            own = {k: v for k, v in settings.items() if k not in PROVIDER_WIDE}
+            problems.extend(_check_settings(cls, own, ("providers", name), base_dir))
     models = data.get("models") if isinstance(data.get("models"), list) else []
     common = set(ModelConfig.model_fields)
     for i, model in enumerate(models):
@@ -169,7 +175,9 @@ def _check_models(data: dict[str, Any], base_dir: Path) -> list[tuple[Loc, str]]
             continue
         own = {k: v for k, v in model.items() if k not in common}
         inherited = shared.get(model["provider"])
-        merged = {**inherited, **own} if isinstance(inherited, dict) else own
+        merged = own
+        if isinstance(inherited, dict):
+            merged = {**{k: v for k, v in inherited.items() if k not in PROVIDER_WIDE}, **own}
         problems.extend(_check_settings(cls, merged, ("models", i), base_dir))
     default = data.get("default_model")
     names = {name for m in models if isinstance(m, dict)

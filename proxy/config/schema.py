@@ -79,6 +79,10 @@ class ServerConfig(Strict):
         return {_mount(path): value for path, value in defaults.items()}
 
 
+# Model keys a providers: section may set for all of that provider's models.
+PROVIDER_WIDE = frozenset({"timeout", "retries", "expected_seconds"})
+
+
 class ModelConfig(BaseModel):
     """One served model. Keys not listed here belong to the provider's own settings."""
 
@@ -108,6 +112,17 @@ class ModelConfig(BaseModel):
     @property
     def provider_settings(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+    def inheriting(self, shared: dict[str, Any]) -> ModelConfig:
+        """This entry with the model keys its provider's section sets (``timeout``,
+        ``retries``, ``expected_seconds``) where the entry does not set them itself."""
+        changes = {k: v for k, v in shared.items()
+                   if k in PROVIDER_WIDE and k not in self.model_fields_set}
+        if not changes:
+            return self
+        return ModelConfig.model_validate({**self.model_dump(exclude_unset=True),
+                                           **(self.model_extra or {}), **changes})
+
 
     def resolved_upstream_model(self) -> str:
         if self.upstream_model:

@@ -6,6 +6,7 @@ import difflib
 from dataclasses import dataclass
 
 from proxy.config import GatewayConfig, ModelConfig
+from proxy.config.schema import PROVIDER_WIDE
 from proxy.errors import invalid_param, model_not_found
 from proxy.models.catalog import load_catalog
 from proxy.models.pricing import Price, price_for
@@ -52,8 +53,11 @@ class ModelTable:
         for entry in _entries(config):
             cls = provider_class(entry.provider)
             assert cls is not None, "config validation checks provider names"
+            shared = config.providers.get(entry.provider, {})
+            entry = entry.inheriting(shared)
             settings = cls.settings_class.model_validate(
-                {**config.providers.get(entry.provider, {}), **entry.provider_settings})
+                {**{k: v for k, v in shared.items() if k not in PROVIDER_WIDE},
+                 **entry.provider_settings})
             rules = catalog.rules_for(entry.provider, entry.resolved_upstream_model())
             if entry.rules is not None:
                 rules = entry.rules.apply(rules)
