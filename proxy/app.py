@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -73,20 +75,32 @@ def build_routes(config: GatewayConfig, gateway: Gateway) -> list[Route]:
     return routes
 
 
+def from_environment() -> ASGIApp:
+    """The app of one ``serve --workers N`` worker: the configuration the parent named."""
+    from proxy.cli import CONFIG_ENV, OVERRIDES_ENV
+    from proxy.config import load_config, load_default_config
+
+    path = os.environ.get(CONFIG_ENV)
+    config = load_config(path) if path else load_default_config()
+    for name, value in json.loads(os.environ.get(OVERRIDES_ENV, "{}")).items():
+        setattr(config.server, name, value)
+    return create_app(config)
+
+
 def create_app(config: GatewayConfig) -> ASGIApp:
-    return build_app(config)[0]
-
-
-def build_app(config: GatewayConfig) -> tuple[ASGIApp, Gateway]:
-    """The ASGI app and the gateway behind it (the server tells it when to shut down)."""
     gateway = Gateway.from_config(config)
     # Streams are ended by the gateway's own shutdown (after a grace period, with an error
     # event), not cancelled at the first signal as sse-starlette would.
     AppStatus.disable_automatic_graceful_drain()
     # Same-origin only unless origins are configured; /socket.io/ never passes through
     # Starlette's middleware, so CORS for it is set here.
+    # With Redis, any process can emit to a subscriber connected to any other.
+    manager = (socketio.AsyncRedisManager(config.redis_url,
+                                          channel=f"{config.redis_prefix}:socketio")
+               if config.redis_url else None)
     sio = socketio.AsyncServer(
         async_mode="asgi",
+        client_manager=manager,
         cors_allowed_origins=config.server.cors_origins or None,
         logger=False,
         engineio_logger=False,
@@ -115,6 +129,5 @@ def build_app(config: GatewayConfig) -> tuple[ASGIApp, Gateway]:
     app.state.gateway = gateway
     # Socket.IO answers /socket.io/ and hands everything else (lifespan included: no startup
     # hooks are given to it) to Starlette.
-    asgi = socketio.ASGIApp(sio, other_asgi_app=RequestIdMiddleware(app),
+    return socketio.ASGIApp(sio, other_asgi_app=RequestIdMiddleware(app),
                             socketio_path="socket.io")
-    return asgi, gateway

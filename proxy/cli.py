@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
+import os
 import sys
 from collections.abc import Sequence
-from types import FrameType
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import uvicorn
 
 from proxy import __version__
 from proxy.config import ConfigError, GatewayConfig, load_config, load_default_config
 
-if TYPE_CHECKING:
-    from proxy.gateway import Gateway
+# How ``serve --workers N`` hands the configuration to each worker process.
+CONFIG_ENV = "IMAGE_PROXY_CONFIG"
+OVERRIDES_ENV = "IMAGE_PROXY_SERVER_OVERRIDES"
 
 
 def _load(path: str | None) -> GatewayConfig:
@@ -60,35 +62,26 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"image-proxy: {refusal}", file=sys.stderr)
         return 2
 
-    from proxy.app import build_app
+    timeout = config.server.shutdown_grace + 5  # above the gateway's own grace
+    if args.workers > 1:
+        # Each worker builds its own gateway from the same file (see proxy.app.from_environment).
+        os.environ[CONFIG_ENV] = str(Path(args.config).resolve()) if args.config else ""
+        os.environ[OVERRIDES_ENV] = json.dumps({"host": config.server.host,
+                                                "port": config.server.port,
+                                                "allow_open": config.server.allow_open})
+        uvicorn.run("proxy.app:from_environment", factory=True, workers=args.workers,
+                    host=config.server.host, port=config.server.port,
+                    log_level=args.log_level, access_log=args.access_log,
+                    timeout_graceful_shutdown=timeout)
+        return 0
 
-    app, gateway = build_app(config)
-    server = GatewayServer(uvicorn.Config(
-        app,
-        host=config.server.host,
-        port=config.server.port,
-        log_level=args.log_level,
-        access_log=args.access_log,
-        # Above the gateway's own grace: by then it has ended every job itself.
-        timeout_graceful_shutdown=config.server.shutdown_grace + 5,
-    ), gateway)
-    server.run()
+    from proxy.app import create_app
+
+    uvicorn.Server(uvicorn.Config(
+        create_app(config), host=config.server.host, port=config.server.port,
+        log_level=args.log_level, access_log=args.access_log,
+        timeout_graceful_shutdown=timeout)).run()
     return 0
-
-
-class GatewayServer(uvicorn.Server):
-    """uvicorn, telling the gateway when a SIGTERM (or Ctrl-C) arrives: new jobs are then
-    refused and running ones get the shutdown grace period."""
-
-    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
-        super().__init__(config)
-        self.gateway = gateway
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        loop = self.gateway.loop
-        if loop is not None:
-            loop.call_soon_threadsafe(self.gateway.begin_shutdown)
-        super().handle_exit(sig, frame)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -126,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info",
                        choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes (use with redis_url; see README: Scaling out)")
     serve.add_argument("--allow-open", action="store_true",
                        help="serve a non-loopback address even with no keys configured")
     serve.set_defaults(run=_serve)

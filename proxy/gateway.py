@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
 
 from proxy.auth import KeyRing
 from proxy.config import GatewayConfig
@@ -20,6 +24,7 @@ from proxy.progress.results import ResultStore
 from proxy.progress.store import MemorySnapshotStore
 from proxy.reliability.attempts import Reliability
 from proxy.runs import Runs
+from proxy.shared_state import RedisCounters, RedisResultStore, RedisSnapshotStore
 from proxy.storage import ImageStore, build_store
 from proxy.upstream import UpstreamClient
 from proxy.usage import UsageLedger
@@ -42,28 +47,50 @@ class Gateway:
     shutting_down: bool = False
     _drain: asyncio.Future[None] | None = field(default=None, repr=False)
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    redis: Redis | None = field(default=None, repr=False)
+    _exit_watch: asyncio.Future[None] | None = field(default=None, repr=False)
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> Gateway:
         http = UpstreamClient()
-        store = MemorySnapshotStore(retention=config.jobs.retention_seconds)
+        retention = config.jobs.retention_seconds
+        redis = Redis.from_url(config.redis_url) if config.redis_url else None
+        if redis is not None:
+            prefix = config.redis_prefix
+            snapshots: Any = RedisSnapshotStore(redis, prefix, retention)
+            results: Any = RedisResultStore(redis, prefix, retention)
+            counters: Any = RedisCounters(redis, prefix)
+        else:
+            snapshots = MemorySnapshotStore(retention=retention)
+            results, counters = ResultStore(retention), MemoryCounters()
         usage = UsageLedger(config.data_path) if config.usage.enabled else None
         models = ModelTable(config, http)
         return cls(config=config, http=http, models=models,
-                   keys=KeyRing(config.keys), hub=ProgressHub(store, LatencyBook()),
+                   keys=KeyRing(config.keys), hub=ProgressHub(snapshots, LatencyBook()),
                    fetcher=ImageFetcher(config.fetch), usage=usage,
-                   guard=Guard(MemoryCounters(), _spend_reader(usage)),
+                   guard=Guard(counters, _spend_reader(usage)),
                    store=build_store(config.storage, config.data_path), runs=Runs(),
                    reliability=Reliability(config.reliability, models),
-                   results=ResultStore(config.jobs.retention_seconds))
+                   results=results, redis=redis)
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        self._exit_watch = asyncio.ensure_future(self._watch_for_exit())
         await self.http.start()
         await self.fetcher.start()
         await self.store.start()
         if self.usage is not None:
             await self.usage.start()
+
+    async def _watch_for_exit(self) -> None:
+        """Notice SIGTERM: uvicorn handles the signal and sets its server's ``should_exit``;
+        the server is found through the installed handler (in every worker process too)."""
+        while not self.shutting_down:
+            server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+            if getattr(server, "should_exit", False):
+                self.begin_shutdown()
+                return
+            await asyncio.sleep(0.25)
 
     def begin_shutdown(self) -> None:
         """SIGTERM: new jobs are refused; running ones get ``server.shutdown_grace`` seconds,
@@ -80,6 +107,8 @@ class Gateway:
             type="server_error", code="server_shutting_down", retryable=False))
 
     async def aclose(self) -> None:
+        if self._exit_watch is not None:
+            self._exit_watch.cancel()
         if self.usage is not None:
             await self.usage.aclose()
         await self.fetcher.aclose()
@@ -87,6 +116,8 @@ class Gateway:
         await self.models.aclose()
         await self.hub.store.aclose()
         await self.http.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
 
 
 def _spend_reader(usage: UsageLedger | None) -> SpendQuery | None:

@@ -198,6 +198,11 @@ class GatewayConfig(Strict):
     # Where images go when a client asks response_format "url": by default a directory in
     # data_dir served by the gateway under signed, expiring URLs; or an S3-compatible bucket.
     storage: StorageSettings = Field(default_factory=LocalStoreSettings)
+    # Several processes or hosts: job snapshots, async results, rate/concurrency counters and
+    # Socket.IO events are shared through this Redis (e.g. redis://127.0.0.1:6379/0).
+    redis_url: str | None = Field(None, pattern=r"^(rediss?|unix)://")
+    # Every Redis key (and the Socket.IO channel) starts with this.
+    redis_prefix: str = Field("image-proxy", min_length=1)
     # Where the gateway keeps what must survive a restart (usage ledger, hosted images); a
     # relative path is relative to this file.
     data_dir: str | None = None

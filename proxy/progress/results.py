@@ -13,13 +13,13 @@ class ResultStore:
         self.retention = retention
         self._items: dict[str, tuple[float, dict[str, Any]]] = {}
 
-    def put(self, job_id: str, result: dict[str, Any]) -> None:
+    async def put(self, job_id: str, result: dict[str, Any]) -> None:
         now = time.monotonic()
         for key in [k for k, (expires, _) in self._items.items() if expires <= now]:
             del self._items[key]
         self._items[job_id] = (now + self.retention, result)
 
-    def get(self, job_id: str) -> dict[str, Any] | None:
+    async def get(self, job_id: str) -> dict[str, Any] | None:
         item = self._items.get(job_id)
         if item is None or item[0] <= time.monotonic():
             return None

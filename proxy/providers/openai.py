@@ -102,8 +102,11 @@ class OpenAIProvider(Provider):
                 return
             # Also the answer of compatible servers that ignore ``stream``.
             raw = await response.read()
-        # The connection is back in the pool before any post-processing of the images.
-        async for event in self._body_events(job, parse_json(raw)):
+        # The connection is back in the pool before any post-processing of the images, and
+        # the raw bytes are let go once parsed: a 16 MB answer is not held twice.
+        body = parse_json(raw)
+        del raw
+        async for event in self._body_events(job, body):
             yield event
 
     async def _relay_stream(self, job: Job, content: Any) -> AsyncGenerator[Event, None]:

@@ -199,9 +199,9 @@ async def keep_result(gateway: Gateway, job: Job, run: JobRun, base_url: str) ->
         body = await collect_response(job, run.stream())
         if job.request.host_images:
             await host_images(body, job, gateway.store, base_url)
-        gateway.results.put(job.id, {"result": body})
+        await gateway.results.put(job.id, {"result": body})
     except GatewayError as error:
-        gateway.results.put(job.id, error.body())
+        await gateway.results.put(job.id, error.body())
 
 
 def wants_async(request: Request) -> bool:

@@ -21,4 +21,4 @@ async def get_job(request: Request) -> Response:
                            "gateway for your key (finished jobs are kept for a limited time).",
                            param="job_id", code="job_not_found")
     # A detached job's answer (ImagesResponse) or error, once it has one.
-    return JSONBody({**snapshot.to_wire(), **(gateway.results.get(snapshot.job_id) or {})})
+    return JSONBody({**snapshot.to_wire(), **(await gateway.results.get(snapshot.job_id) or {})})
