@@ -58,7 +58,17 @@ async def _healthz(request: Request) -> Response:
 
 
 def build_routes(config: GatewayConfig, gateway: Gateway) -> list[Route]:
-    routes = [Route("/healthz", _healthz, methods=["GET"])]
+    async def readyz(request: Request) -> Response:
+        reason = await gateway.ready()
+        if reason is None:
+            return JSONBody({"status": "ready"})
+        return JSONBody({"status": "not ready", "reason": reason}, status_code=503)
+
+    routes = [
+        Route("/healthz", _healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", gateway.metrics.endpoint, methods=["GET"]),
+    ]
     if isinstance(gateway.store, LocalImageStore):
         # Hosted images: no key needed, the URL's signature is the credential.
         routes.append(file_route(gateway.store))
@@ -105,7 +115,8 @@ def create_app(config: GatewayConfig) -> ASGIApp:
         logger=False,
         engineio_logger=False,
     )
-    sio.register_namespace(ProgressNamespace(gateway.hub, gateway.keys))
+    sio.register_namespace(ProgressNamespace(gateway.hub, gateway.keys,
+                                             gateway.metrics.socket_clients))
     gateway.hub.emitter = sio
 
     @asynccontextmanager

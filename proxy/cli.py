@@ -24,6 +24,16 @@ def _load(path: str | None) -> GatewayConfig:
     return load_config(path) if path else load_default_config()
 
 
+def log_config(args: argparse.Namespace) -> dict:
+    """JSON lines on stderr; the access log (one line per request, with its id) only with
+    --access-log."""
+    from proxy.observability.logs import configure
+
+    config = configure(args.log_level)
+    config["loggers"]["proxy.access"] = {"level": "INFO" if args.access_log else "WARNING"}
+    return config
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -71,7 +81,7 @@ def _serve(args: argparse.Namespace) -> int:
                                                 "allow_open": config.server.allow_open})
         uvicorn.run("proxy.app:from_environment", factory=True, workers=args.workers,
                     host=config.server.host, port=config.server.port,
-                    log_level=args.log_level, access_log=args.access_log,
+                    log_level=args.log_level, log_config=log_config(args),
                     timeout_graceful_shutdown=timeout)
         return 0
 
@@ -79,7 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     uvicorn.Server(uvicorn.Config(
         create_app(config), host=config.server.host, port=config.server.port,
-        log_level=args.log_level, access_log=args.access_log,
+        log_level=args.log_level, log_config=log_config(args),
         timeout_graceful_shutdown=timeout)).run()
     return 0
 

@@ -18,6 +18,7 @@ from proxy.fetching import ImageFetcher
 from proxy.limits.counters import MemoryCounters
 from proxy.limits.guard import Guard, SpendQuery
 from proxy.models.served import ModelTable
+from proxy.observability.metrics import Metrics
 from proxy.progress.hub import ProgressHub
 from proxy.progress.latency import LatencyBook
 from proxy.progress.results import ResultStore
@@ -44,6 +45,7 @@ class Gateway:
     runs: Runs
     reliability: Reliability
     results: ResultStore
+    metrics: Metrics
     shutting_down: bool = False
     _drain: asyncio.Future[None] | None = field(default=None, repr=False)
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
@@ -65,12 +67,13 @@ class Gateway:
             results, counters = ResultStore(retention), MemoryCounters()
         usage = UsageLedger(config.data_path) if config.usage.enabled else None
         models = ModelTable(config, http)
-        return cls(config=config, http=http, models=models,
+        metrics = Metrics()
+        return cls(config=config, http=http, models=models, metrics=metrics,
                    keys=KeyRing(config.keys), hub=ProgressHub(snapshots, LatencyBook()),
                    fetcher=ImageFetcher(config.fetch), usage=usage,
                    guard=Guard(counters, _spend_reader(usage)),
                    store=build_store(config.storage, config.data_path), runs=Runs(),
-                   reliability=Reliability(config.reliability, models),
+                   reliability=Reliability(config.reliability, models, metrics),
                    results=results, redis=redis)
 
     async def start(self) -> None:
@@ -105,6 +108,17 @@ class Gateway:
         self.runs.abort_all(GatewayError(
             503, "The gateway is shutting down and this job could not finish in time.",
             type="server_error", code="server_shutting_down", retryable=False))
+
+    async def ready(self) -> str | None:
+        """Why the gateway cannot serve (None when it can): Redis must answer if configured."""
+        if self.shutting_down:
+            return "shutting down"
+        if self.redis is not None:
+            try:
+                await asyncio.wait_for(self.redis.ping(), 2)
+            except Exception as exc:
+                return f"redis unreachable: {type(exc).__name__}"
+        return None
 
     async def aclose(self) -> None:
         if self._exit_watch is not None:

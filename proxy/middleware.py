@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from proxy.jobs import new_job_id
+from proxy.observability.logs import request_id as log_context
+
+access = logging.getLogger("proxy.access")
 
 
 def _client_job_id(scope: Scope) -> str | None:
@@ -38,12 +43,24 @@ class RequestIdMiddleware:
         # x-request-id header, the response id and the progress room all agree.
         request_id = _client_job_id(scope) or new_job_id()
         scope.setdefault("state", {})["request_id"] = request_id
+        token = log_context.set(request_id)
+        started = time.monotonic()
+        status = 500
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 headers = MutableHeaders(scope=message)
                 if "x-request-id" not in headers:
                     headers.append("x-request-id", request_id)
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            # The path without its query string: signed URLs must not reach the logs.
+            access.info("%s %s %d", scope["method"], scope["path"], status, extra={
+                "method": scope["method"], "path": scope["path"], "status": status,
+                "duration_ms": round((time.monotonic() - started) * 1000, 1)})
+            log_context.reset(token)

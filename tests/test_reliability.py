@@ -229,3 +229,16 @@ def test_async_and_stream_cannot_be_combined(upstream, start_gateway) -> None:
                               json={"model": "m", "prompt": "p", "stream": True},
                               headers={"Prefer": "respond-async"})
     assert response.status_code == 400 and response.json()["error"]["param"] == "stream"
+
+
+def test_a_success_resets_the_failure_count(upstream, start_gateway) -> None:
+    """Sporadic failures between successes never add up to an open circuit."""
+    fake, url = upstream
+    fake.status, fake.status_body = 503, BREAKER_503
+    with start_gateway(reliability(retries=0, failures=2) + "models:\n" + model("m", url)) \
+            as server:
+        for _ in range(3):
+            fake.mode, fake.status_times = "status", 1
+            fails(server, openai.InternalServerError, model="m")  # one failure...
+            assert generate(server, str(uuid.uuid4()), model="m").data  # ...then a success
+    assert len(fake.requests) == 6, "the circuit never opened"

@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 import socketio
+from prometheus_client import Gauge
 from socketio.exceptions import ConnectionRefusedError
 
 from proxy.auth import KeyRing
@@ -33,10 +34,11 @@ def _bearer(environ: dict[str, Any]) -> str | None:
 
 
 class ProgressNamespace(socketio.AsyncNamespace):
-    def __init__(self, hub: ProgressHub, keys: KeyRing) -> None:
+    def __init__(self, hub: ProgressHub, keys: KeyRing, clients: Gauge | None = None) -> None:
         super().__init__(NAMESPACE)
         self.hub = hub
         self.keys = keys
+        self.clients = clients
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
@@ -44,6 +46,12 @@ class ProgressNamespace(socketio.AsyncNamespace):
         if key is None:
             raise ConnectionRefusedError("unauthorized", {"code": "ERR_UNAUTHENTICATED"})
         await self.save_session(sid, {"owner": key.name, "admin": key.admin})
+        if self.clients is not None:
+            self.clients.inc()
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        if self.clients is not None:
+            self.clients.dec()
 
     async def _target(self, sid: str, data: Any) -> tuple[str, str] | dict[str, Any]:
         """(the room's owner, job id), or the refusal to send back."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import TYPE_CHECKING
@@ -22,14 +23,17 @@ from proxy.reliability.breaker import Breakers
 if TYPE_CHECKING:
     from proxy.jobs import Job
     from proxy.models.served import ModelTable, ServedModel
+    from proxy.observability.metrics import Metrics
 
 _VISIBLE = (PartialImage, Image, Completed)
 
 
 class Reliability:
-    def __init__(self, config: ReliabilityConfig, models: ModelTable) -> None:
+    def __init__(self, config: ReliabilityConfig, models: ModelTable,
+                 metrics: Metrics | None = None) -> None:
         self.config = config
         self.models = models
+        self.metrics = metrics
         self.breakers = Breakers(config.circuit_failures, config.circuit_cooldown)
 
     def delay(self, attempt: int, error: GatewayError) -> float | None:
@@ -39,6 +43,11 @@ class Reliability:
             return asked if asked <= self.config.retry_after_max else None
         ceiling = min(self.config.backoff_max, self.config.backoff_base * 2 ** attempt)
         return random.uniform(ceiling / 2, ceiling)  # jitter: retries do not stampede
+
+    def _timed(self, model: ServedModel, started: float, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.upstream_seconds.labels(model.provider_name, outcome).observe(
+                time.monotonic() - started)
 
     def chain(self, job: Job) -> list[ServedModel]:
         return [job.model, *(self.models.resolve(name) for name in job.model.config.fallbacks)]
@@ -52,6 +61,8 @@ class Reliability:
                     job.switch_to(model)
                 except GatewayError:
                     continue  # this fallback cannot take the request as it was made
+                if self.metrics is not None:
+                    self.metrics.fallbacks.labels(model.name).inc()
                 yield Progress(0.0, stage="fallback", message=f"trying {model.name}")
             visible = False
             try:
@@ -72,15 +83,21 @@ class Reliability:
         breaker = self.breakers.get(model.upstream_key)
         for attempt in range(retries + 1):
             visible = False
+            started = time.monotonic()
             try:
                 breaker.check(model.upstream_key)
                 async with aclosing(model.provider.generate(job)) as events:
                     async for event in events:
                         visible = visible or isinstance(event, _VISIBLE)
+                        if isinstance(event, Completed):
+                            # Recorded before handing it on: a reader stops at the terminal
+                            # event, and nothing after this loop would run.
+                            breaker.success()
+                            self._timed(model, started, "ok")
                         yield event
-                breaker.success()
                 return
             except GatewayError as error:
+                self._timed(model, started, error.code or "error")
                 if error.type == "upstream_error" and error.code != "upstream_circuit_open":
                     breaker.failure()
                 if visible or not error.transient or error.code == "upstream_circuit_open":
@@ -88,6 +105,8 @@ class Reliability:
                 wait = self.delay(attempt, error) if attempt < retries else None
                 if wait is None:
                     raise
+            if self.metrics is not None:
+                self.metrics.retries.labels(model.name).inc()
             yield Progress(0.0, stage="retrying",
                            message=f"{model.name}: attempt {attempt + 2} in {wait:.1f} s")
             await asyncio.sleep(wait)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -125,6 +125,13 @@ def _finisher(gateway: Gateway, key: Key, job: Job, lease: Lease) -> JobFinished
         await lease.release()
         cost = job_cost(job, meter.images, meter.completed) if meter.completed else None
         record = meter.finish(cancelled=cancelled, cost=cost)
+        metrics = gateway.metrics
+        metrics.jobs_in_flight.dec()
+        metrics.requests.labels(record.model, record.provider, record.kind, record.status).inc()
+        metrics.job_seconds.labels(record.model, record.provider).observe(
+            record.latency_ms / 1000)
+        metrics.image_bytes.labels("final").inc(meter.image_bytes)
+        metrics.image_bytes.labels("partial").inc(meter.partial_bytes)
         if record.cost:
             gateway.guard.add_spend(key, record.cost, record.created_at)
         if gateway.usage is not None:
@@ -154,6 +161,7 @@ async def respond(request: Request, job: Job, gateway: Gateway, finished: JobFin
     if job.request.dropped:
         headers["x-dropped-params"] = ",".join(job.request.dropped)
     run = gateway.runs.start(job, run_job(job, tracker, finished, gateway.reliability.events))
+    gateway.metrics.jobs_in_flight.inc()
     base_url = f"{request.url.scheme}://{request.url.netloc}"
     if detached:
         gateway.runs.detach(lambda: keep_result(gateway, job, run, base_url), job)
@@ -178,12 +186,22 @@ async def respond(request: Request, job: Job, gateway: Gateway, finished: JobFin
         await events.aclose()
         return error_response(first.error, headers)
     return EventSourceResponse(
-        sse_events(job, first, events),
+        _counted(sse_events(job, first, events), gateway),
         headers=headers,
         sep="\n",
         ping=gateway.config.server.sse_keepalive,
         ping_message_factory=lambda: ServerSentEvent(comment="keep-alive"),
     )
+
+
+async def _counted(frames: AsyncIterator[bytes], gateway: Gateway) -> AsyncIterator[bytes]:
+    """The SSE frames, counted in the open-streams gauge while they are written."""
+    gateway.metrics.sse_streams.inc()
+    try:
+        async for frame in frames:
+            yield frame
+    finally:
+        gateway.metrics.sse_streams.dec()
 
 
 def accepted(job: Job, tracker: JobTracker) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from proxy.events import Completed, Event, Failed, Image, Usage
+from proxy.events import Completed, Event, Failed, Image, PartialImage, Usage
 from proxy.usage.record import UsageKind, UsageRecord, UsageStatus
 
 if TYPE_CHECKING:
@@ -29,6 +29,9 @@ class UsageMeter:
         self._images: set[int] = set()
         self.completed: Completed | None = None
         self.failed: Failed | None = None
+        # Base64 bytes relayed: final images, and partial images (streams).
+        self.image_bytes = 0
+        self.partial_bytes = 0
 
     @classmethod
     def for_job(cls, job: Job) -> UsageMeter:
@@ -41,6 +44,9 @@ class UsageMeter:
     def observe(self, event: Event) -> None:
         if isinstance(event, Image):
             self._images.add(event.index)
+            self.image_bytes += len(event.b64_json or "")
+        elif isinstance(event, PartialImage):
+            self.partial_bytes += len(event.b64_json)
         elif isinstance(event, Completed):
             self.completed = event
         elif isinstance(event, Failed):
