@@ -21,6 +21,7 @@ from proxy.config import GatewayConfig
 from proxy.errors import GatewayError
 from proxy.gateway import Gateway
 from proxy.middleware import RequestIdMiddleware
+from proxy.playground import playground_routes
 from proxy.progress.socket import ProgressNamespace
 from proxy.responses import JSONBody, error_response
 from proxy.routes.images import image_endpoints
@@ -82,6 +83,7 @@ def build_routes(config: GatewayConfig, gateway: Gateway) -> list[Route]:
             Route(f"{base}/usage", get_usage, methods=["GET"]),
             Route(f"{base}/models/{{model:path}}", get_model, methods=["GET"]),
         ]
+    routes += playground_routes(config.server.base_paths)
     return routes
 
 

@@ -29,3 +29,49 @@ ensure_venv() {
     echo "$want" > "$stamp"
   fi
 }
+
+# Debian's Chromium, for the browser tests (tests/test_playground.py drives it with Playwright's
+# Python package, whose wheel ships its own driver; no browser is ever downloaded). Installed with
+# apt-get when /usr/bin/chromium is missing; any failure stops the caller (set -e), loudly.
+ensure_chromium() {
+  [ -x /usr/bin/chromium ] && return 0
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "the browser tests need /usr/bin/chromium (Debian's chromium package) and apt-get is missing" >&2
+    return 1
+  fi
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing Debian's chromium for the browser tests ..." >&2
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  [ -x /usr/bin/chromium ] || { echo "apt-get installed no /usr/bin/chromium" >&2; return 1; }
+}
+
+# The scale-out tests need a Redis. Use the one answering on 127.0.0.1:6379, or start one
+# (installing Debian's redis-server if it is missing). Tests use their own database number
+# and key prefix, so a shared Redis is safe.
+ensure_redis() {
+  if "$VENV/bin/python" - <<'PY' 2>/dev/null; then return 0; fi
+import socket, sys
+with socket.create_connection(("127.0.0.1", 6379), timeout=1) as s:
+    s.sendall(b"PING\r\n")
+    sys.exit(0 if s.recv(16).startswith(b"+PONG") else 1)
+PY
+  if ! command -v redis-server >/dev/null 2>&1; then
+    command -v apt-get >/dev/null 2>&1 || { echo "the tests need redis-server" >&2; return 1; }
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing Debian's redis-server for the scale-out tests ..." >&2
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  fi
+  echo "starting redis-server on 127.0.0.1:6379 ..." >&2
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --dir /tmp --logfile /tmp/image-proxy-test-redis.log
+  for _ in $(seq 50); do
+    redis-cli -p 6379 ping >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "redis-server did not start" >&2
+  return 1
+}
