@@ -1,0 +1,214 @@
+"""Socket.IO fan-out: many subscribers to one job, and how long one ``progress`` event takes to
+reach all of them.
+
+Subscribers live in worker processes (``bench.py --sio-worker``), a few hundred python-socketio
+``AsyncClient``s each (websocket transport, one shared aiohttp session, no reconnection). Each
+worker connects its clients (bounded concurrency), subscribes them to the job id, writes
+``<out>.ready``, records every ``progress`` event it receives with ``time.time() - updated_at``
+(the gateway stamps ``updated_at`` just before it emits), and when every client has seen the
+terminal event, or its deadline passes, writes ``<out>`` and disconnects them all.
+
+The coordinator then POSTs one streaming job with that ``X-Job-Id`` to the gateway's ``openai``
+model. The fake upstream holds the partial image for 1.5 s and the completion for 1 s more, so
+the partial-image ``progress`` event (percent 50) goes out alone, not behind another fan-out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from benchlib import payloads
+from benchlib.fleet import Fleet
+from benchlib.load import JSON_HEADERS, log, one_stream, pct
+
+NAMESPACE = "/image-progress"
+TERMINAL = ("succeeded", "failed", "cancelled")
+CONNECT_CONCURRENCY = 25  # per worker process
+LEAD_S, GAP_S = 1.5, 1.0
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+# ------------------------------------------------------------------------------ worker
+async def worker(url: str, clients: int, job_id: str, out: Path, deadline_s: float) -> None:
+    import socketio
+
+    started = time.monotonic()
+    hard = started + deadline_s
+    received: list[list[list[Any]]] = [[] for _ in range(clients)]
+    subscribed: list[Any] = []
+    failures: list[str] = []
+    done = asyncio.Event()
+    terminal = 0
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    # limit=0: every websocket holds its connection for good; a pool limit would stall joins.
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+
+    def on_progress_for(index: int) -> Any:
+        def on_progress(data: dict[str, Any]) -> None:
+            nonlocal terminal
+            now = time.time()
+            received[index].append([data.get("seq"), data.get("status"), data.get("percent"),
+                                    bool(data.get("estimated")), data.get("step"),
+                                    data.get("stage"),
+                                    round((now - float(data.get("updated_at") or now)) * 1e3, 3)])
+            if data.get("status") in TERMINAL:
+                terminal += 1
+                if terminal >= len(subscribed):
+                    done.set()
+
+        return on_progress
+
+    async def join(index: int) -> None:
+        async with gate:
+            client = socketio.AsyncClient(reconnection=False, handle_sigint=False,
+                                          http_session=session)
+            client.on("progress", on_progress_for(index), namespace=NAMESPACE)
+            try:
+                await client.connect(url, transports=["websocket"], namespaces=[NAMESPACE],
+                                     auth={"token": "bench"}, wait_timeout=30)
+                ack = await client.call("subscribe", {"job_id": job_id}, namespace=NAMESPACE,
+                                        timeout=30)
+                if not (isinstance(ack, dict) and ack.get("ok")):
+                    raise RuntimeError(f"subscribe refused: {ack}")
+                subscribed.append(client)
+            except Exception as exc:
+                failures.append(f"{type(exc).__name__}: {exc}")
+                with contextlib.suppress(Exception):
+                    await client.disconnect()
+
+    # The coordinator sends SIGUSR1 when the job is over and some events never came.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, done.set)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(join(i) for i in range(clients))),
+                                   max(1.0, hard - time.monotonic()))
+        _write_json(out.with_suffix(".ready"), {
+            "connected": len(subscribed), "failed": clients - len(subscribed),
+            "errors": sorted(set(failures))[:5], "seconds": time.monotonic() - started})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), max(0.1, hard - time.monotonic()))
+        _write_json(out, {"connected": len(subscribed), "events": received})
+    finally:
+        async def leave(client: Any) -> None:
+            async with gate:
+                with contextlib.suppress(Exception):
+                    await client.disconnect()
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(leave(c) for c in subscribed)), 30)
+        await session.close()
+
+
+# ------------------------------------------------------------------------------ coordinator
+async def _wait_files(paths: list[Path], fleet: Fleet, workers: list[Any], until: float) -> bool:
+    """Poll for files (bounded by ``until``); False if time ran out."""
+    while time.monotonic() < until:
+        if all(p.exists() for p in paths):
+            return True
+        for proc in workers:
+            if proc.poll() is not None and proc.returncode != 0:
+                raise RuntimeError(f"socket.io worker exited with {proc.returncode}")
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def measure_fanout(fleet: Fleet, script: str, base_url: str, gateway_url: str,
+                         clients: int, processes: int, tmpdir: Path,
+                         budget_s: float) -> dict[str, Any]:
+    """Subscribe ``clients`` watchers, run one job, and summarise the delivery times."""
+    job_id = str(uuid.uuid4())
+    started = time.monotonic()
+    until = started + budget_s
+    processes = max(1, min(processes, clients))
+    shares = [clients // processes + (i < clients % processes) for i in range(processes)]
+    outs = [tmpdir / f"sio-{i}.json" for i in range(processes)]
+    workers = [fleet.spawn(f"socket.io worker {i}", [
+        sys.executable, script, "--sio-worker", "--url", base_url, "--clients", str(n),
+        "--job-id", job_id, "--out", str(out), "--deadline", f"{budget_s:.0f}",
+    ]) for i, (n, out) in enumerate(zip(shares, outs, strict=True))]
+    try:
+        ready_files = [o.with_suffix(".ready") for o in outs]
+        if not await _wait_files(ready_files, fleet, workers, until):
+            raise RuntimeError("socket.io workers did not finish connecting in time")
+        ready = [_read_json(p) for p in ready_files]
+        connected = sum(r["connected"] for r in ready)
+        connect_s = time.monotonic() - started
+        log(f"  socket.io: {connected}/{clients} subscribed in {connect_s:.1f}s"
+            + (f"  errors: {ready[0]['errors']}" if connected < clients else ""))
+
+        body = payloads.request_body(stream=True, partial_images=1, prompt=payloads.sse_prompt(
+            payloads.SMALL_RAW, LEAD_S, GAP_S))
+        timeout = aiohttp.ClientTimeout(total=60)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            stream = await one_stream(session, gateway_url, body,
+                                      headers={**JSON_HEADERS, "x-job-id": job_id})
+        # Every subscriber saw the terminal event: the workers report at once. Otherwise give
+        # stragglers a few seconds, then tell the workers to report what they have.
+        if not await _wait_files(outs, fleet, workers, time.monotonic() + 10):
+            for proc in workers:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGUSR1)
+            if not await _wait_files(outs, fleet, workers, time.monotonic() + 10):
+                raise RuntimeError("socket.io workers did not report in time")
+        events = [client for out in outs for client in _read_json(out)["events"]]
+        # The workers now disconnect their clients (bounded at 30 s by each worker).
+        for _ in range(350):
+            if all(p.poll() is not None for p in workers):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        for proc in workers:
+            fleet.stop(proc)
+    summary = summarise(events, connected)
+    summary.update(clients=clients, connected=connected, processes=processes,
+                   connect_s=round(connect_s, 2), stream_ok=stream.ok,
+                   stream_first_partial_ms=stream.first_partial_ms)
+    return summary
+
+
+def summarise(per_client: list[list[list[Any]]], connected: int) -> dict[str, Any]:
+    """Delivery times per event (by seq); the partial-image event is the one measured."""
+    by_seq: dict[int, list[float]] = {}
+    label: dict[int, str] = {}
+    partial_seq = None
+    for events in per_client:
+        for seq, status, percent, estimated, step, stage, ms in events:
+            by_seq.setdefault(seq, []).append(ms)
+            what = "estimate" if estimated else stage or (f"step {step}" if step else "")
+            label[seq] = f"{status} {percent:g}% {what}".strip()
+            if status == "running" and not estimated and step == 1:
+                partial_seq = seq  # the progress the partial image caused (step 1 of 2)
+    rows = []
+    for seq in sorted(by_seq):
+        lat = by_seq[seq]
+        rows.append({"seq": seq, "event": label[seq], "received": len(lat),
+                     "p50_ms": round(pct(lat, 0.5), 2), "p99_ms": round(pct(lat, 0.99), 2),
+                     "max_ms": round(max(lat), 2), "partial": seq == partial_seq})
+    measured = next((r for r in rows if r["partial"]), None)
+    return {"per_event": rows, "measured": measured}
+
+
+def worker_main(url: str, clients: int, job_id: str, out: str, deadline: float) -> None:
+    import uvloop
+
+    uvloop.run(worker(url, clients, job_id, Path(out), deadline))
