@@ -22,6 +22,7 @@ from proxy.errors import GatewayError
 from proxy.gateway import Gateway
 from proxy.middleware import RequestIdMiddleware
 from proxy.playground import playground_routes
+from proxy.progress.hub import NAMESPACE
 from proxy.progress.socket import ProgressNamespace
 from proxy.responses import JSONBody, error_response
 from proxy.routes.images import image_endpoints
@@ -120,6 +121,9 @@ def create_app(config: GatewayConfig) -> ASGIApp:
     sio.register_namespace(ProgressNamespace(gateway.hub, gateway.keys,
                                              gateway.metrics.socket_clients))
     gateway.hub.emitter = sio
+    if manager is None:
+        rooms = sio.manager.rooms
+        gateway.hub.watched = lambda room: bool(rooms.get(NAMESPACE, {}).get(room))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -8,12 +8,20 @@ bytes because generic encoders regex-split multi-megabyte data.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import orjson
 
-_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+def _line_end(buffer: bytearray, start: int) -> tuple[int, int]:
+    """Where the next line ends at or after ``start``, and where the next line begins; (-1, -1)
+    if no line end is there. Two ``find`` calls, not a regex: a partial image's data line is
+    megabytes long, and a regex steps through it byte by byte (100x slower here)."""
+    lf = buffer.find(b"\n", start)
+    cr = buffer.find(b"\r", start, lf if lf >= 0 else len(buffer))
+    if cr >= 0:
+        return cr, cr + 2 if buffer[cr + 1:cr + 2] == b"\n" else cr + 1
+    return (lf, lf + 1) if lf >= 0 else (-1, -1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +54,12 @@ class SSEDecoder:
         start = 0
         search = self._resume
         while True:
-            match = _LINE_END.search(buffer, search)
-            if match is None:
+            end, after = _line_end(buffer, search)
+            if end < 0:
                 search = len(buffer)
                 break
-            message = self._line(bytes(buffer[start:match.start()]))
-            start = search = match.end()
+            message = self._line(bytes(buffer[start:end]))
+            start = search = after
             if message is not None:
                 messages.append(message)
         if buffer.endswith(b"\r") and start == len(buffer):

@@ -7,6 +7,7 @@ hear about another key's job that happens to use the same id.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from proxy.progress.latency import LatencyBook
@@ -30,12 +31,17 @@ class ProgressHub:
         self.store = store
         self.latency = latency
         self.emitter: Emitter | None = None
+        # Whether a room has a watcher in this process; None when watchers may be elsewhere
+        # (Redis), so every update is emitted.
+        self.watched: Callable[[str], bool] | None = None
 
     async def _emit(self, snapshot: JobSnapshot) -> None:
-        if self.emitter is not None:
-            await self.emitter.emit(EVENT, snapshot.to_wire(),
-                                    to=room_for(snapshot.owner, snapshot.job_id),
-                                    namespace=NAMESPACE)
+        if self.emitter is None:
+            return
+        room = room_for(snapshot.owner, snapshot.job_id)
+        if self.watched is not None and not self.watched(room):
+            return  # most jobs are watched by nobody: no event to build
+        await self.emitter.emit(EVENT, snapshot.to_wire(), to=room, namespace=NAMESPACE)
 
     async def create(self, snapshot: JobSnapshot) -> bool:
         """Register a new job; False when its id is already in use."""

@@ -100,8 +100,9 @@ class OpenAIProvider(Provider):
                 async for event in self._relay_stream(job, response.content):
                     yield event
                 return
-            # Also the answer of compatible servers that ignore ``stream``.
-            raw = await response.read()
+            # Also the answer of compatible servers that ignore ``stream``. Read from the
+            # stream, not response.read(), which also keeps a copy on the response object.
+            raw = await response.content.read()
         # The connection is back in the pool before any post-processing of the images, and
         # the raw bytes are let go once parsed: a 16 MB answer is not held twice.
         body = parse_json(raw)
