@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import orjson
 
+_BOM = "\ufeff".encode()
+
 
 def _line_end(buffer: bytearray, start: int) -> tuple[int, int]:
     """Where the next line ends at or after ``start``, and where the next line begins; (-1, -1)
@@ -38,12 +40,22 @@ class SSEDecoder:
         self._buffer = bytearray()
         self._resume = 0  # where the line-end search resumes: earlier bytes have none
         self._skip_lf = False  # the last chunk ended in CR: a leading LF belongs to it
+        self._at_start = True
         self._event = ""
         self._data: list[bytes] = []
         self._id: str | None = None
 
     def feed(self, chunk: bytes) -> list[SSEMessage]:
         """Add bytes; returns the events they complete (possibly none)."""
+        if self._at_start and chunk:
+            # WHATWG: one leading byte order mark is ignored (it may arrive split).
+            pending = bytes(self._buffer) + chunk
+            if len(pending) < 3 and _BOM.startswith(pending):
+                self._buffer = bytearray(pending)
+                return []
+            self._at_start = False
+            self._buffer = bytearray()
+            chunk = pending[3:] if pending.startswith(_BOM) else pending
         if self._skip_lf and chunk:
             self._skip_lf = False
             if chunk[:1] == b"\n":
@@ -70,7 +82,10 @@ class SSEDecoder:
 
     def _line(self, line: bytes) -> SSEMessage | None:
         if not line:
-            if not self._data and not self._event:
+            if not self._data:
+                # WHATWG: an event without data is not dispatched (its name is forgotten):
+                # an upstream "event: ping" keep-alive must not reach the JSON parser.
+                self._event = ""
                 return None
             message = SSEMessage(self._event or "message", b"\n".join(self._data), self._id)
             self._event, self._data = "", []

@@ -50,3 +50,9 @@ def test_unterminated_event_is_not_emitted() -> None:
 def test_encoders_round_trip() -> None:
     frame = encode_comment("keep-alive") + encode_event("x.y", {"k": "v\u2028w", "n": 1})
     assert decode_all(frame, 5) == [SSEMessage("x.y", '{"k":"v\u2028w","n":1}'.encode(), None)]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 64])
+def test_bom_split_across_chunks_and_named_events_without_data(chunk: int) -> None:
+    data = "\ufeff".encode() + b"event: ping\n\nevent: x\ndata: y\n\n"
+    assert decode_all(data, chunk) == [SSEMessage("x", b"y", None)]
