@@ -21,6 +21,7 @@ from proxy.config import GatewayConfig
 from proxy.errors import GatewayError
 from proxy.gateway import Gateway
 from proxy.middleware import RequestIdMiddleware
+from proxy.openapi import openapi_route
 from proxy.playground import playground_routes
 from proxy.progress.hub import NAMESPACE
 from proxy.progress.socket import ProgressNamespace
@@ -85,6 +86,7 @@ def build_routes(config: GatewayConfig, gateway: Gateway) -> list[Route]:
             Route(f"{base}/models/{{model:path}}", get_model, methods=["GET"]),
         ]
     routes += playground_routes(config.server.base_paths)
+    routes.append(openapi_route(config))
     return routes
 
 

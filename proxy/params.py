@@ -8,6 +8,7 @@ Every rejection is a 400 that names the parameter, with OpenAI's wording where O
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -234,14 +235,20 @@ def parse_params(
     return known, unknown
 
 
+# RFC 9110 field names (tokens) and values (visible ASCII, spaces and tabs).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]{1,128}")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]{0,8192}")
+
+
 def _check_headers(headers: dict[str, Any]) -> dict[str, str]:
     checked = {}
     for name, value in headers.items():
-        if not isinstance(value, str) or "\n" in value or "\r" in value:
+        if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
             raise invalid_param("extra_headers", f"Invalid 'extra_headers': the value of "
-                                f"'{name}' must be a single-line string.", code="invalid_type")
+                                f"'{name}' must be printable ASCII on one line.",
+                                code="invalid_type")
         lower = name.lower()
-        if lower in FORBIDDEN_HEADERS or not lower.replace("-", "").isalnum():
+        if lower in FORBIDDEN_HEADERS or not _HEADER_NAME.fullmatch(lower):
             raise invalid_param(
                 "extra_headers", f"Invalid 'extra_headers': '{name}' may not be set by the "
                 "client (credential and connection headers are the gateway's own).",

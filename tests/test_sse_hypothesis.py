@@ -167,7 +167,7 @@ def test_line_end_soup_never_crashes_and_chunking_never_matters(parts, cuts) -> 
     assert decode(chunked(data, cuts)) == decode([data])
 
 
-# -- the decoder against WHATWG where it differs: fixed when these pass ----------------------
+# -- two WHATWG rules the decoder once broke (found by the properties above) -------------
 
 
 def test_an_event_without_data_is_not_dispatched() -> None:

@@ -39,9 +39,14 @@ class InputImage:
         return base64.b64encode(self.data).decode("ascii")
 
     def decoded(self) -> PILImage.Image:
-        """The decoded image (blocking: call from a worker thread)."""
-        image = PILImage.open(io.BytesIO(self.data))
-        image.load()
+        """The decoded image (blocking: call from a worker thread). Only the header was
+        checked on the way in; pixel data that does not decode is the client's 400."""
+        try:
+            image = PILImage.open(io.BytesIO(self.data))
+            image.load()
+        except (OSError, ValueError, SyntaxError):
+            raise invalid_param("image", "Invalid file 'image': its pixel data is corrupt or "
+                                "truncated.", code="invalid_image") from None
         return image
 
 
@@ -64,6 +69,9 @@ def load_image(data: bytes, *, param: str, filename: str = "image",
         with PILImage.open(io.BytesIO(data)) as image:
             width, height = image.size
             alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    except PILImage.DecompressionBombError:
+        raise invalid_param(param, f"Invalid file '{param}': it claims more pixels than any "
+                            "model takes.", code="invalid_image") from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise invalid_param(param, f"Invalid file '{param}': the image data is corrupt.",
                             code="invalid_image") from None

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import anyio
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import Message
 
@@ -63,8 +64,15 @@ def capped(request: Request, limit: int) -> Request:
 
 
 async def read_multipart(request: Request, limit: int) -> EditInput:
-    form = await capped(request, limit).form(max_files=MAX_IMAGES + 1, max_fields=256,
-                                             max_part_size=1024 * 1024)
+    try:
+        form = await capped(request, limit).form(max_files=MAX_IMAGES + 1, max_fields=256,
+                                                 max_part_size=1024 * 1024)
+    except HTTPException as exc:  # Starlette's multipart refusals, in OpenAI's shape
+        if "Too many files" in str(exc.detail):
+            raise invalid_param("image", f"Too many files: at most {MAX_IMAGES} images and a "
+                                "mask.", code="too_many_images") from None
+        raise GatewayError(400, f"The multipart body could not be read: {exc.detail}",
+                           code="invalid_multipart") from None
     fields: dict[str, Any] = {}
     uploads: list[tuple[str, UploadFile]] = []
     mask_upload: UploadFile | None = None

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from proxy.errors import invalid_param
 from proxy.models.rules import SIZE_PATTERN, ModelRules
 
-RATIO_PATTERN = re.compile(r"^(\d+(?:\.\d+)?):(\d+(?:\.\d+)?)$")
+RATIO_PATTERN = re.compile(r"^(\d{1,6}(?:\.\d{1,6})?):(\d{1,6}(?:\.\d{1,6})?)\Z")
 # Long edge of each tier: a request is given the smallest tier that covers its long edge.
 TIER_EDGES = {"512": 512, "0.5K": 512, "1K": 1024, "2K": 2048, "4K": 4096}
 

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
+from urllib.parse import quote
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
@@ -159,7 +160,9 @@ async def respond(request: Request, job: Job, gateway: Gateway, finished: JobFin
                            param=JOB_ID_HEADER, code="job_id_conflict")
     headers = dict(headers)
     if job.request.dropped:
-        headers["x-dropped-params"] = ",".join(job.request.dropped)
+        # Names come from the client: percent-encoded so any name fits in a header.
+        headers["x-dropped-params"] = ",".join(quote(name, safe="-_.[]")
+                                               for name in job.request.dropped)
     run = gateway.runs.start(job, run_job(job, tracker, finished, gateway.reliability.events))
     gateway.metrics.jobs_in_flight.inc()
     base_url = f"{request.url.scheme}://{request.url.netloc}"
