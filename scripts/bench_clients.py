@@ -28,11 +28,12 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import aiohttp
 import orjson
+from benchlib.load import LoadResult, measure
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -144,71 +145,11 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
             p.wait(timeout=5)
 
 
-# --------------------------------------------------------------------------- load
-@dataclass
-class Result:
-    path: str
-    group: str
-    conns: int
-    requests: int
-    errors: int
-    seconds: float
-    req_s: float
-    p50_ms: float
-    p99_ms: float
-    mean_ms: float
-
-
-async def run_load(url: str, conns: int, n: int) -> tuple[list[float], int, float]:
-    """Send exactly n POSTs over at most `conns` keep-alive connections."""
-    remaining = n
-    lat: list[float] = []
-    errors = 0
-    timeout = aiohttp.ClientTimeout(total=60)
-    connector = aiohttp.TCPConnector(limit=conns, limit_per_host=conns)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-
-        async def worker() -> None:
-            nonlocal remaining, errors
-            while remaining > 0:
-                remaining -= 1
-                t0 = time.perf_counter()
-                try:
-                    async with session.post(url, data=REQUEST_BODY, headers=JSON_HEADERS) as r:
-                        await r.read()
-                        ok = r.status == 200
-                except (TimeoutError, aiohttp.ClientError):
-                    ok = False
-                lat.append(time.perf_counter() - t0)
-                errors += not ok
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(conns)))
-        return lat, errors, time.perf_counter() - t0
-
-
-def pct(sorted_vals: list[float], q: float) -> float:
-    return sorted_vals[min(len(sorted_vals) - 1, int(q * len(sorted_vals)))]
-
-
-async def measure(path: str, group: str, url: str, conns: int, n: int) -> Result:
-    await run_load(url, conns, max(conns * 2, n // 10, 10))  # warm-up: pools, caches
-    lat, errors, secs = await run_load(url, conns, n)
-    lat.sort()
-    res = Result(path, group, conns, n, errors, round(secs, 3), round(n / secs, 1),
-                 round(pct(lat, 0.50) * 1e3, 3), round(pct(lat, 0.99) * 1e3, 3),
-                 round(sum(lat) / n * 1e3, 3))
-    flag = f"  ERRORS={errors}" if errors else ""
-    print(f"  {path:<30} c={conns:<3} {res.req_s:>9.1f} req/s  p50={res.p50_ms:.2f}ms"
-          f"  p99={res.p99_ms:.2f}ms{flag}", file=sys.stderr, flush=True)
-    return res
-
-
-def bench(loop: asyncio.AbstractEventLoop, quick: bool) -> list[Result]:
+def bench(loop: asyncio.AbstractEventLoop, quick: bool) -> list[LoadResult]:
     """Start upstreams, then one relay at a time; measure each path at every CONNS."""
     n_small, n_large = (500, 40) if quick else (3000, 200)
     procs: list[subprocess.Popen[bytes]] = []
-    results: list[Result] = []
+    results: list[LoadResult] = []
 
     def start(*extra: str) -> str:
         """Start a server subprocess on a free port; return its URL once it answers."""
@@ -238,7 +179,8 @@ def bench(loop: asyncio.AbstractEventLoop, quick: bool) -> list[Result]:
             if backend is not None:
                 url = start("--serve", "relay", "--backend", backend, "--upstream", upstream)
             for conns in CONNS:
-                results.append(loop.run_until_complete(measure(path, group, url, conns, n)))
+                results.append(loop.run_until_complete(
+                    measure(path, group, url, conns, n, REQUEST_BODY)))
             stop(procs[n_up:])
             del procs[n_up:]
     finally:
@@ -246,7 +188,7 @@ def bench(loop: asyncio.AbstractEventLoop, quick: bool) -> list[Result]:
     return results
 
 
-def table(results: list[Result]) -> str:
+def table(results: list[LoadResult]) -> str:
     base = {(r.group, r.conns): r.req_s for r in results if r.path.startswith("relay aiohttp")}
     lines = ["| path | connections | req/s | p50 ms | p99 ms | vs aiohttp relay |",
              "|---|---:|---:|---:|---:|---:|"]
@@ -307,7 +249,8 @@ def main() -> None:
         meta = {"cpus": os.cpu_count(), "loadavg": load, "quick": args.quick,
                 "python": sys.version.split()[0], "aiohttp": aiohttp.__version__}
         with open(args.json, "w") as f:
-            json.dump({"meta": meta, "results": [asdict(r) for r in results]}, f, indent=2)
+            rows = [{k: v for k, v in asdict(r).items() if k != "latencies_ms"} for r in results]
+            json.dump({"meta": meta, "results": rows}, f, indent=2)
 
 
 if __name__ == "__main__":
