@@ -23,7 +23,8 @@ from proxy.edits.attach import attach_images
 from proxy.edits.inputs import InputImage
 from proxy.errors import GatewayError
 from proxy.events import Completed, Event, Failed
-from proxy.params import ImageRequest, apply_rules
+from proxy.params import ImageRequest
+from proxy.request_rules import apply_rules
 from proxy.usage import UsageMeter
 
 if TYPE_CHECKING:

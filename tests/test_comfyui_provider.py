@@ -16,7 +16,7 @@ from proxy.config import ConfigError, load_config_text
 from proxy.events import Completed, Image, PartialImage, Progress
 from proxy.gateway import Gateway
 from proxy.jobs import Job, new_job_id
-from proxy.params import apply_rules, parse_params
+from proxy.params import parse_params
 from proxy.providers.base import ProviderContext
 from proxy.providers.comfyui import ComfyUIProvider, ComfyUISettings
 from proxy.providers.comfyui.protocol import (
@@ -24,6 +24,7 @@ from proxy.providers.comfyui.protocol import (
     parse_binary,
     validation_summary,
 )
+from proxy.request_rules import apply_rules
 from proxy.upstream import UpstreamClient
 from tests.conftest import COMFY_MODEL as MODEL
 from tests.conftest import comfy_yaml, gateway_config, sdk

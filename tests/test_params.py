@@ -6,7 +6,8 @@ import pytest
 
 from proxy.errors import GatewayError
 from proxy.models.catalog import load_catalog
-from proxy.params import apply_rules, parse_params
+from proxy.params import parse_params
+from proxy.request_rules import apply_rules
 
 
 def rules(provider: str, model: str):

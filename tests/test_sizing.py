@@ -7,7 +7,8 @@ import pytest
 from proxy.errors import GatewayError
 from proxy.models.catalog import load_catalog
 from proxy.models.rules import ModelRules
-from proxy.params import apply_rules, parse_params
+from proxy.params import parse_params
+from proxy.request_rules import apply_rules
 
 GEMINI_LIKE = ModelRules(
     sizes=["auto"], aspect_ratios=["1:1", "2:3", "3:2", "3:4", "4:3", "9:16", "16:9", "21:9"],

@@ -19,13 +19,8 @@ from starlette.routing import Route
 
 from proxy import __version__
 from proxy.config import GatewayConfig
-from proxy.openapi.schemas import (
-    UUID,
-    Schema,
-    openai_schemas,
-    request_schemas,
-    response_schemas,
-)
+from proxy.openapi.responses import openai_schemas, response_schemas
+from proxy.openapi.schemas import UUID, Schema, request_schemas
 from proxy.responses import JSONBody
 from proxy.storage.local import DEFAULT_URL_PATH
 from proxy.storage.settings import LocalStoreSettings

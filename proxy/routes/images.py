@@ -22,9 +22,10 @@ from proxy.events import Failed
 from proxy.gateway import Gateway
 from proxy.jobs import Job, JobFinished, JobInput, run_job
 from proxy.limits.guard import Lease
-from proxy.params import apply_rules, parse_params
+from proxy.params import parse_params
 from proxy.progress.socket import parse_job_id
 from proxy.progress.tracker import JobTracker
+from proxy.request_rules import apply_rules
 from proxy.responses import JSONBody, error_response
 from proxy.routes.body import read_json_object
 from proxy.runs import JobRun
