@@ -1,0 +1,68 @@
+"""``GET /v1/models``: what is served, described from the catalog; every alias resolves."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from proxy.models.catalog import load_catalog
+from proxy.models.describe import describe_parameters
+from tests.support.clients import sdk
+from tests.support.fakes.openai_upstream import API_KEY
+
+PROVIDERS = ("openai", "azure", "gemini", "imagen", "xai")
+
+
+@pytest.fixture
+def catalog_gateway(start_gateway, fake_openai):
+    _, base_url = fake_openai
+    with start_gateway(f"""
+providers:
+  openai: {{api_key: {API_KEY}, base_url: "{base_url}"}}
+  azure: {{endpoint: "https://example.openai.azure.com", api_key: az-key}}
+  gemini: {{api_key: gm-key}}
+  imagen: {{project: my-project, access_token: ya29.test}}
+  xai: {{api_key: xai-key}}
+models:
+  - {{name: local, provider: local}}
+""") as server:
+        yield server
+
+
+def test_models_are_the_catalog_and_their_parameters(catalog_gateway) -> None:
+    catalog = load_catalog()
+    body = httpx.get(f"{catalog_gateway.url}/v1/models").json()
+    assert body["object"] == "list"
+    cards = {card["id"]: card for card in body["data"]}
+    expected = {m.name for p in PROVIDERS for m in catalog.models_of(p)} | {"local"}
+    assert set(cards) == expected
+    for entry in (m for p in PROVIDERS for m in catalog.models_of(p)):
+        card = cards[entry.name]
+        assert card["object"] == "model" and card["provider"] == entry.provider
+        assert card["upstream_model"] == entry.upstream_model
+        assert card["aliases"] == entry.aliases
+        assert card["parameters"] == describe_parameters(catalog.rules_of(entry))
+        assert card["pricing"]["source"] and card["pricing"]["taken"]
+    assert cards["openai/dall-e-3"]["parameters"]["n"] == {"type": "integer", "minimum": 1,
+                                                           "maximum": 1}
+    assert cards["openai/dall-e-3"]["parameters"]["style"]["enum"] == ["vivid", "natural"]
+    assert "style" not in cards["openai/gpt-image-1"]["parameters"]
+    assert cards["openai/gpt-image-2"]["parameters"]["size"]["range"]["multiple_of"] == 16
+    assert cards["local"]["capabilities"]["streaming"] == "native"
+    flash = cards["google/gemini-3.1-flash-image"]["parameters"]
+    assert flash["thinking_level"]["enum"] == ["minimal", "high"]
+    assert flash["size"]["maps_to"] == "aspect_ratio" and "4K" in flash["resolution"]["enum"]
+    assert cards["google/imagen-4.0-generate-001"]["capabilities"]["edits"] is False
+
+
+def test_every_alias_resolves_through_the_sdk(catalog_gateway) -> None:
+    client = sdk(catalog_gateway)
+    listed = client.models.list()
+    assert {m.id for m in listed} >= {"openai/gpt-image-1", "local"}
+    for entry in (m for p in PROVIDERS for m in load_catalog().models_of(p)):
+        for alias in entry.aliases:
+            assert client.models.retrieve(alias).id == entry.name
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("openai/gpt-image-9")
+    assert caught.value.code == "model_not_found" and "openai/gpt-image-2" in caught.value.message

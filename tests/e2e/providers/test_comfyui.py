@@ -1,0 +1,333 @@
+"""Provider ``comfyui`` against a fake ComfyUI server that speaks the real protocol."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from openai.types import ImageGenCompletedEvent, ImageGenPartialImageEvent
+
+from proxy.config import ConfigError, load_config_text
+from proxy.events import Completed, Image, PartialImage, Progress
+from proxy.gateway import Gateway
+from proxy.jobs import Job, new_job_id
+from proxy.params import parse_params
+from proxy.providers.base import ProviderContext
+from proxy.providers.comfyui import ComfyUIProvider, ComfyUISettings
+from proxy.providers.comfyui.protocol import (
+    ProgressTracker,
+    parse_binary,
+    validation_summary,
+)
+from proxy.request_rules import apply_rules
+from proxy.upstream import UpstreamClient
+from tests.support.clients import sdk
+from tests.support.fakes.comfyui import COMFY_MODEL as MODEL
+from tests.support.fakes.comfyui import FakeComfyUI, comfy_yaml, jpeg
+from tests.support.gateways import gateway_config
+from tests.support.images import decode
+from tests.support.paths import COMFYUI_WORKFLOWS
+from tests.support.schemas import validate
+
+
+def inputs(comfy: FakeComfyUI, prompt_id: str, node: str) -> dict:
+    return comfy.prompts[prompt_id].workflow[node]["inputs"]
+
+
+# -- through the gateway, with the official SDK ------------------------------------------------
+
+
+def test_generate_injects_the_request_and_returns_the_batch(comfy) -> None:
+    fake, server = comfy
+    raw = sdk(server).images.with_raw_response.generate(
+        model=MODEL, prompt="a lighthouse in a storm", n=2, size="512x768",
+        extra_body={"negative_prompt": "people", "seed": 1234},
+    )
+    result = raw.parse()
+    images = [decode(d.b64_json) for d in result.data]
+    assert [(i.format, i.size) for i in images] == [("PNG", (512, 768))] * 2
+    body = raw.http_response.json()
+    validate("ImagesResponse", body)
+    assert body["size"] == "512x768" and body["output_format"] == "png"
+    assert body["provider"] == "comfyui"
+
+    prompt_id = raw.headers["x-request-id"]
+    assert fake.prompts[prompt_id].client_id == prompt_id
+    assert prompt_id in fake.ws_clients, "the websocket is opened with clientId=<job id>"
+    assert inputs(fake, prompt_id, "6")["text"] == "a lighthouse in a storm"
+    assert inputs(fake, prompt_id, "7")["text"] == "people"
+    assert inputs(fake, prompt_id, "5") == {"width": 512, "height": 768, "batch_size": 2}
+    assert inputs(fake, prompt_id, "3")["seed"] == 1234
+    assert inputs(fake, prompt_id, "3")["steps"] == 25, "no quality: the workflow's own steps"
+
+
+def test_seed_is_random_when_absent_and_template_defaults_stay(comfy) -> None:
+    fake, server = comfy
+    client = sdk(server)
+    ids = [client.images.with_raw_response.generate(model=MODEL, prompt="p", size="256x256")
+           .headers["x-request-id"] for _ in range(2)]
+    seeds = [inputs(fake, i, "3")["seed"] for i in ids]
+    assert seeds[0] != seeds[1] and all(isinstance(s, int) for s in seeds)
+    # Unset parameters leave the template alone.
+    assert inputs(fake, ids[0], "7")["text"] == "blurry, low quality, watermark, text"
+    assert inputs(fake, ids[0], "5")["batch_size"] == 1
+
+
+def test_jpeg_output_is_transcoded_and_quality_picks_steps(comfy) -> None:
+    fake, server = comfy
+    raw = sdk(server).images.with_raw_response.generate(
+        model=MODEL, prompt="p", size="256x128", output_format="jpeg", output_compression=50,
+        quality="low")
+    result = raw.parse()
+    image = decode(result.data[0].b64_json)
+    assert image.format == "JPEG" and image.size == (256, 128)
+    assert result.output_format == "jpeg" and result.quality == "low"
+    assert inputs(fake, raw.headers["x-request-id"], "3")["steps"] == 12
+
+
+def test_stream_turns_previews_into_partial_images(comfy) -> None:
+    _, server = comfy
+    events = list(sdk(server).images.generate(model=MODEL, prompt="p", size="512x512",
+                                              stream=True, partial_images=2))
+    assert [type(e) for e in events] == [ImageGenPartialImageEvent] * 2 + [ImageGenCompletedEvent]
+    assert [e.partial_image_index for e in events[:2]] == [0, 1]
+    # Previews arrive as JPEG and are sent in the requested format (png by default).
+    assert {decode(e.b64_json).format for e in events[:2]} == {"PNG"}
+    final = decode(events[-1].b64_json)
+    assert final.format == "PNG" and final.size == (512, 512)
+
+
+def test_execution_error_is_a_502_with_the_exception(comfy) -> None:
+    fake, server = comfy
+    fake.mode = "execution_error"
+    with pytest.raises(openai.InternalServerError) as caught:
+        sdk(server).images.generate(model=MODEL, prompt="p", size="256x256")
+    error = caught.value
+    validate("ErrorResponse", error.response.json())
+    assert error.status_code == 502 and error.code == "upstream_execution_error"
+    assert "torch.OutOfMemoryError: CUDA out of memory" in error.message
+    assert "KSampler" in error.message
+
+
+@pytest.mark.parametrize(("node", "expected"), [
+    ({"class_type": "FancyUpscaler", "inputs": {}}, "FancyUpscaler"),
+    ({"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "nope.ckpt"}},
+     "node 4 (CheckpointLoaderSimple): Value not in list: ckpt_name: 'nope.ckpt'"),
+])
+def test_a_workflow_comfyui_refuses_is_a_400(fake_comfyui, start_gateway, tmp_path, node,
+                                              expected) -> None:
+    comfy, url = fake_comfyui
+    workflow = json.loads((COMFYUI_WORKFLOWS / "sdxl_text_to_image.json").read_text())
+    workflow["4" if node["class_type"].startswith("Checkpoint") else "10"] = node
+    path = tmp_path / "custom.json"
+    path.write_text(json.dumps(workflow))
+    extra = """    inputs: {prompt: ["6", text], seed: ["3", seed]}"""
+    with start_gateway(comfy_yaml(url, workflow=str(path), extra=extra)) as server:
+        with pytest.raises(openai.BadRequestError) as caught:
+            sdk(server).images.generate(model=MODEL, prompt="p")
+    error = caught.value
+    assert error.status_code == 400 and error.code == "workflow_invalid"
+    assert expected in error.message
+    assert not comfy.prompts
+
+
+def test_websocket_lost_mid_job_still_succeeds_through_history(comfy) -> None:
+    fake, server = comfy
+    fake.mode, fake.step_delay = "drop_ws", 0.02
+    raw = sdk(server).images.with_raw_response.generate(model=MODEL, prompt="p", n=2,
+                                                        size="320x240")
+    result = raw.parse()
+    assert [decode(d.b64_json).size for d in result.data] == [(320, 240)] * 2
+    assert fake.prompts[raw.headers["x-request-id"]].status == "success"
+    assert fake.history_reads >= 2, "the job was followed through /history"
+
+
+def test_a_prompt_the_server_forgot_fails_instead_of_polling_forever(comfy) -> None:
+    fake, server = comfy
+    fake.mode = "lose"
+    with pytest.raises(openai.InternalServerError) as caught:
+        sdk(server).images.generate(model=MODEL, prompt="p", size="256x256")
+    assert caught.value.status_code == 502 and caught.value.code == "upstream_lost"
+
+
+def test_an_interrupt_by_someone_else_is_a_502_cancelled(comfy) -> None:
+    fake, server = comfy
+    url = comfy.upstream.url
+    fake.step_delay = 0.05
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(sdk(server).images.generate, model=MODEL, prompt="p",
+                             size="256x256")
+        deadline = time.monotonic() + 5
+        while not any(p.status == "running" for p in fake.prompts.values()):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        httpx.post(f"{url}/interrupt", timeout=5)  # a global interrupt, no body
+        with pytest.raises(openai.InternalServerError) as caught:
+            future.result(timeout=10)
+    assert caught.value.status_code == 502 and caught.value.code == "upstream_cancelled"
+    assert "interrupted" in caught.value.message
+
+
+def test_client_gone_mid_stream_interrupts_the_prompt(comfy) -> None:
+    fake, server = comfy
+    fake.step_delay = 0.05  # 25 steps: over a second of sampling
+    with httpx.stream("POST", f"{server.url}/v1/images/generations", timeout=30, json={
+        "model": MODEL, "prompt": "p", "size": "256x256", "stream": True, "partial_images": 3,
+    }) as response:
+        prompt_id = response.headers["x-request-id"]
+        first = next(response.iter_bytes())
+        assert first.startswith(b"event: image_generation.partial_image")
+    deadline = time.monotonic() + 5
+    while prompt_id not in fake.queue_deletes and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert fake.interrupts == [prompt_id] and fake.queue_deletes == [prompt_id]
+    while fake.prompts[prompt_id].status == "running" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert fake.prompts[prompt_id].status == "interrupted"
+
+
+def test_client_gone_mid_json_request_interrupts_the_prompt(comfy) -> None:
+    fake, server = comfy
+    fake.step_delay = 0.05
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{server.url}/v1/images/generations", timeout=0.4,
+                   json={"model": MODEL, "prompt": "p", "size": "256x256"})
+    (prompt_id,) = fake.prompts
+    deadline = time.monotonic() + 5
+    while prompt_id not in fake.queue_deletes and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert fake.interrupts == [prompt_id] and fake.queue_deletes == [prompt_id]
+
+
+def test_job_over_its_total_time_is_a_504_and_is_interrupted(fake_comfyui, start_gateway) -> None:
+    comfy, url = fake_comfyui
+    comfy.step_delay = 0.2
+    with start_gateway(comfy_yaml(url, total=1)) as server, \
+            pytest.raises(openai.InternalServerError) as caught:
+        sdk(server).images.generate(model=MODEL, prompt="p", size="256x256")
+    assert caught.value.status_code == 504 and caught.value.code == "upstream_timeout"
+    assert comfy.interrupts == [caught.value.request_id]
+
+
+# -- the adapter's own events ------------------------------------------------------------------
+
+
+async def test_progress_is_monotonic_with_sampler_steps(fake_comfyui) -> None:
+    _, url = fake_comfyui
+    gateway = Gateway.from_config(gateway_config(comfy_yaml(url)))
+    await gateway.start()
+    try:
+        served = gateway.models.resolve(MODEL)
+        known, unknown = parse_params({"prompt": "p", "size": "256x256", "stream": True,
+                                       "partial_images": 1, "output_format": "webp"})
+        request = apply_rules(known, unknown, MODEL, served.rules, drop_unsupported=False)
+        job = Job(id=new_job_id(), request=request, model=served)
+        events = [e async for e in served.provider.generate(job)]
+    finally:
+        await gateway.aclose()
+    progress = [e for e in events if isinstance(e, Progress)]
+    percents = [p.percent for p in progress]
+    assert percents == sorted(percents) and percents[0] == 0 and percents[-1] == 100
+    assert progress[0].stage == "queued"
+    steps = [(p.step, p.total_steps) for p in progress if p.stage == "sampling"]
+    assert steps == [(s, 25) for s in range(1, 26)]
+    partials = [e for e in events if isinstance(e, PartialImage)]
+    assert len(partials) == 1 and decode(partials[0].b64_json).format == "WEBP"
+    assert [type(e) for e in events[-2:]] == [Image, Completed]
+    assert events[-1].resolved == {"size": "256x256", "output_format": "webp"}
+
+
+# -- settings and workflow validation -----------------------------------------------------------
+
+
+def provider(tmp_path: Path, **settings) -> ComfyUIProvider:
+    return ComfyUIProvider(
+        None,  # type: ignore[arg-type]  # the model entry is not needed to build one
+        ComfyUISettings(base_url="http://127.0.0.1:8188", **settings),
+        ProviderContext(UpstreamClient(), tmp_path),
+    )
+
+
+def test_builtin_workflow_map_and_overrides(tmp_path) -> None:
+    workflow = provider(tmp_path, inputs={"prompt": [[6, "text"], ["7", "text"]]}).workflow
+    assert workflow.inputs["prompt"] == [("6", "text"), ("7", "text")]
+    assert workflow.inputs["seed"] == [("3", "seed")], "the built-in map fills the rest"
+    assert workflow.quality_steps == {"low": 12, "medium": 25, "high": 40}
+
+
+def test_relative_workflow_paths_are_relative_to_the_config(tmp_path) -> None:
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "mine.json").write_text(json.dumps({
+        "1": {"class_type": "CLIPTextEncode", "inputs": {"text": ""}}}))
+    workflow = provider(tmp_path, workflow="flows/mine.json", inputs={"prompt": ["1", "text"]})
+    assert workflow.workflow.graph["1"]["class_type"] == "CLIPTextEncode"
+
+
+@pytest.mark.parametrize(("settings", "graph", "setting", "message"), [
+    ({"workflow": "no_such_flow"}, None, "workflow", "built-in workflows: sdxl_text_to_image"),
+    ({}, {"nodes": [], "links": []}, "workflow", "UI format"),
+    ({}, {"1": {"inputs": {}}}, "workflow", "node '1' of"),
+    ({"inputs": {"seed": ["1", "seed"]}}, {"1": {"class_type": "KSampler", "inputs": {"seed": 0}}},
+     "inputs", "'prompt' is not mapped"),
+    ({"inputs": {"prompt": ["9", "text"]}}, {"1": {"class_type": "X", "inputs": {}}},
+     "inputs.prompt", "node '9' is not in"),
+    ({"inputs": {"prompt": ["1", "txt"]}}, {"1": {"class_type": "X", "inputs": {"text": ""}}},
+     "inputs.prompt", "has no input 'txt'"),
+    ({"inputs": {"prompt": ["1", "text"]}, "output_node": 5},
+     {"1": {"class_type": "X", "inputs": {"text": ""}}}, "output_node", "node '5' is not in"),
+])
+def test_bad_workflow_settings_are_named(tmp_path, settings, graph, setting, message) -> None:
+    if graph is not None:
+        (tmp_path / "flow.json").write_text(json.dumps(graph))
+        settings = {"workflow": "flow.json", **settings}
+    with pytest.raises(ValueError, match=f"^{setting}: ") as caught:
+        provider(tmp_path, **settings)
+    assert message in str(caught.value)
+
+
+def test_unknown_injection_parameter_is_a_config_error() -> None:
+    text = comfy_yaml("http://127.0.0.1:1", extra="""    inputs: {cfg: ["3", cfg]}""")
+    with pytest.raises(ConfigError, match=r"models\[0\]\.inputs: .*unknown parameter\(s\) cfg"):
+        load_config_text(text)
+
+
+# -- protocol pieces ----------------------------------------------------------------------------
+
+
+def test_progress_weights_samplers_and_never_goes_back() -> None:
+    tracker = ProgressTracker({"4": "CheckpointLoaderSimple", "3": "KSampler", "8": "VAEDecode"})
+    assert tracker.cached(["4"]) == pytest.approx(100 / 13)
+    tracker.executing("3")
+    assert tracker.progress("3", 5, 10) == pytest.approx(100 * 6 / 13)
+    assert tracker.progress("3", 1, 10) == pytest.approx(100 * 6 / 13), "never decreases"
+    assert tracker.executing("8") == pytest.approx(100 * 11 / 13)
+    assert tracker.executed("8") == 100
+
+
+def test_binary_preview_frames() -> None:
+    image = jpeg(8, 8, (1, 2, 3))
+    assert parse_binary(b"\x00\x00\x00\x01\x00\x00\x00\x01" + image).data == image
+    meta = json.dumps({"prompt_id": "p", "image_type": "image/png"}).encode()
+    frame = b"\x00\x00\x00\x04" + len(meta).to_bytes(4, "big") + meta + b"PNGDATA"
+    preview = parse_binary(frame)
+    assert (preview.mime, preview.prompt_id, preview.data) == ("image/png", "p", b"PNGDATA")
+    assert parse_binary(b"\x00\x00\x00\x03\x00\x00\x00\x01" + b"3text") is None
+
+
+def test_validation_summary_reads_both_shapes() -> None:
+    assert validation_summary(json.dumps({"error": {
+        "type": "missing_node_type", "message": "Node 'X' not found.",
+        "details": "Node ID '#7'"}, "node_errors": {}}).encode()) == (
+        "missing_node_type: Node 'X' not found. (Node ID '#7')")
+    summary = validation_summary(json.dumps({
+        "error": {"type": "prompt_outputs_failed_validation",
+                  "message": "Prompt outputs failed validation", "details": ""},
+        "node_errors": {"3": {"class_type": "KSampler", "errors": [
+            {"type": "value_not_in_list", "message": "Value not in list",
+             "details": "sampler_name: 'x'"}]}}}).encode())
+    assert summary.endswith("node 3 (KSampler): Value not in list: sampler_name: 'x'")

@@ -1,0 +1,1 @@
+"""Support code for the tests: fake upstreams, servers, clients, gateways, stacks."""
