@@ -30,9 +30,10 @@ ensure_venv() {
   fi
 }
 
-# Debian's Chromium, for the browser tests (tests/test_playground.py drives it with Playwright's
-# Python package, whose wheel ships its own driver; no browser is ever downloaded). Installed with
-# apt-get when /usr/bin/chromium is missing; any failure stops the caller (set -e), loudly.
+# Debian's Chromium, for the browser tests (tests/e2e/playground/test_browser.py drives it with
+# Playwright's Python package, whose wheel ships its own driver; no browser is ever downloaded).
+# Installed with apt-get when /usr/bin/chromium is missing; any failure stops the caller (set -e),
+# loudly.
 ensure_chromium() {
   [ -x /usr/bin/chromium ] && return 0
   if ! command -v apt-get >/dev/null 2>&1; then

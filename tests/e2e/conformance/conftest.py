@@ -4,8 +4,7 @@ against its fake upstream on loopback, a key, and an image server the fetcher ma
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
-from contextlib import ExitStack
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -16,15 +15,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.app import create_app
 from proxy.auth import new_key
 from tests.support.fakes import azure, google, openai_upstream, xai
 from tests.support.fakes.azure import FakeAzure
 from tests.support.fakes.google import FakeGoogle
 from tests.support.fakes.openai_upstream import FakeOpenAI
 from tests.support.fakes.xai import FakeXAI
-from tests.support.gateways import gateway_config
-from tests.support.servers import RunningServer, serve
+from tests.support.servers import RunningServer
+from tests.support.stack import upstreams_and_gateway
 
 KEY, KEY_HASH = new_key()
 
@@ -63,23 +61,26 @@ class Conformance:
 def conformance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Conformance]:
     fakes = {"openai": FakeOpenAI(), "azure": FakeAzure(), "google": FakeGoogle(),
              "xai": FakeXAI()}
-    with ExitStack() as stack:
-        up = {name: stack.enter_context(serve(fake.app)) for name, fake in fakes.items()}
-        images = stack.enter_context(serve(photo_server()))
-        config = gateway_config(f"""
-data_dir: {tmp_path_factory.mktemp("conformance")}
+    data_dir = tmp_path_factory.mktemp("conformance")
+
+    def gateway_yaml(url: Mapping[str, str]) -> str:
+        images = url["images"].removeprefix("http://")
+        return f"""
+data_dir: {data_dir}
 keys: [{{name: conformance, key_sha256: {KEY_HASH}, capabilities: [admin]}}]
-fetch: {{allow_hosts: ["127.0.0.1:{images.port}"]}}
+fetch: {{allow_hosts: ["{images}"]}}
 providers:
-  openai: {{api_key: {openai_upstream.API_KEY}, base_url: "{up["openai"].url}/v1"}}
-  azure: {{endpoint: "{up["azure"].url}", api_key: {azure.API_KEY}}}
-  gemini: {{api_key: {google.API_KEY}, base_url: "{up["google"].url}"}}
-  imagen: {{api_key: {google.API_KEY}, base_url: "{up["google"].url}"}}
-  xai: {{api_key: {xai.API_KEY}, base_url: "{up["xai"].url}/v1"}}
+  openai: {{api_key: {openai_upstream.API_KEY}, base_url: "{url["openai"]}/v1"}}
+  azure: {{endpoint: "{url["azure"]}", api_key: {azure.API_KEY}}}
+  gemini: {{api_key: {google.API_KEY}, base_url: "{url["google"]}"}}
+  imagen: {{api_key: {google.API_KEY}, base_url: "{url["google"]}"}}
+  xai: {{api_key: {xai.API_KEY}, base_url: "{url["xai"]}/v1"}}
 models:
   # An OpenAI-compatible server's own model: no published price.
   - {{name: compatible/unpriced, provider: openai, upstream_model: house-model,
-      base_url: "{up["openai"].url}/v1", api_key: {openai_upstream.API_KEY}}}
-""")
-        gateway = stack.enter_context(serve(create_app(config)))
-        yield Conformance(gateway, images, fakes["openai"], fakes["google"])
+      base_url: "{url["openai"]}/v1", api_key: {openai_upstream.API_KEY}}}
+"""
+
+    apps = {name: fake.app for name, fake in fakes.items()} | {"images": photo_server()}
+    with upstreams_and_gateway(apps, gateway_yaml) as (upstreams, gateway):
+        yield Conformance(gateway, upstreams["images"], fakes["openai"], fakes["google"])

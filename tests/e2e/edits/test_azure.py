@@ -4,64 +4,33 @@
 from __future__ import annotations
 
 import base64
-import io
-from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
 from openai.types import ImageEditCompletedEvent, ImageEditPartialImageEvent
-from PIL import Image
 
 from tests.support.clients import sdk
 from tests.support.fakes.azure import API_KEY, FakeAzure
-from tests.support.gateways import gateway_app
-from tests.support.images import decode
+from tests.support.images import decode, encoded, half_transparent, named
 from tests.support.schemas import validate
-from tests.support.servers import RunningServer, serve
+from tests.support.stack import stack_fixture
 
 EDITS_PATH = "/openai/deployments/img-prod/images/edits"
 
 
-def encoded(width: int, height: int, colour=(30, 120, 200), kind: str = "PNG") -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), colour).save(buffer, kind)
-    return buffer.getvalue()
-
-
-def half_mask(width: int, height: int) -> bytes:
-    """Opaque (keep) on the left half, fully transparent (edit) on the right half."""
-    mask = Image.new("RGBA", (width, height), (0, 0, 0, 255))
-    mask.paste((0, 0, 0, 0), (width // 2, 0, width, height))
-    buffer = io.BytesIO()
-    mask.save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def named(data: bytes, name: str) -> io.BytesIO:
-    buffer = io.BytesIO(data)
-    buffer.name = name  # the SDK sends the file's name and a guessed content type
-    return buffer
-
-
-@pytest.fixture(scope="module")
-def azure_servers() -> Iterator[tuple[FakeAzure, RunningServer]]:
-    fake = FakeAzure()
-    with serve(fake.app) as upstream, serve(gateway_app(f"""
+def azure_yaml(endpoint: str) -> str:
+    return f"""
 providers:
   azure:
-    endpoint: {upstream.url}
+    endpoint: {endpoint}
     api_key: {API_KEY}
     deployments: {{gpt-image-1: img-prod}}
-""")) as server:
-        yield fake, server
+"""
 
 
-@pytest.fixture
-def azure(azure_servers) -> tuple[FakeAzure, RunningServer]:
-    fake, server = azure_servers
-    fake.reset()
-    return fake, server
+# One fake Azure resource and one gateway for the module; the fake is reset for every test.
+azure = stack_fixture(FakeAzure, azure_yaml)
 
 
 def test_single_file_goes_to_the_deployment_edits_path_as_image(azure) -> None:
@@ -88,7 +57,8 @@ def test_single_file_goes_to_the_deployment_edits_path_as_image(azure) -> None:
 
 def test_list_and_mask_parts_are_forwarded_exactly(azure) -> None:
     fake, server = azure
-    first, second, mask = encoded(64, 48), encoded(32, 32, (1, 2, 3), "JPEG"), half_mask(64, 48)
+    first, second = encoded(64, 48), encoded(32, 32, (1, 2, 3), "JPEG")
+    mask = half_transparent(64, 48)
     # Raw bytes reach the gateway as application/octet-stream named "upload"; Azure (like
     # OpenAI, which the fake's part checks follow) refuses octet-stream: the type is sniffed.
     sdk(server).images.edit(model="azure/gpt-image-1", prompt="p",

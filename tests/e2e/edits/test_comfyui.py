@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 
 import httpx
 import openai
@@ -12,55 +13,33 @@ import pytest
 from openai.types import ImageEditCompletedEvent, ImageEditPartialImageEvent
 from PIL import Image, ImageChops
 
-from proxy.config import ConfigError, load_config_text
 from tests.support.clients import sdk
 from tests.support.fakes.comfyui import COMFY_MODEL as MODEL
 from tests.support.fakes.comfyui import FakeComfyUI, comfy_yaml
-from tests.support.images import decode
+from tests.support.images import decode, encoded, half_transparent, named
 from tests.support.paths import COMFYUI_WORKFLOWS
 from tests.support.schemas import validate
-
-WORKFLOWS = COMFYUI_WORKFLOWS
-
-
-def encoded(width: int, height: int, colour, mode: str = "RGB", fmt: str = "PNG") -> bytes:
-    buffer = io.BytesIO()
-    Image.new(mode, (width, height), colour).save(buffer, fmt)
-    return buffer.getvalue()
-
-
-def half_transparent(width: int, height: int, colour=(0, 0, 0)) -> bytes:
-    """Opaque on the left half, fully transparent (OpenAI: the area to edit) on the right."""
-    image = Image.new("RGBA", (width, height), (*colour, 255))
-    image.paste((*colour, 0), (width // 2, 0, width, height))
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def named(data: bytes, name: str) -> io.BytesIO:
-    buffer = io.BytesIO(data)
-    buffer.name = name
-    return buffer
+from tests.support.stack import stack_fixture
 
 
 def inputs(comfy: FakeComfyUI, prompt_id: str, node: str) -> dict:
     return comfy.prompts[prompt_id].workflow[node]["inputs"]
 
 
-@pytest.fixture
-def img2img(fake_comfyui, start_gateway):
-    comfy, url = fake_comfyui
-    extra = "    edit_workflow: sdxl_image_to_image\n    edit_denoise: 0.6"
-    with start_gateway(comfy_yaml(url, extra=extra)) as server:
-        yield comfy, server
+def edit_workflow(extra: str) -> Callable[[str], str]:
+    """Gateway YAML serving MODEL with these edit settings (indented as the model's own)."""
+    return lambda url: comfy_yaml(url, extra=extra)
 
 
-@pytest.fixture
-def inpaint(fake_comfyui, start_gateway):
-    comfy, url = fake_comfyui
-    with start_gateway(comfy_yaml(url, extra="    edit_workflow: sdxl_inpaint")) as server:
-        yield comfy, server
+# A fresh fake ComfyUI and gateway for each test: image to image, and inpainting.
+img2img = stack_fixture(
+    lambda: FakeComfyUI(step_delay=0.005),
+    edit_workflow("    edit_workflow: sdxl_image_to_image\n    edit_denoise: 0.6"),
+    scope="function")
+
+
+inpaint = stack_fixture(lambda: FakeComfyUI(step_delay=0.005),
+                        edit_workflow("    edit_workflow: sdxl_inpaint"), scope="function")
 
 
 # -- through the gateway, with the official SDK ------------------------------------------------
@@ -68,7 +47,7 @@ def inpaint(fake_comfyui, start_gateway):
 
 def test_image_to_image_uploads_the_image_and_injects_its_name(img2img) -> None:
     fake, server = img2img
-    source = encoded(203, 117, (20, 160, 220), fmt="JPEG")
+    source = encoded(203, 117, (20, 160, 220), kind="JPEG")
     raw = sdk(server).images.with_raw_response.edit(
         model=MODEL, prompt="the same bay at night", image=named(source, "bay.jpg"), n=2,
         extra_body={"seed": 7})
@@ -223,7 +202,7 @@ def test_fake_upload_and_loadimage_validation(fake_comfyui) -> None:
         "name": "x.png", "subfolder": "sub", "type": "input"}
     assert fake.files[("input", "", "x.png")] == b"new"
 
-    graph = json.loads((WORKFLOWS / "sdxl_image_to_image.json").read_text())
+    graph = json.loads((COMFYUI_WORKFLOWS / "sdxl_image_to_image.json").read_text())
     graph["10"]["inputs"]["image"] = "sub/x.png"
     prompt = httpx.post(f"{url}/prompt", json={"prompt": graph}, timeout=5)
     assert prompt.status_code == 200
@@ -235,40 +214,3 @@ def test_fake_upload_and_loadimage_validation(fake_comfyui) -> None:
     assert body["node_errors"]["10"]["errors"][0]["type"] == "custom_validation_failed"
     assert body["node_errors"]["10"]["errors"][0]["details"] == (
         "image - Invalid image file: missing.png")
-
-
-# -- settings -------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("extra", "message"), [
-    ("    edit_workflow: sdxl_image_to_image\n    edit_inputs: {image: ['99', image]}",
-     r"models\[0\]\.edit_inputs\.image: node '99' is not in built-in workflow"),
-    ("    edit_workflow: custom.json\n    edit_inputs: {prompt: ['6', text]}",
-     r"models\[0\]\.edit_inputs: 'image' is not mapped"),
-    ("    edit_workflow: sdxl_image_to_image\n    edit_inputs: {mask: ['10', mask]}",
-     r"models\[0\]\.edit_inputs\.mask: node '10' \(LoadImage\) .* has no input 'mask'"),
-    ("    edit_workflow: sdxl_inpaint\n    edit_inputs: {mask: ['10', image]}",
-     r"models\[0\]\.edit_inputs\.mask: \['10', 'image'\] also receives 'image'"),
-    ("    edit_workflow: sdxl_text_to_image", r"edit_workflow: built-in 'sdxl_text_to_image' "
-                                              r"is a generation workflow"),
-    ("    edit_workflow: no_such_flow", r"built-in edit workflows: sdxl_image_to_image, "
-                                        r"sdxl_inpaint"),
-    ("    edit_denoise: 0.5", r"models\[0\]\.edit_denoise: set edit_workflow too"),
-    ("    edit_workflow: custom.json\n    edit_denoise: 0.5\n"
-     "    edit_inputs: {prompt: ['6', text], image: ['10', image]}",
-     r"models\[0\]\.edit_denoise: .* maps no 'denoise' input"),
-    ("    edit_workflow: sdxl_image_to_image\n    edit_denoise: 1.5", r"edit_denoise"),
-    ("    inputs: {image: ['10', image]}", r"image, mask and denoise belong in edit_inputs"),
-])
-def test_bad_edit_settings_are_named_at_start_up(tmp_path, extra, message) -> None:
-    graph = json.loads((WORKFLOWS / "sdxl_image_to_image.json").read_text())
-    (tmp_path / "custom.json").write_text(json.dumps(graph))
-    text = comfy_yaml("http://127.0.0.1:1", extra=extra)
-    with pytest.raises(ConfigError, match=message):
-        load_config_text(text, base_dir=tmp_path)
-
-
-def test_a_generation_workflow_cannot_be_a_builtin_edit_workflow() -> None:
-    with pytest.raises(ConfigError, match=r"models\[0\]\.workflow: built-in 'sdxl_inpaint' is "
-                                          r"an edit workflow, for edit_workflow"):
-        load_config_text(comfy_yaml("http://127.0.0.1:1", workflow="sdxl_inpaint"))

@@ -4,57 +4,35 @@ user turn (providers.md §B.2); Gemini has no mask, and Imagen models cannot edi
 from __future__ import annotations
 
 import base64
-import io
-from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
-from PIL import Image
 
 from tests.support.clients import sdk
 from tests.support.fakes.google import API_KEY, FakeGoogle
-from tests.support.gateways import gateway_app
-from tests.support.images import decode
+from tests.support.images import decode, encoded, named
 from tests.support.schemas import validate
-from tests.support.servers import RunningServer, serve
+from tests.support.servers import RunningServer
+from tests.support.stack import stack_fixture
 
 PROMPT = "put a hat on the cat"
-
-
-def encoded(width: int, height: int, colour=(30, 120, 200), kind: str = "PNG",
-            mode: str = "RGB") -> bytes:
-    buffer = io.BytesIO()
-    Image.new(mode, (width, height), colour).save(buffer, kind)
-    return buffer.getvalue()
-
-
-def named(data: bytes, name: str) -> io.BytesIO:
-    buffer = io.BytesIO(data)
-    buffer.name = name
-    return buffer
 
 
 def inline(data: bytes, mime: str) -> dict[str, dict[str, str]]:
     return {"inlineData": {"mimeType": mime, "data": base64.b64encode(data).decode()}}
 
 
-@pytest.fixture(scope="module")
-def google_servers() -> Iterator[tuple[FakeGoogle, RunningServer]]:
-    fake = FakeGoogle()
-    with serve(fake.app) as upstream, serve(gateway_app(f"""
+def google_yaml(base_url: str) -> str:
+    return f"""
 providers:
-  gemini: {{api_key: {API_KEY}, base_url: "{upstream.url}"}}
-  imagen: {{api_key: {API_KEY}, base_url: "{upstream.url}"}}
-""")) as server:
-        yield fake, server
+  gemini: {{api_key: {API_KEY}, base_url: "{base_url}"}}
+  imagen: {{api_key: {API_KEY}, base_url: "{base_url}"}}
+"""
 
 
-@pytest.fixture
-def google(google_servers) -> tuple[FakeGoogle, RunningServer]:
-    fake, server = google_servers
-    fake.reset()
-    return fake, server
+# One fake Google and one gateway for the module; the fake is reset for every test.
+google = stack_fixture(FakeGoogle, google_yaml)
 
 
 def expect_error(server: RunningServer, **kwargs) -> openai.BadRequestError:

@@ -9,11 +9,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support.fakes.openai_upstream import API_KEY
+from tests.support.fakes.openai_upstream import API_KEY, FakeOpenAI
 from tests.support.fetch_targets import PNG, FetchTarget
 from tests.support.images import decode
 from tests.support.schemas import validate
 from tests.support.servers import RunningServer, serve
+from tests.support.stack import Stack, upstream_and_gateway
 
 
 @pytest.fixture
@@ -25,17 +26,27 @@ def targets() -> Iterator[tuple[FetchTarget, RunningServer, FetchTarget, Running
 
 
 @pytest.fixture
-def gateway(targets, fake_openai, start_gateway) -> Iterator[RunningServer]:
+def stack(targets) -> Iterator[Stack[FakeOpenAI]]:
+    """A gateway that may fetch from the trusted image server only, serving ``local`` and a
+    model behind the fake OpenAI upstream."""
     _, trusted_server, _, _ = targets
-    _, base_url = fake_openai
-    with start_gateway(f"""
+
+    def gateway_yaml(url: str) -> str:
+        return f"""
 fetch:
   allow_hosts: ["127.0.0.1:{trusted_server.port}"]
 models:
   - {{name: local, provider: local}}
-  - {{name: openai/gpt-image-1, provider: openai, base_url: "{base_url}", api_key: {API_KEY}}}
-""") as server:
-        yield server
+  - {{name: openai/gpt-image-1, provider: openai, base_url: "{url}/v1", api_key: {API_KEY}}}
+"""
+
+    with upstream_and_gateway(FakeOpenAI(), gateway_yaml) as stack:
+        yield stack
+
+
+@pytest.fixture
+def gateway(stack) -> RunningServer:
+    return stack.gateway
 
 
 def edit(server: RunningServer, body: dict, path: str = "/v1/images/edits") -> httpx.Response:
@@ -66,9 +77,8 @@ def test_json_edit_forms(gateway, targets, image) -> None:
         assert trusted.paths == ["/a.png"]
 
 
-def test_openai_json_images_form_and_url_reaches_the_upstream(gateway, targets,
-                                                               fake_openai) -> None:
-    fake, _ = fake_openai
+def test_openai_json_images_form_and_url_reaches_the_upstream(stack, targets) -> None:
+    fake, gateway = stack
     _, trusted_server, _, _ = targets
     response = edit(gateway, {"model": "openai/gpt-image-1", "prompt": "p",
                               "images": [{"image_url": f"{trusted_server.url}/a.png"}]})

@@ -11,39 +11,17 @@ from openai.types import ImageEditCompletedEvent, ImageEditPartialImageEvent
 from PIL import Image, ImageChops
 
 from tests.support.clients import async_sdk, sdk
-from tests.support.images import decode
+from tests.support.images import decode, encoded, half_transparent, named
 from tests.support.schemas import validate
-
-
-def png(width: int, height: int, colour=(30, 120, 200), mode: str = "RGB") -> bytes:
-    buffer = io.BytesIO()
-    Image.new(mode, (width, height), colour).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def half_mask(width: int, height: int) -> bytes:
-    """Opaque (keep) on the left half, fully transparent (edit) on the right half."""
-    mask = Image.new("RGBA", (width, height), (0, 0, 0, 255))
-    mask.paste((0, 0, 0, 0), (width // 2, 0, width, height))
-    buffer = io.BytesIO()
-    mask.save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def named(data: bytes, name: str) -> io.BytesIO:
-    buffer = io.BytesIO(data)
-    buffer.name = name  # the SDK sends the file's name and a guessed content type
-    return buffer
-
 
 # -- local: a real edit ----------------------------------------------------------------------
 
 
 def test_local_edit_keeps_the_masked_area_and_repaints_the_rest(local_gateway) -> None:
-    source = png(256, 192, (10, 200, 60))
+    source = encoded(256, 192, (10, 200, 60))
     result = sdk(local_gateway).images.edit(
         model="local", prompt="a red apple", image=named(source, "photo.png"),
-        mask=named(half_mask(256, 192), "mask.png"))
+        mask=named(half_transparent(256, 192), "mask.png"))
     edited = decode(result.data[0].b64_json).convert("RGB")
     original = Image.open(io.BytesIO(source)).convert("RGB")
     assert edited.size == (256, 192), "no size: the input image's"
@@ -55,7 +33,7 @@ def test_local_edit_keeps_the_masked_area_and_repaints_the_rest(local_gateway) -
 
 
 def test_local_edit_without_mask_repaints_the_whole_image(local_gateway) -> None:
-    source = png(128, 128, (250, 250, 250))
+    source = encoded(128, 128, (250, 250, 250))
     # Raw bytes: the SDK names the part "upload" with application/octet-stream.
     result = sdk(local_gateway).images.edit(model="local", prompt="a blue ocean",
                                             image=source, size="256x256")
@@ -66,13 +44,14 @@ def test_local_edit_without_mask_repaints_the_whole_image(local_gateway) -> None
 
 def test_local_edit_accepts_a_list_of_images(local_gateway) -> None:
     result = sdk(local_gateway).images.edit(
-        model="local", prompt="p", image=[named(png(64, 64), "a.png"), named(png(64, 64), "b.png")])
+        model="local", prompt="p",
+        image=[named(encoded(64, 64), "a.png"), named(encoded(64, 64), "b.png")])
     assert decode(result.data[0].b64_json).size == (64, 64)
 
 
 def test_local_edit_streams_image_edit_events(local_gateway) -> None:
     stream = sdk(local_gateway).images.edit(model="local", prompt="a green tree",
-                                            image=named(png(128, 128), "a.png"),
+                                            image=named(encoded(128, 128), "a.png"),
                                             stream=True, partial_images=2)
     events = list(stream)
     assert [type(e) for e in events] == [ImageEditPartialImageEvent] * 2 + [ImageEditCompletedEvent]
@@ -83,7 +62,7 @@ def test_local_edit_streams_image_edit_events(local_gateway) -> None:
 
 async def test_async_sdk_edit(local_gateway) -> None:
     result = await async_sdk(local_gateway).images.edit(
-        model="local", prompt="p", image=named(png(96, 64), "a.png"))
+        model="local", prompt="p", image=named(encoded(96, 64), "a.png"))
     assert decode(result.data[0].b64_json).size == (96, 64)
 
 
@@ -92,7 +71,7 @@ async def test_async_sdk_edit(local_gateway) -> None:
 
 def test_single_file_is_forwarded_as_image(openai_gateway) -> None:
     fake, server = openai_gateway
-    source = png(64, 64)
+    source = encoded(64, 64)
     result = sdk(server).images.edit(model="openai/gpt-image-1", prompt="make it red",
                                      image=named(source, "photo.png"), n=2, size="1024x1024",
                                      quality="low", input_fidelity="high")
@@ -106,7 +85,7 @@ def test_single_file_is_forwarded_as_image(openai_gateway) -> None:
 
 def test_list_and_mask_and_raw_bytes(openai_gateway) -> None:
     fake, server = openai_gateway
-    first, second, mask = png(64, 64), png(64, 64, (1, 2, 3)), half_mask(64, 64)
+    first, second, mask = encoded(64, 64), encoded(64, 64, (1, 2, 3)), half_transparent(64, 64)
     sdk(server).images.edit(model="openai/gpt-image-1", prompt="p",
                             image=[first, named(second, "two.png")], mask=mask)
     sent = fake.requests[-1]
@@ -120,14 +99,14 @@ def test_list_and_mask_and_raw_bytes(openai_gateway) -> None:
 
 def test_list_of_one_stays_a_list(openai_gateway) -> None:
     fake, server = openai_gateway
-    sdk(server).images.edit(model="openai/gpt-image-1", prompt="p", image=[png(32, 32)])
+    sdk(server).images.edit(model="openai/gpt-image-1", prompt="p", image=[encoded(32, 32)])
     assert [f[0] for f in fake.requests[-1].files] == ["image[]"]
 
 
 def test_streamed_edit_is_relayed(openai_gateway) -> None:
     fake, server = openai_gateway
     events = list(sdk(server).images.edit(model="openai/gpt-image-1", prompt="p",
-                                          image=named(png(32, 32), "a.png"), stream=True,
+                                          image=named(encoded(32, 32), "a.png"), stream=True,
                                           partial_images=1))
     assert [e.type for e in events] == ["image_edit.partial_image", "image_edit.completed"]
     assert fake.requests[-1].body["stream"] == "true"
@@ -146,24 +125,25 @@ def expect(server, exc_type, **kwargs) -> openai.APIStatusError:
 
 def test_edit_errors(local_gateway, openai_gateway) -> None:
     _, server = openai_gateway
-    one = named(png(64, 64), "a.png")
+    one = named(encoded(64, 64), "a.png")
     error = expect(server, openai.BadRequestError, model="openai/dall-e-3", image=one)
     assert (error.param, error.code) == ("model", "model_cannot_edit")
     error = expect(local_gateway, openai.BadRequestError, model="local",
-                   image=[png(16, 16)] * 17)
+                   image=[encoded(16, 16)] * 17)
     assert (error.param, error.code) == ("image", "too_many_images")
     error = expect(local_gateway, openai.BadRequestError, model="local",
                    image=named(b"this is not an image", "a.png"))
     assert (error.param, error.code) == ("image", "invalid_image")
     error = expect(local_gateway, openai.BadRequestError, model="local",
-                   image=named(png(64, 64), "a.png"), mask=named(half_mask(32, 32), "m.png"))
+                   image=named(encoded(64, 64), "a.png"),
+                   mask=named(half_transparent(32, 32), "m.png"))
     assert (error.param, error.code) == ("mask", "mask_size_mismatch")
     error = expect(local_gateway, openai.BadRequestError, model="local",
-                   image=named(png(64, 64), "a.png"), mask=named(png(64, 64), "m.png"))
+                   image=named(encoded(64, 64), "a.png"), mask=named(encoded(64, 64), "m.png"))
     assert (error.param, error.code) == ("mask", "invalid_mask"), "no alpha channel"
 
 
 def test_file_larger_than_50_mb_is_413(local_gateway) -> None:
-    huge = png(8, 8) + b"\0" * (50 * 1024 * 1024)
+    huge = encoded(8, 8) + b"\0" * (50 * 1024 * 1024)
     error = expect(local_gateway, openai.APIStatusError, model="local", image=huge)
     assert error.status_code == 413 and error.code == "image_too_large"

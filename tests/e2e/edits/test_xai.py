@@ -4,33 +4,17 @@
 from __future__ import annotations
 
 import base64
-import io
-from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
-from PIL import Image
 
 from tests.support.clients import sdk
 from tests.support.fakes.xai import API_KEY, NOT_JSON, FakeXAI
-from tests.support.gateways import gateway_app
-from tests.support.images import decode
+from tests.support.images import decode, encoded, named
 from tests.support.schemas import validate
 from tests.support.servers import RunningServer, serve
-
-
-def encoded(width: int, height: int, colour=(30, 120, 200), kind: str = "PNG",
-            mode: str = "RGB") -> bytes:
-    buffer = io.BytesIO()
-    Image.new(mode, (width, height), colour).save(buffer, kind)
-    return buffer.getvalue()
-
-
-def named(data: bytes, name: str) -> io.BytesIO:
-    buffer = io.BytesIO(data)
-    buffer.name = name
-    return buffer
+from tests.support.stack import stack_fixture
 
 
 def ref(data: bytes, mime: str = "image/png") -> dict[str, str]:
@@ -38,20 +22,12 @@ def ref(data: bytes, mime: str = "image/png") -> dict[str, str]:
     return {"url": f"data:{mime};base64,{base64.b64encode(data).decode()}", "type": "image_url"}
 
 
-@pytest.fixture(scope="module")
-def xai_servers() -> Iterator[tuple[FakeXAI, RunningServer]]:
-    fake = FakeXAI()
-    with serve(fake.app) as upstream, serve(gateway_app(
-            f'providers:\n  xai: {{api_key: {API_KEY}, base_url: "{upstream.url}/v1"}}\n'
-    )) as server:
-        yield fake, server
+def xai_yaml(base_url: str) -> str:
+    return f'providers:\n  xai: {{api_key: {API_KEY}, base_url: "{base_url}/v1"}}\n'
 
 
-@pytest.fixture
-def xai(xai_servers) -> tuple[FakeXAI, RunningServer]:
-    fake, server = xai_servers
-    fake.reset()
-    return fake, server
+# One fake xAI and one gateway for the module; the fake is reset for every test.
+xai = stack_fixture(FakeXAI, xai_yaml)
 
 
 def expect_error(server: RunningServer, **kwargs) -> openai.BadRequestError:

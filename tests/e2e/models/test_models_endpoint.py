@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import openai
 import pytest
@@ -9,25 +11,31 @@ import pytest
 from proxy.models.catalog import load_catalog
 from proxy.models.describe import describe_parameters
 from tests.support.clients import sdk
-from tests.support.fakes.openai_upstream import API_KEY
+from tests.support.fakes.openai_upstream import API_KEY, FakeOpenAI
+from tests.support.servers import RunningServer
+from tests.support.stack import upstream_and_gateway
 
 PROVIDERS = ("openai", "azure", "gemini", "imagen", "xai")
 
 
-@pytest.fixture
-def catalog_gateway(start_gateway, fake_openai):
-    _, base_url = fake_openai
-    with start_gateway(f"""
+def catalog_yaml(url: str) -> str:
+    """Every provider configured once (openai against the fake), and ``local``."""
+    return f"""
 providers:
-  openai: {{api_key: {API_KEY}, base_url: "{base_url}"}}
+  openai: {{api_key: {API_KEY}, base_url: "{url}/v1"}}
   azure: {{endpoint: "https://example.openai.azure.com", api_key: az-key}}
   gemini: {{api_key: gm-key}}
   imagen: {{project: my-project, access_token: ya29.test}}
   xai: {{api_key: xai-key}}
 models:
   - {{name: local, provider: local}}
-""") as server:
-        yield server
+"""
+
+
+@pytest.fixture
+def catalog_gateway() -> Iterator[RunningServer]:
+    with upstream_and_gateway(FakeOpenAI(), catalog_yaml) as stack:
+        yield stack.gateway
 
 
 def test_models_are_the_catalog_and_their_parameters(catalog_gateway) -> None:

@@ -16,7 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.clients import async_sdk, sdk
 from tests.support.fakes.openai_upstream import API_KEY, FakeOpenAI
 from tests.support.progress_client import Watcher
-from tests.support.servers import free_port, serve
+from tests.support.servers import free_port
+from tests.support.stack import upstream_and_gateway
 
 
 def scrape(server) -> dict[tuple[str, tuple], float]:
@@ -32,15 +33,19 @@ def value(samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-async def test_metrics_move_by_the_expected_amounts(start_gateway) -> None:
-    fake = FakeOpenAI()
-    with serve(fake.app) as upstream, start_gateway(f"""
+def local_and_flaky(url: str) -> str:
+    """``local``, and ``flaky`` behind the fake OpenAI upstream, retried once."""
+    return f"""
 reliability: {{retries: 1, backoff_base: 0.01, backoff_max: 0.02}}
 models:
   - {{name: local, provider: local}}
   - {{name: flaky, provider: openai, upstream_model: gpt-image-1,
-      base_url: "{upstream.url}/v1", api_key: {API_KEY}}}
-""") as server:
+      base_url: "{url}/v1", api_key: {API_KEY}}}
+"""
+
+
+async def test_metrics_move_by_the_expected_amounts() -> None:
+    with upstream_and_gateway(FakeOpenAI(), local_and_flaky) as (fake, server):
         before = scrape(server)
         client = sdk(server)
         client.images.generate(model="local", prompt="p", size="64x64", n=2)

@@ -1,26 +1,21 @@
-"""The web playground at ``/``: its routes, and the page itself in headless Chromium against a
-real gateway (one key, the local renderer slowed down so progress is visible)."""
+"""The web playground at ``/``: the page itself in headless Chromium against a real gateway (one
+key, the local renderer slowed down so progress is visible). Its routes and vendored assets are
+checked without a server in ``tests/unit/playground/``."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections.abc import Iterator
 
 import pytest
 from PIL import Image
-from starlette.applications import Starlette
-from starlette.testclient import TestClient
 
-from proxy.app import create_app
 from proxy.auth import new_key
-from proxy.playground import STATIC, api_base, playground_routes
 from tests.support.browser import artifact, chromium
-from tests.support.gateways import gateway_config
-from tests.support.servers import RunningServer, serve
+from tests.support.gateways import start_gateway
+from tests.support.servers import RunningServer
 
 KEY, KEY_HASH = new_key()
-SOCKET_IO_SHA256 = "d5d79a35039e860b32bdef4795528b05c2f788d4b2d9dacc913120e2878f7b3f"
 CONFIG = f"""
 keys:
   - {{name: playground, key_sha256: {KEY_HASH}}}
@@ -40,8 +35,7 @@ document.addEventListener("DOMContentLoaded", () => {
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[RunningServer]:
-    config = gateway_config(CONFIG)
-    with serve(create_app(config)) as running:
+    with start_gateway(CONFIG) as running:
         yield running
 
 
@@ -74,29 +68,6 @@ def png_bytes(size: int = 256, *, mask: bool = False) -> bytes:
     out = io.BytesIO()
     image.save(out, "PNG")
     return out.getvalue()
-
-
-# ---- the routes ------------------------------------------------------------------------------
-
-def test_routes_serve_the_page_and_only_its_assets() -> None:
-    client = TestClient(Starlette(routes=playground_routes(["/v1", "/api/v1"])))
-    page = client.get("/")
-    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert '<meta name="api-base" content="/v1">' in page.text
-    assert "script-src 'self'" in page.headers["content-security-policy"]
-    for name, kind in [("playground.js", "text/javascript"), ("playground.css", "text/css"),
-                       ("socket.io.min.js", "text/javascript")]:
-        asset = client.get(f"/playground/{name}")
-        assert asset.status_code == 200 and asset.headers["content-type"].startswith(kind)
-    for name in ["README.md", "index.html", "..%2F__init__.py", "nope.js"]:
-        assert client.get(f"/playground/{name}").status_code == 404
-    assert api_base(["/api/v1", "/v3"]) == "/api/v1" and api_base([""]) == ""
-
-
-def test_vendored_socket_io_client_is_the_recorded_release() -> None:
-    data = (STATIC / "socket.io.min.js").read_bytes()
-    assert hashlib.sha256(data).hexdigest() == SOCKET_IO_SHA256
-    assert b"Socket.IO v4.8.4" in data[:200]
 
 
 # ---- the page in Chromium --------------------------------------------------------------------

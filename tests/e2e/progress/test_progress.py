@@ -12,8 +12,9 @@ import socketio
 
 from proxy.auth import new_key
 from tests.support.clients import async_sdk
-from tests.support.fakes.openai_upstream import openai_models_yaml
+from tests.support.fakes.openai_upstream import FakeOpenAI, openai_models_yaml
 from tests.support.progress_client import Watcher, assert_well_formed
+from tests.support.stack import upstream_and_gateway
 
 
 async def test_subscribe_first_then_post_json(local_gateway) -> None:
@@ -129,13 +130,15 @@ async def test_client_disconnect_cancels_a_json_job(local_gateway) -> None:
     assert_well_formed(watcher.events)
 
 
-async def test_estimated_progress_for_a_backend_without_signal(fake_openai, start_gateway) -> None:
-    fake, base_url = fake_openai
-    fake.delay = 3.0  # a non-streamed OpenAI call is silent until the image is done
-    yaml = openai_models_yaml(base_url).replace(
-        "  - name: openai/gpt-image-2", "    expected_seconds: 4\n  - name: openai/gpt-image-2", 1)
+async def test_estimated_progress_for_a_backend_without_signal() -> None:
+    def yaml(url: str) -> str:
+        return openai_models_yaml(f"{url}/v1").replace(
+            "  - name: openai/gpt-image-2",
+            "    expected_seconds: 4\n  - name: openai/gpt-image-2", 1)
+
+    # A non-streamed OpenAI call is silent until the image is done.
     job_id = str(uuid.uuid4())
-    with start_gateway(yaml) as server:
+    with upstream_and_gateway(FakeOpenAI(delay=3.0), yaml) as (_, server):
         watcher = Watcher()
         await watcher.connect(server.url)
         try:

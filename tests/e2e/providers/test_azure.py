@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import openai
 import orjson
 import pytest
 from openai.types import ImageGenCompletedEvent, ImageGenPartialImageEvent
 
-from proxy.config import ConfigError, load_config_text
 from tests.support.clients import expect_error, sdk
 from tests.support.fakes.azure import (
     API_KEY,
@@ -18,10 +15,9 @@ from tests.support.fakes.azure import (
     FILTERED_200,
     FakeAzure,
 )
-from tests.support.gateways import gateway_app
 from tests.support.images import decode
 from tests.support.schemas import validate
-from tests.support.servers import RunningServer, serve
+from tests.support.stack import stack_fixture, upstream_and_gateway
 
 
 def azure_yaml(endpoint: str) -> str:
@@ -50,20 +46,8 @@ models:
 """
 
 
-@pytest.fixture(scope="module")
-def azure_servers() -> Iterator[tuple[FakeAzure, RunningServer]]:
-    fake = FakeAzure()
-    with serve(fake.app) as upstream, \
-            serve(gateway_app(azure_yaml(upstream.url))) as server:
-        yield fake, server
-
-
-@pytest.fixture
-def azure(azure_servers) -> tuple[FakeAzure, RunningServer]:
-    fake, server = azure_servers
-    fake.reset()
-    return fake, server
-
+# One fake Azure resource and one gateway for the module; the fake is reset for every test.
+azure = stack_fixture(FakeAzure, azure_yaml)
 
 
 def test_generate_through_the_provider_level_deployment_map(azure) -> None:
@@ -194,12 +178,11 @@ def test_rate_limit_keeps_retry_after(azure) -> None:
     assert error.response.headers["retry-after"] == "20"
 
 
-def test_bad_key_is_a_502(start_gateway) -> None:
-    fake = FakeAzure()
-    with serve(fake.app) as upstream, start_gateway(f"""
-providers:
-  azure: {{endpoint: "{upstream.url}", api_key: wrong}}
-""") as server:
+def test_bad_key_is_a_502() -> None:
+    def wrong_key(endpoint: str) -> str:
+        return f'providers:\n  azure: {{endpoint: "{endpoint}", api_key: wrong}}\n'
+
+    with upstream_and_gateway(FakeAzure(), wrong_key) as (fake, server):
         error = expect_error(server, openai.InternalServerError, model="azure/gpt-image-1.5")
     assert error.status_code == 502 and error.code == "upstream_auth_failed"
     assert "Access denied" in error.message
@@ -211,14 +194,3 @@ def test_webp_is_refused_for_azure_gpt_image(azure) -> None:
     error = expect_error(server, openai.BadRequestError, model="azure/gpt-image-1",
                          output_format="webp")
     assert error.param == "output_format" and not fake.calls
-
-
-@pytest.mark.parametrize(("auth", "problem"), [
-    ("api_key: k, entra_token: t", "providers.azure.entra_token: give either api_key or"),
-    ("api_version: v1", "providers.azure.api_key: required (or entra_token"),
-])
-def test_exactly_one_credential(auth, problem) -> None:
-    with pytest.raises(ConfigError) as caught:
-        load_config_text(f"providers:\n  azure: {{endpoint: 'https://r.openai.azure.com', "
-                         f"{auth}}}\n")
-    assert problem in str(caught.value)

@@ -5,34 +5,25 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
 from openai.types import ImageGenCompletedEvent, ImageGenPartialImageEvent
 
-from proxy.config import ConfigError, load_config_text
 from proxy.events import Completed, Image, PartialImage, Progress
 from proxy.gateway import Gateway
 from proxy.jobs import Job, new_job_id
 from proxy.params import parse_params
-from proxy.providers.base import ProviderContext
-from proxy.providers.comfyui import ComfyUIProvider, ComfyUISettings
-from proxy.providers.comfyui.protocol import (
-    ProgressTracker,
-    parse_binary,
-    validation_summary,
-)
 from proxy.request_rules import apply_rules
-from proxy.upstream import UpstreamClient
 from tests.support.clients import sdk
 from tests.support.fakes.comfyui import COMFY_MODEL as MODEL
-from tests.support.fakes.comfyui import FakeComfyUI, comfy_yaml, jpeg
+from tests.support.fakes.comfyui import FakeComfyUI, comfy_yaml
 from tests.support.gateways import gateway_config
 from tests.support.images import decode
 from tests.support.paths import COMFYUI_WORKFLOWS
 from tests.support.schemas import validate
+from tests.support.stack import upstream_and_gateway
 
 
 def inputs(comfy: FakeComfyUI, prompt_id: str, node: str) -> dict:
@@ -119,15 +110,14 @@ def test_execution_error_is_a_502_with_the_exception(comfy) -> None:
     ({"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "nope.ckpt"}},
      "node 4 (CheckpointLoaderSimple): Value not in list: ckpt_name: 'nope.ckpt'"),
 ])
-def test_a_workflow_comfyui_refuses_is_a_400(fake_comfyui, start_gateway, tmp_path, node,
-                                              expected) -> None:
-    comfy, url = fake_comfyui
+def test_a_workflow_comfyui_refuses_is_a_400(tmp_path, node, expected) -> None:
     workflow = json.loads((COMFYUI_WORKFLOWS / "sdxl_text_to_image.json").read_text())
     workflow["4" if node["class_type"].startswith("Checkpoint") else "10"] = node
     path = tmp_path / "custom.json"
     path.write_text(json.dumps(workflow))
     extra = """    inputs: {prompt: ["6", text], seed: ["3", seed]}"""
-    with start_gateway(comfy_yaml(url, workflow=str(path), extra=extra)) as server:
+    with upstream_and_gateway(FakeComfyUI(step_delay=0.005), lambda url: comfy_yaml(
+            url, workflow=str(path), extra=extra)) as (comfy, server):
         with pytest.raises(openai.BadRequestError) as caught:
             sdk(server).images.generate(model=MODEL, prompt="p")
     error = caught.value
@@ -204,10 +194,9 @@ def test_client_gone_mid_json_request_interrupts_the_prompt(comfy) -> None:
     assert fake.interrupts == [prompt_id] and fake.queue_deletes == [prompt_id]
 
 
-def test_job_over_its_total_time_is_a_504_and_is_interrupted(fake_comfyui, start_gateway) -> None:
-    comfy, url = fake_comfyui
-    comfy.step_delay = 0.2
-    with start_gateway(comfy_yaml(url, total=1)) as server, \
+def test_job_over_its_total_time_is_a_504_and_is_interrupted() -> None:
+    with upstream_and_gateway(FakeComfyUI(step_delay=0.2),
+                              lambda url: comfy_yaml(url, total=1)) as (comfy, server), \
             pytest.raises(openai.InternalServerError) as caught:
         sdk(server).images.generate(model=MODEL, prompt="p", size="256x256")
     assert caught.value.status_code == 504 and caught.value.code == "upstream_timeout"
@@ -240,94 +229,3 @@ async def test_progress_is_monotonic_with_sampler_steps(fake_comfyui) -> None:
     assert len(partials) == 1 and decode(partials[0].b64_json).format == "WEBP"
     assert [type(e) for e in events[-2:]] == [Image, Completed]
     assert events[-1].resolved == {"size": "256x256", "output_format": "webp"}
-
-
-# -- settings and workflow validation -----------------------------------------------------------
-
-
-def provider(tmp_path: Path, **settings) -> ComfyUIProvider:
-    return ComfyUIProvider(
-        None,  # type: ignore[arg-type]  # the model entry is not needed to build one
-        ComfyUISettings(base_url="http://127.0.0.1:8188", **settings),
-        ProviderContext(UpstreamClient(), tmp_path),
-    )
-
-
-def test_builtin_workflow_map_and_overrides(tmp_path) -> None:
-    workflow = provider(tmp_path, inputs={"prompt": [[6, "text"], ["7", "text"]]}).workflow
-    assert workflow.inputs["prompt"] == [("6", "text"), ("7", "text")]
-    assert workflow.inputs["seed"] == [("3", "seed")], "the built-in map fills the rest"
-    assert workflow.quality_steps == {"low": 12, "medium": 25, "high": 40}
-
-
-def test_relative_workflow_paths_are_relative_to_the_config(tmp_path) -> None:
-    (tmp_path / "flows").mkdir()
-    (tmp_path / "flows" / "mine.json").write_text(json.dumps({
-        "1": {"class_type": "CLIPTextEncode", "inputs": {"text": ""}}}))
-    workflow = provider(tmp_path, workflow="flows/mine.json", inputs={"prompt": ["1", "text"]})
-    assert workflow.workflow.graph["1"]["class_type"] == "CLIPTextEncode"
-
-
-@pytest.mark.parametrize(("settings", "graph", "setting", "message"), [
-    ({"workflow": "no_such_flow"}, None, "workflow", "built-in workflows: sdxl_text_to_image"),
-    ({}, {"nodes": [], "links": []}, "workflow", "UI format"),
-    ({}, {"1": {"inputs": {}}}, "workflow", "node '1' of"),
-    ({"inputs": {"seed": ["1", "seed"]}}, {"1": {"class_type": "KSampler", "inputs": {"seed": 0}}},
-     "inputs", "'prompt' is not mapped"),
-    ({"inputs": {"prompt": ["9", "text"]}}, {"1": {"class_type": "X", "inputs": {}}},
-     "inputs.prompt", "node '9' is not in"),
-    ({"inputs": {"prompt": ["1", "txt"]}}, {"1": {"class_type": "X", "inputs": {"text": ""}}},
-     "inputs.prompt", "has no input 'txt'"),
-    ({"inputs": {"prompt": ["1", "text"]}, "output_node": 5},
-     {"1": {"class_type": "X", "inputs": {"text": ""}}}, "output_node", "node '5' is not in"),
-])
-def test_bad_workflow_settings_are_named(tmp_path, settings, graph, setting, message) -> None:
-    if graph is not None:
-        (tmp_path / "flow.json").write_text(json.dumps(graph))
-        settings = {"workflow": "flow.json", **settings}
-    with pytest.raises(ValueError, match=f"^{setting}: ") as caught:
-        provider(tmp_path, **settings)
-    assert message in str(caught.value)
-
-
-def test_unknown_injection_parameter_is_a_config_error() -> None:
-    text = comfy_yaml("http://127.0.0.1:1", extra="""    inputs: {cfg: ["3", cfg]}""")
-    with pytest.raises(ConfigError, match=r"models\[0\]\.inputs: .*unknown parameter\(s\) cfg"):
-        load_config_text(text)
-
-
-# -- protocol pieces ----------------------------------------------------------------------------
-
-
-def test_progress_weights_samplers_and_never_goes_back() -> None:
-    tracker = ProgressTracker({"4": "CheckpointLoaderSimple", "3": "KSampler", "8": "VAEDecode"})
-    assert tracker.cached(["4"]) == pytest.approx(100 / 13)
-    tracker.executing("3")
-    assert tracker.progress("3", 5, 10) == pytest.approx(100 * 6 / 13)
-    assert tracker.progress("3", 1, 10) == pytest.approx(100 * 6 / 13), "never decreases"
-    assert tracker.executing("8") == pytest.approx(100 * 11 / 13)
-    assert tracker.executed("8") == 100
-
-
-def test_binary_preview_frames() -> None:
-    image = jpeg(8, 8, (1, 2, 3))
-    assert parse_binary(b"\x00\x00\x00\x01\x00\x00\x00\x01" + image).data == image
-    meta = json.dumps({"prompt_id": "p", "image_type": "image/png"}).encode()
-    frame = b"\x00\x00\x00\x04" + len(meta).to_bytes(4, "big") + meta + b"PNGDATA"
-    preview = parse_binary(frame)
-    assert (preview.mime, preview.prompt_id, preview.data) == ("image/png", "p", b"PNGDATA")
-    assert parse_binary(b"\x00\x00\x00\x03\x00\x00\x00\x01" + b"3text") is None
-
-
-def test_validation_summary_reads_both_shapes() -> None:
-    assert validation_summary(json.dumps({"error": {
-        "type": "missing_node_type", "message": "Node 'X' not found.",
-        "details": "Node ID '#7'"}, "node_errors": {}}).encode()) == (
-        "missing_node_type: Node 'X' not found. (Node ID '#7')")
-    summary = validation_summary(json.dumps({
-        "error": {"type": "prompt_outputs_failed_validation",
-                  "message": "Prompt outputs failed validation", "details": ""},
-        "node_errors": {"3": {"class_type": "KSampler", "errors": [
-            {"type": "value_not_in_list", "message": "Value not in list",
-             "details": "sampler_name: 'x'"}]}}}).encode())
-    assert summary.endswith("node 3 (KSampler): Value not in list: sampler_name: 'x'")

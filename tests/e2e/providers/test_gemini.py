@@ -10,7 +10,6 @@ import openai
 import orjson
 import pytest
 
-from proxy.config import ConfigError, load_config_text
 from tests.support.clients import expect_error as shared_expect_error
 from tests.support.clients import sdk
 from tests.support.fakes.google import (
@@ -28,23 +27,13 @@ from tests.support.fakes.google import (
     text_only,
     write_service_account,
 )
-from tests.support.gateways import start_gateway as _gateway_from_yaml
+from tests.support.gateways import start_gateway
 from tests.support.images import decode
 from tests.support.schemas import validate
-from tests.support.servers import RunningServer, serve
+from tests.support.servers import RunningServer
+from tests.support.stack import Stack, upstream_and_gateway
 
 VERTEX_PATH = f"/v1/projects/{PROJECT}/locations/global/publishers/google/models"
-
-
-@pytest.fixture(scope="module")
-def google(tmp_path_factory) -> Iterator[tuple[FakeGoogle, str, Path]]:
-    """The fake, its URL, and a service-account file whose token_uri is the fake."""
-    key = new_private_key()
-    fake = FakeGoogle(public_keys=[key.public_key()])
-    with serve(fake.app) as server:
-        account = write_service_account(tmp_path_factory.mktemp("sa") / "sa.json",
-                                        f"{server.url}/token", key)
-        yield fake, server.url, account
 
 
 def vertex_model(name: str, upstream: str, url: str, auth: str) -> str:
@@ -81,17 +70,32 @@ models:
 
 
 @pytest.fixture(scope="module")
-def module_gateway(google) -> Iterator[RunningServer]:
-    _, url, account = google
-    with _gateway_from_yaml(gateway_yaml(url, account)) as server:
-        yield server
+def google_stack(tmp_path_factory) -> Iterator[tuple[Stack[FakeGoogle], Path]]:
+    """The fake Google, trusting a service account whose token_uri is the fake, a gateway for
+    the module configured by gateway_yaml, and that service-account file."""
+    key = new_private_key()
+    account = tmp_path_factory.mktemp("sa") / "sa.json"
+
+    def with_account(url: str) -> str:
+        return gateway_yaml(url, write_service_account(account, f"{url}/token", key))
+
+    with upstream_and_gateway(FakeGoogle(public_keys=[key.public_key()]), with_account) as stack:
+        yield stack, account
 
 
 @pytest.fixture
-def gateway(google, module_gateway) -> tuple[FakeGoogle, RunningServer]:
-    fake = google[0]
-    fake.reset()
-    return fake, module_gateway
+def gateway(google_stack) -> Stack[FakeGoogle]:
+    """The module's gateway and its fake (reset): ``fake, server = gateway``."""
+    return google_stack[0].reset()
+
+
+@pytest.fixture
+def google(google_stack) -> tuple[FakeGoogle, str, Path]:
+    """The fake (reset), its URL, and the service-account file, for tests that start
+    gateways of their own against it."""
+    stack, account = google_stack
+    stack.reset()
+    return stack.fake, stack.upstream.url, account
 
 
 def generate(server: RunningServer, **kwargs):
@@ -359,13 +363,12 @@ def test_a_failing_call_fails_the_fan_out(gateway) -> None:
 # --- Vertex credentials ----------------------------------------------------------------------
 
 def vertex_gateway(url: str, auth: str):
-    return _gateway_from_yaml(
+    return start_gateway(
         "models:\n" + vertex_model("vertex/gemini-3-pro-image", "gemini-3-pro-image", url, auth))
 
 
 def test_token_is_refreshed_before_it_expires(google, tmp_path) -> None:
     fake, url, _ = google
-    fake.reset()
     key = new_private_key()
     fake.public_keys.append(key.public_key())
     account = write_service_account(tmp_path / "sa.json", f"{url}/token", key)
@@ -386,7 +389,6 @@ def test_token_is_refreshed_before_it_expires(google, tmp_path) -> None:
 
 def test_token_is_cached_and_fetched_once_for_parallel_calls(google, tmp_path) -> None:
     fake, url, account = google
-    fake.reset()
     with vertex_gateway(url, f"credentials_file: {account}") as server:
         generate(server, model="vertex/gemini-3-pro-image", n=3)
         generate(server, model="vertex/gemini-3-pro-image")
@@ -396,7 +398,6 @@ def test_token_is_cached_and_fetched_once_for_parallel_calls(google, tmp_path) -
 
 def test_static_access_token(google) -> None:
     fake, url, _ = google
-    fake.reset()
     fake.static_tokens = {"ya29.operator-token"}
     with vertex_gateway(url, "access_token: ya29.operator-token") as server:
         generate(server, model="vertex/gemini-3-pro-image")
@@ -414,7 +415,6 @@ def test_rejected_static_token_is_a_502(gateway) -> None:
 
 def test_application_default_credentials(google, monkeypatch) -> None:
     fake, url, account = google
-    fake.reset()
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(account))
     with vertex_gateway(url, "") as server:
         generate(server, model="vertex/gemini-3-pro-image")
@@ -423,7 +423,6 @@ def test_application_default_credentials(google, monkeypatch) -> None:
 
 def test_token_endpoint_refusal_is_a_502(google, tmp_path) -> None:
     fake, url, _ = google
-    fake.reset()
     # Signed with a key the fake does not know.
     account = write_service_account(tmp_path / "other.json", f"{url}/token", new_private_key())
     with vertex_gateway(url, f"credentials_file: {account}") as server:
@@ -434,26 +433,6 @@ def test_token_endpoint_refusal_is_a_502(google, tmp_path) -> None:
 
 
 # --- configuration -----------------------------------------------------------------------------
-
-@pytest.mark.parametrize(("settings", "complaint"), [
-    ("credentials_file: /nonexistent/sa.json", "credentials_file: cannot read"),
-    ("credentials_file: {bad}", "is not JSON"),
-    ("credentials_file: {partial}", "credentials_file"),
-    ("api_key: k\n    project: p", "not both"),
-    ("base_url: http://x", "set api_key"),
-    ("api_key: k\n    location: us-central1", "location is a Vertex AI setting"),
-])
-def test_settings_are_checked_at_start(tmp_path, settings, complaint) -> None:
-    bad = tmp_path / "bad.json"
-    bad.write_text("{not json")
-    partial = tmp_path / "partial.json"
-    partial.write_text('{"type": "service_account", "client_email": "x"}')
-    settings = settings.format(bad=bad, partial=partial)
-    if "api_key" not in settings and "base_url" not in settings:
-        settings = f"project: p\n    {settings}"
-    with pytest.raises(ConfigError) as caught:
-        load_config_text(f"providers:\n  gemini:\n    {settings}\n")
-    assert complaint in str(caught.value)
 
 
 def orjson_message(raw: bytes) -> str:

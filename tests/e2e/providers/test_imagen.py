@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import openai
 import pytest
 
-from proxy.config import ConfigError, load_config_text
 from tests.support.clients import expect_error as shared_expect_error
 from tests.support.clients import sdk
 from tests.support.fakes.google import (
@@ -19,24 +19,17 @@ from tests.support.fakes.google import (
     new_private_key,
     write_service_account,
 )
-from tests.support.gateways import start_gateway as _gateway_from_yaml
 from tests.support.images import decode
 from tests.support.schemas import validate
-from tests.support.servers import RunningServer, serve
+from tests.support.servers import RunningServer
+from tests.support.stack import Stack, upstream_and_gateway
 
 MODEL = "google/imagen-4.0-generate-001"
 VERTEX_PATH = f"/v1/projects/{PROJECT}/locations/us-central1/publishers/google/models"
 
 
-@pytest.fixture(scope="module")
-def module_gateway(tmp_path_factory) -> Iterator[tuple[FakeGoogle, RunningServer]]:
-    key = new_private_key()
-    fake = FakeGoogle(public_keys=[key.public_key()])
-    with serve(fake.app) as upstream:
-        url = upstream.url
-        account = write_service_account(tmp_path_factory.mktemp("sa") / "sa.json",
-                                        f"{url}/token", key)
-        with _gateway_from_yaml(f"""
+def imagen_yaml(url: str, account: Path) -> str:
+    return f"""
 providers:
   imagen: {{project: {PROJECT}, credentials_file: "{account}", base_url: "{url}"}}
 models:
@@ -52,15 +45,26 @@ models:
     enhance_prompt: true
     person_generation: allow_adult
     safety_setting: block_only_high
-""") as server:
-            yield fake, server
+"""
+
+
+@pytest.fixture(scope="module")
+def imagen(tmp_path_factory) -> Iterator[Stack[FakeGoogle]]:
+    """The fake Google, trusting a service account whose token_uri is the fake, and a gateway
+    for the module."""
+    key = new_private_key()
+    account_file = tmp_path_factory.mktemp("sa") / "sa.json"
+
+    def gateway_yaml(url: str) -> str:
+        return imagen_yaml(url, write_service_account(account_file, f"{url}/token", key))
+
+    with upstream_and_gateway(FakeGoogle(public_keys=[key.public_key()]), gateway_yaml) as stack:
+        yield stack
 
 
 @pytest.fixture
-def gateway(module_gateway) -> tuple[FakeGoogle, RunningServer]:
-    fake, server = module_gateway
-    fake.reset()
-    return fake, server
+def gateway(imagen) -> Stack[FakeGoogle]:
+    return imagen.reset()
 
 
 def generate(server: RunningServer, **kwargs):
@@ -206,14 +210,3 @@ def test_dropped_parameters_are_named(gateway) -> None:
     raw = sdk(server).images.with_raw_response.generate(
         model=MODEL, prompt="p", style="natural", quality="hd")
     assert set(raw.headers["x-dropped-params"].split(",")) == {"style", "quality"}
-
-
-@pytest.mark.parametrize(("settings", "complaint"), [
-    ("api_key: k\n    enhance_prompt: true", "enhance_prompt is a Vertex AI setting"),
-    ("api_key: k\n    person_generation: allow_all", "refused by the Gemini API"),
-    ("project: p\n    safety_setting: block_everything", "safety_setting"),
-])
-def test_settings_are_checked(settings, complaint) -> None:
-    with pytest.raises(ConfigError) as caught:
-        load_config_text(f"providers:\n  imagen:\n    {settings}\n")
-    assert complaint in str(caught.value)

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import openai
 import pytest
 
 from tests.support.clients import expect_error, sdk
 from tests.support.fakes.xai import API_KEY, MODERATED, TICKS_PER_IMAGE, FakeXAI
-from tests.support.gateways import gateway_app
 from tests.support.images import decode
 from tests.support.schemas import validate
-from tests.support.servers import RunningServer, serve
+from tests.support.stack import stack_fixture
 
 
 def xai_yaml(base_url: str) -> str:
@@ -29,20 +26,8 @@ models:
 """
 
 
-@pytest.fixture(scope="module")
-def xai_servers() -> Iterator[tuple[FakeXAI, RunningServer]]:
-    fake = FakeXAI()
-    with serve(fake.app) as upstream, \
-            serve(gateway_app(xai_yaml(upstream.url))) as server:
-        yield fake, server
-
-
-@pytest.fixture
-def xai(xai_servers) -> tuple[FakeXAI, RunningServer]:
-    fake, server = xai_servers
-    fake.reset()
-    return fake, server
-
+# One fake xAI and one gateway for the module; the fake is reset for every test.
+xai = stack_fixture(FakeXAI, xai_yaml)
 
 
 def test_size_becomes_ratio_and_tier_and_jpeg_becomes_png(xai) -> None:

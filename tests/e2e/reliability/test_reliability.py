@@ -10,6 +10,7 @@ import asyncio
 import socket
 import time
 import uuid
+from collections.abc import Callable
 
 import httpx
 import openai
@@ -18,7 +19,7 @@ import pytest
 from tests.support.clients import async_sdk, sdk
 from tests.support.fakes.openai_upstream import API_KEY, FakeOpenAI
 from tests.support.schemas import validate
-from tests.support.servers import serve
+from tests.support.stack import upstream_and_gateway
 
 BREAKER_503 = b'{"error":{"message":"The engine is overloaded.","type":"server_error"}}'
 
@@ -32,6 +33,12 @@ def model(name: str, url: str, extra: str = "") -> str:
 def reliability(retries: int = 1, failures: int = 1000) -> str:
     return (f"reliability: {{retries: {retries}, backoff_base: 0.05, backoff_max: 0.2, "
             f"circuit_failures: {failures}, circuit_cooldown: 60}}\n")
+
+
+def one_model(settings: str = "") -> Callable[[str], str]:
+    """Gateway YAML for the fake upstream's URL: ``settings`` (a ``reliability:`` line, or none:
+    the tests' default, no retries), then model ``m`` behind the fake."""
+    return lambda url: settings + "models:\n" + model("m", url)
 
 
 def closed_port() -> int:
@@ -56,13 +63,6 @@ def fails(server, exc_type, **kwargs) -> tuple[openai.APIStatusError, dict]:
     return caught.value, snapshot(server, job_id)
 
 
-@pytest.fixture
-def upstream():
-    fake = FakeOpenAI()
-    with serve(fake.app) as server:
-        yield fake, server.url
-
-
 def test_refused_connection_is_retried_then_a_502(start_gateway) -> None:
     url = f"http://127.0.0.1:{closed_port()}"
     with start_gateway(reliability(retries=2) + "models:\n" + model("m", url)) as server:
@@ -73,10 +73,9 @@ def test_refused_connection_is_retried_then_a_502(start_gateway) -> None:
     assert job["status"] == "failed" and job["error"]["code"] == "upstream_unreachable"
 
 
-def test_stall_before_headers_is_a_504_not_retried(upstream, start_gateway) -> None:
-    fake, url = upstream
-    fake.mode = "hang"
-    with start_gateway(reliability(retries=2) + "models:\n" + model("m", url)) as server:
+def test_stall_before_headers_is_a_504_not_retried() -> None:
+    with upstream_and_gateway(FakeOpenAI(mode="hang"),
+                              one_model(reliability(retries=2))) as (fake, server):
         error, job = fails(server, openai.InternalServerError, model="m")
     assert error.status_code == 504 and error.code == "upstream_timeout"
     assert error.response.headers["x-should-retry"] == "false"
@@ -86,11 +85,9 @@ def test_stall_before_headers_is_a_504_not_retried(upstream, start_gateway) -> N
 
 @pytest.mark.parametrize(("mode", "code"), [("stall_mid_stream", "upstream_timeout"),
                                             ("drop_mid_stream", "upstream_disconnected")])
-def test_failure_mid_stream_is_an_error_event_and_a_failed_job(upstream, start_gateway, mode,
-                                                               code) -> None:
-    fake, url = upstream
-    fake.mode = mode
-    with start_gateway(reliability(retries=2) + "models:\n" + model("m", url)) as server:
+def test_failure_mid_stream_is_an_error_event_and_a_failed_job(mode, code) -> None:
+    with upstream_and_gateway(FakeOpenAI(mode=mode),
+                              one_model(reliability(retries=2))) as (fake, server):
         job_id = str(uuid.uuid4())
         seen = []
         with pytest.raises(openai.APIError) as caught:
@@ -104,22 +101,20 @@ def test_failure_mid_stream_is_an_error_event_and_a_failed_job(upstream, start_g
 
 
 @pytest.mark.parametrize("mode", ["garbage", "truncated"])
-def test_malformed_answers_are_a_502(upstream, start_gateway, mode) -> None:
-    fake, url = upstream
-    fake.mode = mode
-    with start_gateway(reliability(retries=0) + "models:\n" + model("m", url)) as server:
+def test_malformed_answers_are_a_502(mode) -> None:
+    with upstream_and_gateway(FakeOpenAI(mode=mode),
+                              one_model(reliability(retries=0))) as (_, server):
         error, job = fails(server, openai.InternalServerError, model="m")
     assert error.code == "upstream_invalid_response"
     assert job["status"] == "failed"
 
 
-def test_429_with_retry_after_is_waited_out_and_retried(upstream, start_gateway) -> None:
-    fake, url = upstream
-    fake.mode, fake.status, fake.status_times = "status", 429, 1
+def test_429_with_retry_after_is_waited_out_and_retried() -> None:
+    fake = FakeOpenAI(mode="status", status=429, status_times=1)
     fake.status_headers = {"retry-after": "1"}
     fake.status_body = (b'{"error":{"message":"Slow down","type":"requests",'
                         b'"code":"rate_limit_exceeded"}}')
-    with start_gateway(reliability(retries=2) + "models:\n" + model("m", url)) as server:
+    with upstream_and_gateway(fake, one_model(reliability(retries=2))) as (_, server):
         job_id = str(uuid.uuid4())
         started = time.monotonic()
         result = generate(server, job_id, model="m")
@@ -130,11 +125,10 @@ def test_429_with_retry_after_is_waited_out_and_retried(upstream, start_gateway)
     assert job["status"] == "succeeded"
 
 
-def test_503_storm_opens_the_circuit(upstream, start_gateway) -> None:
-    fake, url = upstream
-    fake.mode, fake.status, fake.status_body = "status", 503, BREAKER_503
-    with start_gateway(reliability(retries=0, failures=3) + "models:\n" + model("m", url)) \
-            as server:
+def test_503_storm_opens_the_circuit() -> None:
+    fake = FakeOpenAI(mode="status", status=503, status_body=BREAKER_503)
+    with upstream_and_gateway(fake, one_model(reliability(retries=0, failures=3))) \
+            as (_, server):
         codes = []
         for _ in range(6):
             error, job = fails(server, openai.APIStatusError, model="m")
@@ -145,12 +139,14 @@ def test_503_storm_opens_the_circuit(upstream, start_gateway) -> None:
     assert len(fake.requests) == 3, "an open circuit sends nothing upstream"
 
 
-def test_fallback_serves_when_the_primary_fails(upstream, start_gateway) -> None:
-    fake, url = upstream
+def test_fallback_serves_when_the_primary_fails() -> None:
     dead = f"http://127.0.0.1:{closed_port()}"
-    config = (reliability(retries=1) + "models:\n"
-              + model("primary", dead, ", fallbacks: [backup]") + model("backup", url))
-    with start_gateway(config) as server:
+
+    def config(url: str) -> str:
+        return (reliability(retries=1) + "models:\n"
+                + model("primary", dead, ", fallbacks: [backup]") + model("backup", url))
+
+    with upstream_and_gateway(FakeOpenAI(), config) as (fake, server):
         job_id = str(uuid.uuid4())
         raw = sdk(server).images.with_raw_response.generate(
             model="primary", prompt="p", extra_headers={"X-Job-Id": job_id})
@@ -161,23 +157,22 @@ def test_fallback_serves_when_the_primary_fails(upstream, start_gateway) -> None
     assert job["status"] == "succeeded"
 
 
-def test_a_fallback_that_cannot_take_the_request_is_skipped(upstream, start_gateway) -> None:
-    _, url = upstream
+def test_a_fallback_that_cannot_take_the_request_is_skipped() -> None:
     dead = f"http://127.0.0.1:{closed_port()}"
-    config = (reliability(retries=0) + "models:\n"
-              + model("primary", dead, ", fallbacks: [tiny, backup]")
-              + model("tiny", url, ", rules: {n_max: 1}") + model("backup", url))
-    with start_gateway(config) as server:
+
+    def config(url: str) -> str:
+        return (reliability(retries=0) + "models:\n"
+                + model("primary", dead, ", fallbacks: [tiny, backup]")
+                + model("tiny", url, ", rules: {n_max: 1}") + model("backup", url))
+
+    with upstream_and_gateway(FakeOpenAI(), config) as (_, server):
         body = sdk(server).images.with_raw_response.generate(
             model="primary", prompt="p", n=2).http_response.json()
     assert body["model"] == "backup" and len(body["data"]) == 2
 
 
-async def test_disconnecting_a_stream_closes_the_upstream_request(upstream,
-                                                                 start_gateway) -> None:
-    fake, url = upstream
-    fake.event_gap = 1.0
-    with start_gateway("models:\n" + model("m", url)) as server:
+async def test_disconnecting_a_stream_closes_the_upstream_request() -> None:
+    with upstream_and_gateway(FakeOpenAI(event_gap=1.0), one_model()) as (fake, server):
         job_id = str(uuid.uuid4())
         stream = await async_sdk(server).images.generate(
             model="m", prompt="p", stream=True, partial_images=3,
@@ -197,10 +192,8 @@ async def test_disconnecting_a_stream_closes_the_upstream_request(upstream,
     assert status == "cancelled"
 
 
-async def test_async_job_returns_202_and_the_result_later(upstream, start_gateway) -> None:
-    fake, url = upstream
-    fake.delay = 1.0
-    with start_gateway("models:\n" + model("m", url)) as server:
+async def test_async_job_returns_202_and_the_result_later() -> None:
+    with upstream_and_gateway(FakeOpenAI(delay=1.0), one_model()) as (_, server):
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
             started = time.monotonic()
             accepted = await client.post("/v1/images/generations",
@@ -222,21 +215,19 @@ async def test_async_job_returns_202_and_the_result_later(upstream, start_gatewa
     assert len(job["result"]["data"]) == 2 and job["result"]["id"] == job_id
 
 
-def test_async_and_stream_cannot_be_combined(upstream, start_gateway) -> None:
-    _, url = upstream
-    with start_gateway("models:\n" + model("m", url)) as server:
+def test_async_and_stream_cannot_be_combined() -> None:
+    with upstream_and_gateway(FakeOpenAI(), one_model()) as (_, server):
         response = httpx.post(f"{server.url}/v1/images/generations",
                               json={"model": "m", "prompt": "p", "stream": True},
                               headers={"Prefer": "respond-async"})
     assert response.status_code == 400 and response.json()["error"]["param"] == "stream"
 
 
-def test_a_success_resets_the_failure_count(upstream, start_gateway) -> None:
+def test_a_success_resets_the_failure_count() -> None:
     """Sporadic failures between successes never add up to an open circuit."""
-    fake, url = upstream
-    fake.status, fake.status_body = 503, BREAKER_503
-    with start_gateway(reliability(retries=0, failures=2) + "models:\n" + model("m", url)) \
-            as server:
+    fake = FakeOpenAI(status=503, status_body=BREAKER_503)
+    with upstream_and_gateway(fake, one_model(reliability(retries=0, failures=2))) \
+            as (_, server):
         for _ in range(3):
             fake.mode, fake.status_times = "status", 1
             fails(server, openai.InternalServerError, model="m")  # one failure...

@@ -24,7 +24,6 @@ from starlette.routing import Route
 API_KEY = "sk-fake-upstream-key"
 
 
-
 def openai_models_yaml(base_url: str, *, first_byte: float = 600.0, total: float = 900.0) -> str:
     """Gateway config for models behind the fake OpenAI upstream at ``base_url`` (``.../v1``)."""
     return f"""

@@ -1,40 +1,14 @@
-"""``image-proxy serve`` as a user runs it: a real process, the embedded default, curl-like use."""
+"""The ``image-proxy`` command: refusals before anything is served, ``new-key``, config errors.
+
+(``image-proxy serve`` answering requests is in ``tests/e2e/cli/``.)"""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
-import time
 
-import httpx
-
-from tests.support.images import decode
 from tests.support.servers import free_port
-
-
-def test_serve_embedded_default_answers_with_a_png() -> None:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.stdout.read().decode()
-            assert time.monotonic() < deadline, "the gateway did not start"
-            time.sleep(0.1)
-        response = httpx.post(f"{url}/v1/images/generations", timeout=60,
-                              content=b'{"model":"local","prompt":"a red apple"}')
-        assert response.status_code == 200
-        assert decode(response.json()["data"][0]["b64_json"]).size == (1024, 1024)
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 def test_no_keys_means_loopback_only() -> None:
@@ -61,3 +35,23 @@ def test_open_bind_rules() -> None:
     keyed = load_config_text("server: {host: 0.0.0.0}\nmodels: [{name: l, provider: local}]\n"
                              "keys: [{name: a, key_sha256: " + "a" * 64 + "}]\n")
     assert open_bind_refusal(keyed) is None
+
+
+def test_cli_new_key_prints_a_key_and_its_hash() -> None:
+    run = subprocess.run([sys.executable, "-m", "proxy", "new-key", "--name", "ci"],
+                         capture_output=True, text=True, timeout=60)
+    lines = dict(line.split(":", 1) for line in run.stdout.strip().splitlines())
+    key, digest = lines["key"].strip(), lines["key_sha256"].strip()
+    assert key.startswith("ipk_") and len(key) > 40
+    assert hashlib.sha256(key.encode()).hexdigest() == digest
+    assert "name: ci" in run.stderr
+
+
+def test_cli_reports_config_errors_and_exits_2(tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models:\n  - name: a\n    provider: nope\n")
+    run = subprocess.run([sys.executable, "-m", "proxy", "serve", "--config", str(bad)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert "bad.yaml:3: models[0].provider: unknown provider 'nope'" in run.stderr
+    assert "Traceback" not in run.stderr

@@ -1,10 +1,6 @@
-"""Configuration: interpolation, validation errors that name the field and the line, the CLI."""
+"""Configuration: interpolation, validation errors that name the field and the line."""
 
 from __future__ import annotations
-
-import hashlib
-import subprocess
-import sys
 
 import pytest
 
@@ -79,26 +75,6 @@ def test_embedded_default_serves_the_local_renderer() -> None:
     assert config.default_model == "local"
 
 
-def test_cli_new_key_prints_a_key_and_its_hash() -> None:
-    run = subprocess.run([sys.executable, "-m", "proxy", "new-key", "--name", "ci"],
-                         capture_output=True, text=True, timeout=60)
-    lines = dict(line.split(":", 1) for line in run.stdout.strip().splitlines())
-    key, digest = lines["key"].strip(), lines["key_sha256"].strip()
-    assert key.startswith("ipk_") and len(key) > 40
-    assert hashlib.sha256(key.encode()).hexdigest() == digest
-    assert "name: ci" in run.stderr
-
-
-def test_cli_reports_config_errors_and_exits_2(tmp_path) -> None:
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("models:\n  - name: a\n    provider: nope\n")
-    run = subprocess.run([sys.executable, "-m", "proxy", "serve", "--config", str(bad)],
-                         capture_output=True, text=True, timeout=60)
-    assert run.returncode == 2
-    assert "bad.yaml:3: models[0].provider: unknown provider 'nope'" in run.stderr
-    assert "Traceback" not in run.stderr
-
-
 def test_provider_checks_report_the_setting_line(tmp_path) -> None:
     (tmp_path / "flow.json").write_text('{"1": {"class_type": "X", "inputs": {"text": ""}}}')
     found = problems(f"""models:
@@ -110,31 +86,6 @@ def test_provider_checks_report_the_setting_line(tmp_path) -> None:
       prompt: ["9", text]
 """)
     assert found == [f"gw.yaml:7: models[0].inputs.prompt: node '9' is not in {tmp_path}/flow.json"]
-
-
-def test_a_configured_provider_serves_its_whole_catalog() -> None:
-    from proxy.models.catalog import load_catalog
-    from proxy.models.served import ModelTable
-    from proxy.upstream import UpstreamClient
-
-    config = load_config_text("""
-providers:
-  openai: {api_key: sk-x, base_url: "http://127.0.0.1:9/v1"}
-models:
-  - {name: openai/gpt-image-1, provider: openai, timeout: {total: 60}}
-  - {name: mine, provider: openai, upstream_model: gpt-image-1-2025-04-15}
-""")
-    table = ModelTable(config, UpstreamClient())
-    names = [m.name for m in table.models]
-    catalog = [m.name for m in load_catalog().models_of("openai")]
-    assert names[:2] == ["openai/gpt-image-1", "mine"]
-    assert sorted(names[2:]) == sorted(n for n in catalog if n != "openai/gpt-image-1")
-    assert table.resolve("gpt-image-1").name == "openai/gpt-image-1", "catalog alias kept"
-    assert table.resolve("dall-e-3").config.timeout.total == 900
-    assert table.resolve("openai/gpt-image-1").config.timeout.total == 60
-    mine = table.resolve("mine")
-    assert mine.rules.sizes == table.resolve("gpt-image-1").rules.sizes, "dated snapshot"
-    assert mine.provider.settings.base_url == "http://127.0.0.1:9/v1", "inherited settings"
 
 
 def test_unknown_provider_section_is_named() -> None:
