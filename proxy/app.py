@@ -17,20 +17,22 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from proxy.config import GatewayConfig
-from proxy.errors import GatewayError
-from proxy.gateway import Gateway
-from proxy.middleware import RequestIdMiddleware
-from proxy.openapi import openapi_route
-from proxy.playground import playground_routes
+from proxy.config import GatewayConfig, load_config, load_default_config
+from proxy.core.errors import GatewayError
+from proxy.http.files import file_route
+from proxy.http.middleware import RequestIdMiddleware
+from proxy.http.openapi import openapi_route
+from proxy.http.playground import playground_routes
+from proxy.http.responses import JSONBody, error_response
+from proxy.http.routes.images import image_endpoints
+from proxy.http.routes.jobs import get_job
+from proxy.http.routes.models import get_model, list_models
+from proxy.http.routes.usage import get_usage
+from proxy.http.socket import ProgressNamespace
 from proxy.progress.hub import NAMESPACE
-from proxy.progress.socket import ProgressNamespace
-from proxy.responses import JSONBody, error_response
-from proxy.routes.images import image_endpoints
-from proxy.routes.jobs import get_job
-from proxy.routes.models import get_model, list_models
-from proxy.routes.usage import get_usage
-from proxy.storage import LocalImageStore, file_route
+from proxy.service.gateway import Gateway
+from proxy.service.images import ImageService
+from proxy.storage import LocalImageStore
 
 log = logging.getLogger("proxy.app")
 
@@ -90,11 +92,13 @@ def build_routes(config: GatewayConfig, gateway: Gateway) -> list[Route]:
     return routes
 
 
+# How ``serve --workers N`` hands the configuration to each worker process.
+CONFIG_ENV = "IMAGE_PROXY_CONFIG"
+OVERRIDES_ENV = "IMAGE_PROXY_SERVER_OVERRIDES"
+
+
 def from_environment() -> ASGIApp:
     """The app of one ``serve --workers N`` worker: the configuration the parent named."""
-    from proxy.cli import CONFIG_ENV, OVERRIDES_ENV
-    from proxy.config import load_config, load_default_config
-
     path = os.environ.get(CONFIG_ENV)
     config = load_config(path) if path else load_default_config()
     for name, value in json.loads(os.environ.get(OVERRIDES_ENV, "{}")).items():
@@ -146,6 +150,7 @@ def create_app(config: GatewayConfig) -> ASGIApp:
         },
     )
     app.state.gateway = gateway
+    app.state.service = ImageService(gateway)
     # Socket.IO answers /socket.io/ and hands everything else (lifespan included: no startup
     # hooks are given to it) to Starlette.
     return socketio.ASGIApp(sio, other_asgi_app=RequestIdMiddleware(app),

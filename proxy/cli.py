@@ -13,22 +13,21 @@ from pathlib import Path
 import uvicorn
 
 from proxy import __version__
-from proxy.config import ConfigError, GatewayConfig, load_config, load_default_config
-
-# How ``serve --workers N`` hands the configuration to each worker process.
-CONFIG_ENV = "IMAGE_PROXY_CONFIG"
-OVERRIDES_ENV = "IMAGE_PROXY_SERVER_OVERRIDES"
+from proxy.app import CONFIG_ENV, OVERRIDES_ENV, create_app
+from proxy.auth import new_key
+from proxy.config import ConfigError, GatewayConfig
+from proxy.observability.logs import configure
+from proxy.service.gateway import load_checked
 
 
 def _load(path: str | None) -> GatewayConfig:
-    return load_config(path) if path else load_default_config()
+    """The configuration, checked as a whole (models, providers, fallbacks) before it runs."""
+    return load_checked(path)
 
 
 def log_config(args: argparse.Namespace) -> dict:
     """JSON lines on stderr; the access log (one line per request, with its id) only with
     --access-log."""
-    from proxy.observability.logs import configure
-
     config = configure(args.log_level)
     config["loggers"]["proxy.access"] = {"level": "INFO" if args.access_log else "WARNING"}
     return config
@@ -85,8 +84,6 @@ def _serve(args: argparse.Namespace) -> int:
                     timeout_graceful_shutdown=timeout)
         return 0
 
-    from proxy.app import create_app
-
     uvicorn.Server(uvicorn.Config(
         create_app(config), host=config.server.host, port=config.server.port,
         log_level=args.log_level, log_config=log_config(args),
@@ -107,8 +104,6 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _new_key(args: argparse.Namespace) -> int:
-    from proxy.auth import new_key
-
     key, digest = new_key()
     print(f"key:        {key}")
     print(f"key_sha256: {digest}")

@@ -15,7 +15,7 @@ from fnmatch import fnmatchcase
 from starlette.requests import Request
 
 from proxy.config.schema import KeyConfig
-from proxy.errors import GatewayError
+from proxy.core.errors import GatewayError
 
 KEY_PREFIX = "ipk_"
 

@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from proxy.config.schema import PROVIDER_WIDE, GatewayConfig, ModelConfig
-
-if TYPE_CHECKING:
-    from proxy.providers.base import Provider
+from proxy.config.schema import GatewayConfig
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 Loc = tuple[str | int, ...]
+# Checks a caller adds to loading (the model table's: providers, rules, prices, fallbacks): they
+# get the raw data and the config's folder, so their problems are reported together with the
+# schema's, even when the rest of the file is not valid.
+Checks = Callable[[dict[str, Any], Path], list[tuple[Loc, str]]]
 
 
 class ConfigError(Exception):
@@ -90,7 +92,8 @@ def _interpolate(value: Any, loc: Loc, problems: list[tuple[Loc, str]]) -> Any:
     return _ENV_REF.sub(substitute, value)
 
 
-def _pydantic_problems(exc: ValidationError, prefix: Loc = ()) -> list[tuple[Loc, str]]:
+def pydantic_problems(exc: ValidationError, prefix: Loc = ()) -> list[tuple[Loc, str]]:
+    """A pydantic error as ``(location, message)`` problems, under ``prefix``."""
     out = []
     for err in exc.errors(include_url=False):
         loc = (*prefix, *err["loc"])
@@ -102,9 +105,11 @@ def _pydantic_problems(exc: ValidationError, prefix: Loc = ()) -> list[tuple[Loc
 
 
 def load_config_text(
-    text: str, source: str = "<config>", base_dir: Path | None = None
+    text: str, source: str = "<config>", base_dir: Path | None = None,
+    checks: Checks | None = None,
 ) -> GatewayConfig:
-    """Parse and validate configuration text; raises :class:`ConfigError`."""
+    """Parse and validate configuration text (and run ``checks``); raises
+    :class:`ConfigError` listing every problem at its line."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -123,105 +128,47 @@ def load_config_text(
         try:
             config = GatewayConfig.model_validate(data)
         except ValidationError as exc:
-            problems.extend(_pydantic_problems(exc))
-        problems.extend(_check_models(data, base_dir or Path.cwd()))
+            problems.extend(pydantic_problems(exc))
+        if checks is not None:
+            problems.extend(checks(data, base_dir or Path.cwd()))
 
     if problems:
-        lines = _Lines(text)
-        located = sorted(((lines.line(loc) or 0, loc, message) for loc, message in problems),
-                         key=lambda item: item[0])
-        raise ConfigError([
-            f"{source}:{line}: {format_loc(loc)}: {message}" if line
-            else f"{source}: {format_loc(loc)}: {message}"
-            for line, loc, message in located
-        ])
+        raise located(source, text, problems)
     assert config is not None
     config._source_dir = base_dir or Path.cwd()
+    config._source_name, config._source_text = source, text
     return config
 
 
-def _check_models(data: dict[str, Any], base_dir: Path) -> list[tuple[Loc, str]]:
-    """Provider names and each provider's own keys. Works on the raw data so these problems are
-    reported together with any others, not only once the rest is valid."""
-    # Imported here: providers import config types, so the registry cannot load at import time.
-    from proxy.models.catalog import load_catalog
-    from proxy.providers.registry import provider_class, provider_names
-
-    problems: list[tuple[Loc, str]] = []
-    shared = data.get("providers") if isinstance(data.get("providers"), dict) else {}
-    for name, settings in shared.items():
-        cls = provider_class(name)
-        if cls is None:
-            problems.append((("providers", name),
-                             f"unknown provider {name!r} (known: {', '.join(provider_names())})"))
-        elif isinstance(settings, dict):
-            wide = {k: v for k, v in settings.items() if k in PROVIDER_WIDE}
-            try:
-                ModelConfig.model_validate({"name": "-", "provider": name, **wide})
-            except ValidationError as exc:
-                problems.extend(_pydantic_problems(exc, ("providers", name)))
-            own = {k: v for k, v in settings.items() if k not in PROVIDER_WIDE}
-            problems.extend(_check_settings(cls, own, ("providers", name), base_dir))
-    models = data.get("models") if isinstance(data.get("models"), list) else []
-    common = set(ModelConfig.model_fields)
-    for i, model in enumerate(models):
-        if not isinstance(model, dict) or not isinstance(model.get("provider"), str):
-            continue
-        cls = provider_class(model["provider"])
-        if cls is None:
-            known = ", ".join(provider_names())
-            problems.append((("models", i, "provider"),
-                             f"unknown provider {model['provider']!r} (known: {known})"))
-            continue
-        own = {k: v for k, v in model.items() if k not in common}
-        inherited = shared.get(model["provider"])
-        merged = own
-        if isinstance(inherited, dict):
-            merged = {**{k: v for k, v in inherited.items() if k not in PROVIDER_WIDE}, **own}
-        problems.extend(_check_settings(cls, merged, ("models", i), base_dir))
-    default = data.get("default_model")
-    names = {name for m in models if isinstance(m, dict)
-             for name in (m.get("name"), *(m.get("aliases") or []))}
-    names |= {name for m in load_catalog().models if m.provider in shared
-              for name in (m.name, *m.aliases)}
-    if isinstance(default, str) and default not in names:
-        problems.append((("default_model",), f"{default!r} is not a configured model"))
-    for i, model in enumerate(models):
-        fallbacks = model.get("fallbacks") if isinstance(model, dict) else None
-        for j, name in enumerate(fallbacks if isinstance(fallbacks, list) else []):
-            if name not in names or name == model.get("name"):
-                problems.append((("models", i, "fallbacks", j),
-                                 f"{name!r} is not another served model"))
-    return problems
+def located(source: str, text: str, problems: Sequence[tuple[Loc, str]]) -> ConfigError:
+    """Problems as a :class:`ConfigError` whose lines read ``file:line: where: what``."""
+    lines = _Lines(text)
+    found = sorted(((lines.line(loc) or 0, loc, message) for loc, message in problems),
+                   key=lambda item: item[0])
+    return ConfigError([
+        f"{source}:{line}: {format_loc(loc)}: {message}" if line
+        else f"{source}: {format_loc(loc)}: {message}"
+        for line, loc, message in found
+    ])
 
 
-def _check_settings(cls: type[Provider], settings: dict[str, Any], loc: Loc,
-                    base_dir: Path) -> list[tuple[Loc, str]]:
-    try:
-        parsed = cls.settings_class.model_validate(settings)
-    except ValidationError as exc:
-        return _pydantic_problems(exc, loc)
-    try:
-        cls.check(parsed, base_dir)
-    except ValueError as exc:
-        field, _, message = str(exc).partition(": ")
-        path = tuple(field.split(".")) if message and " " not in field else ()
-        return [((*loc, *path), message if path else str(exc))]
-    return []
+def problems_in(config: GatewayConfig, problems: Sequence[tuple[Loc, str]]) -> ConfigError:
+    """Problems found after loading (when the model table is built, say), pointed at their
+    lines in the file ``config`` came from."""
+    return located(config._source_name, config._source_text, problems)
 
 
-def load_config(path: str | Path) -> GatewayConfig:
+def load_config(path: str | Path, checks: Checks | None = None) -> GatewayConfig:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read the configuration file: {exc.strerror}"]) from None
-    return load_config_text(text, source=str(path), base_dir=path.resolve().parent)
+    return load_config_text(text, source=str(path), base_dir=path.resolve().parent,
+                            checks=checks)
 
 
-def load_default_config() -> GatewayConfig:
+def load_default_config(checks: Checks | None = None) -> GatewayConfig:
     """The embedded default (``default.yaml`` in this package)."""
-    from importlib.resources import files
-
     text = files("proxy.config").joinpath("default.yaml").read_text(encoding="utf-8")
-    return load_config_text(text, source="<embedded default>")
+    return load_config_text(text, source="<embedded default>", checks=checks)

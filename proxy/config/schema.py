@@ -1,8 +1,9 @@
 """The shape of the configuration file, as pydantic models.
 
 Provider-specific keys (``base_url``, ``api_key``, ``workflow`` …) live next to the common ones in a
-model entry; the provider validates them with its own settings model, so this module need not know
-every provider.
+model entry. This module knows no provider, rule or price: a model's provider settings, ``rules``
+and ``pricing`` are checked once, where the model table is built (:mod:`proxy.routing.build`), and
+reported at their lines like everything else.
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from proxy.fetching import FetchSettings
-from proxy.models.pricing import Price
-from proxy.models.rules import ModelRulesOverride
-from proxy.storage import LocalStoreSettings, StorageSettings
+from proxy.config.fetch import FetchSettings
+from proxy.config.storage import LocalStoreSettings, StorageSettings
 
 
 class Strict(BaseModel):
@@ -92,7 +91,8 @@ class ModelConfig(BaseModel):
     provider: str = Field(min_length=1)
     upstream_model: str | None = None
     aliases: list[str] = Field(default_factory=list)
-    rules: ModelRulesOverride | None = None
+    # Overrides of the catalog's rules for this model (checked where the model table is built).
+    rules: dict[str, Any] | None = None
     # Parameters the model cannot honour: reject with 400 (default) or drop them and say so in the
     # ``x-dropped-params`` response header.
     drop_unsupported: bool | None = None
@@ -107,7 +107,7 @@ class ModelConfig(BaseModel):
     expected_seconds: float | None = Field(None, gt=0)
     # Prices for this model (same shape as a pricing.yaml entry), e.g. a self-hosted model's
     # running cost; replaces the published prices the gateway ships.
-    pricing: Price | None = None
+    pricing: dict[str, Any] | None = None
 
     @property
     def provider_settings(self) -> dict[str, Any]:
@@ -213,6 +213,9 @@ class GatewayConfig(Strict):
     drop_unsupported: bool = True
     # The folder of the file this came from: relative paths inside it are relative to it.
     _source_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    # Where the configuration came from, to point later problems at their lines.
+    _source_name: str = PrivateAttr(default="<config>")
+    _source_text: str = PrivateAttr(default="")
 
     @property
     def source_dir(self) -> Path:

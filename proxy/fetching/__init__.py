@@ -6,6 +6,7 @@ exactly the vetted addresses, checks the connected socket's peer, and re-vets ev
 ``data:`` URLs and bare base64 go through :func:`decode_inline` and the same image checks.
 """
 
+from proxy.config.fetch import FetchSettings
 from proxy.fetching.addresses import (
     AllowList,
     is_metadata_address,
@@ -13,9 +14,8 @@ from proxy.fetching.addresses import (
     parse_allow_entry,
 )
 from proxy.fetching.fetcher import ImageFetcher, Resolve, system_resolve
-from proxy.fetching.images import FetchedImage, sniff_image_format
+from proxy.fetching.images import FetchedImage
 from proxy.fetching.inline import decode_inline
-from proxy.fetching.settings import FetchSettings
 
 __all__ = [
     "AllowList",
@@ -27,6 +27,5 @@ __all__ = [
     "is_metadata_address",
     "is_public_address",
     "parse_allow_entry",
-    "sniff_image_format",
     "system_resolve",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.errors import GatewayError
+from proxy.core.errors import GatewayError
 
 
 def url_invalid(param: str, why: str) -> GatewayError:
@@ -22,11 +22,6 @@ def url_forbidden(param: str, why: str) -> GatewayError:
 def url_unreachable(param: str, why: str) -> GatewayError:
     return GatewayError(400, f"The image URL in '{param}' could not be fetched: {why}.",
                         param=param, code="image_url_unreachable")
-
-
-def too_large(param: str, max_bytes: int) -> GatewayError:
-    return GatewayError(413, f"The image in '{param}' is larger than the {max_bytes} bytes "
-                        "allowed.", param=param, code="image_too_large")
 
 
 def invalid_image(param: str, why: str) -> GatewayError:

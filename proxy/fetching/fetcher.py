@@ -38,23 +38,22 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from proxy.errors import GatewayError
+from proxy.config.fetch import FetchSettings
+from proxy.core.errors import GatewayError
 from proxy.fetching.addresses import AllowList, IPAddress, normalise_host
 from proxy.fetching.errors import (
     invalid_image,
-    too_large,
     url_forbidden,
     url_invalid,
     url_unreachable,
 )
 from proxy.fetching.images import (
-    MIME_TYPES,
     FetchedImage,
     acceptable_media_type,
-    sniff_image_format,
 )
 from proxy.fetching.inline import decode_inline
-from proxy.fetching.settings import FetchSettings
+from proxy.images.formats import MIME_TYPES, sniff
+from proxy.images.limits import too_large
 
 log = logging.getLogger("proxy.fetching")
 
@@ -370,7 +369,7 @@ class ImageFetcher:
             if len(buffer) > max_bytes:
                 raise too_large(param, max_bytes)
         data = bytes(buffer)
-        fmt = sniff_image_format(data)
+        fmt = sniff(data)
         if fmt is None:
             raise invalid_image(param, "it is not a PNG, JPEG, WebP or GIF image")
         log.debug("fetched image %s (%s, %d bytes)", safe_url(url), fmt, len(data))

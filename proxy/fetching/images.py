@@ -1,34 +1,13 @@
-"""What a fetched or decoded image is, and how its format is recognised."""
+"""What a fetched or decoded image is, and which declared types an image may come with."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
-ImageFormat = Literal["png", "jpeg", "webp", "gif"]
-
-MIME_TYPES: dict[str, str] = {
-    "png": "image/png",
-    "jpeg": "image/jpeg",
-    "webp": "image/webp",
-    "gif": "image/gif",
-}
+from proxy.images.formats import ImageFormat
 
 # Declared types accepted besides image/*: S3 and friends label untyped objects with these.
 OCTET_STREAM_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
-
-
-def sniff_image_format(data: bytes) -> ImageFormat | None:
-    """The format of encoded image bytes, from their magic number."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    return None
 
 
 def acceptable_media_type(media_type: str) -> bool:

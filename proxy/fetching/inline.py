@@ -7,13 +7,13 @@ import binascii
 import re
 from urllib.parse import unquote_to_bytes
 
-from proxy.fetching.errors import invalid_image, too_large
+from proxy.fetching.errors import invalid_image
 from proxy.fetching.images import (
-    MIME_TYPES,
     FetchedImage,
     acceptable_media_type,
-    sniff_image_format,
 )
+from proxy.images.formats import MIME_TYPES, sniff
+from proxy.images.limits import too_large
 
 _WHITESPACE = re.compile(rb"\s+")
 _BASE64 = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
@@ -57,7 +57,7 @@ def decode_inline(value: str, *, param: str, max_bytes: int) -> FetchedImage:
         raise invalid_image(param, "it is not valid base64") from None
     if len(data) > max_bytes:
         raise too_large(param, max_bytes)
-    fmt = sniff_image_format(data)
+    fmt = sniff(data)
     if fmt is None:
         raise invalid_image(param, "it is not a PNG, JPEG, WebP or GIF image")
     return FetchedImage(data=data, content_type=MIME_TYPES[fmt], format=fmt)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from proxy.auth import Key
-from proxy.errors import GatewayError
+from proxy.core.errors import GatewayError
 from proxy.limits.counters import Counters, WindowState
 
 MINUTE = 60.0

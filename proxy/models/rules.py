@@ -6,9 +6,12 @@ from an empty list. The catalog ships rules for known models; a config entry can
 
 from __future__ import annotations
 
+import copy
 import re
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.fields import FieldInfo
 
 SIZE_PATTERN = re.compile(r"^([1-9][0-9]{0,4})x([1-9][0-9]{0,4})\Z")
 
@@ -101,43 +104,24 @@ class ModelRules(BaseModel):
         return "unsupported size"
 
 
-class ModelRulesOverride(BaseModel):
-    """Every field of :class:`ModelRules`, all optional: what a config entry changes."""
-
+class _Override(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-    prompt_max: int | None = Field(None, ge=1)
-    n_min: int | None = Field(None, ge=1)
-    n_max: int | None = Field(None, ge=1)
-    sizes: list[str] | None = None
-    size_range: SizeRange | None = None
-    default_size: str | None = None
-    aspect_ratios: list[str] | None = None
-    resolutions: list[str] | None = None
-    qualities: list[str] | None = None
-    default_quality: str | None = None
-    output_formats: list[str] | None = None
-    backgrounds: list[str] | None = None
-    styles: list[str] | None = None
-    output_compression: bool | None = None
-    moderation: bool | None = None
-    user: bool | None = None
-    seed: bool | None = None
-    negative_prompt: bool | None = None
-    thinking_levels: list[str] | None = None
-    response_modalities: bool | None = None
-    media_resolution: bool | None = None
-    response_formats: list[str] | None = None
-    streaming: bool | None = None
-    stream_max_n: int | None = Field(None, ge=1)
-    edits: bool | None = None
-    max_input_images: int | None = Field(None, ge=1)
-    input_fidelity: bool | None = None
-    mask: bool | None = None
-    passthrough: bool | None = None
 
     def apply(self, rules: ModelRules) -> ModelRules:
         # Attribute values, not model_dump(): nested rules (size_range) must stay models.
         changes = {name: getattr(self, name) for name in self.model_fields_set}
         return rules.model_copy(update=changes)
 
+
+def _optional(info: FieldInfo) -> tuple[Any, FieldInfo]:
+    """A field of ModelRules as an override: the same type and bounds, ``None`` by default."""
+    field = copy.copy(info)
+    field.default, field.default_factory = None, None
+    return info.annotation | None, field
+
+
+# Every field of ModelRules, all optional: what a catalog entry or a config entry changes.
+# Derived, so that a new rule is declared once.
+ModelRulesOverride = create_model(
+    "ModelRulesOverride", __base__=_Override,
+    **{name: _optional(info) for name, info in ModelRules.model_fields.items()})

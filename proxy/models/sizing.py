@@ -14,7 +14,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from proxy.errors import invalid_param
+from proxy.core.errors import invalid_param
 from proxy.models.rules import SIZE_PATTERN, ModelRules
 
 RATIO_PATTERN = re.compile(r"^(\d{1,6}(?:\.\d{1,6})?):(\d{1,6}(?:\.\d{1,6})?)\Z")

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from proxy.progress.latency import LatencyBook
 from proxy.progress.snapshot import JobSnapshot
-from proxy.progress.store import SnapshotStore
+from proxy.progress.snapshots import SnapshotStore
 
 NAMESPACE = "/image-progress"
 EVENT = "progress"

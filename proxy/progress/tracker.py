@@ -15,7 +15,7 @@ import math
 import time
 from typing import Any
 
-from proxy.events import Completed, Event, Failed, PartialImage, Progress
+from proxy.core.events import Completed, Event, Failed, PartialImage, Progress
 from proxy.progress.hub import ProgressHub
 from proxy.progress.snapshot import JobSnapshot
 

@@ -8,13 +8,13 @@ from importlib import import_module
 from proxy.providers.base import Provider, ProviderSettings
 
 PROVIDERS: dict[str, str] = {
-    "local": "proxy.providers.local:LocalProvider",
-    "openai": "proxy.providers.openai:OpenAIProvider",
-    "azure": "proxy.providers.azure:AzureProvider",
-    "xai": "proxy.providers.xai:XAIProvider",
-    "gemini": "proxy.providers.gemini:GeminiProvider",
-    "imagen": "proxy.providers.imagen:ImagenProvider",
-    "comfyui": "proxy.providers.comfyui:ComfyUIProvider",
+    "local": "proxy.providers.local.adapter:LocalProvider",
+    "openai": "proxy.providers.openai.adapter:OpenAIProvider",
+    "azure": "proxy.providers.azure.adapter:AzureProvider",
+    "xai": "proxy.providers.xai.adapter:XAIProvider",
+    "gemini": "proxy.providers.google.gemini.adapter:GeminiProvider",
+    "imagen": "proxy.providers.google.imagen.adapter:ImagenProvider",
+    "comfyui": "proxy.providers.comfyui.adapter:ComfyUIProvider",
 }
 
 

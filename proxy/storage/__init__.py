@@ -4,7 +4,7 @@ Most providers answer with base64 only; when a client asks for URLs, the gateway
 image in an :class:`ImageStore` and returns the URL it gives back:
 
 - :class:`LocalImageStore` keeps files in a directory and serves them itself under signed,
-  expiring URLs (mount :func:`file_route`);
+  expiring URLs (``proxy.http.files`` serves them);
 - :class:`S3ImageStore` uploads to an S3-compatible bucket and returns presigned GET URLs.
 
 :func:`build_store` makes one from the ``storage:`` settings (:data:`StorageSettings`).
@@ -14,6 +14,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from proxy.config.storage import (
+    LocalStoreSettings,
+    S3StoreSettings,
+    StorageSettings,
+    storage_settings_adapter,
+)
 from proxy.storage.base import (
     CONTENT_TYPES,
     ImageStore,
@@ -21,14 +27,8 @@ from proxy.storage.base import (
     check_name,
     is_safe_name,
 )
-from proxy.storage.local import LocalImageStore, file_route, load_or_create_secret
+from proxy.storage.local import LocalImageStore, StoredFile, load_or_create_secret
 from proxy.storage.s3 import S3ImageStore
-from proxy.storage.settings import (
-    LocalStoreSettings,
-    S3StoreSettings,
-    StorageSettings,
-    storage_settings_adapter,
-)
 
 
 def build_store(settings: LocalStoreSettings | S3StoreSettings, data_dir: Path) -> ImageStore:
@@ -65,9 +65,9 @@ __all__ = [
     "S3ImageStore",
     "S3StoreSettings",
     "StorageSettings",
+    "StoredFile",
     "build_store",
     "check_name",
-    "file_route",
     "is_safe_name",
     "load_or_create_secret",
     "storage_settings_adapter",

@@ -23,15 +23,12 @@ import secrets
 import stat
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio.to_thread
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from proxy.errors import GatewayError
-from proxy.responses import error_response
+from proxy.core.errors import GatewayError
 from proxy.storage.base import check_name, content_type_of, is_safe_name, stored_name
 
 log = logging.getLogger("proxy.storage.local")
@@ -45,6 +42,13 @@ _ON_DISK = re.compile(r"(\d{1,12})\.(.+)")
 _SIGNATURE = re.compile(r"[0-9a-f]{64}")
 _EXPIRES = re.compile(r"\d{1,12}")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    data: bytes
+    content_type: str
+    remaining: int  # seconds until its URL expires
 
 
 class LocalImageStore:
@@ -153,35 +157,27 @@ class LocalImageStore:
 
     # -- serving ---------------------------------------------------------------------------------
 
-    async def serve(self, request: Request) -> Response:
-        """``GET {url_path}/{name}?expires=..&signature=..``: the image, or an OpenAI error."""
-        name = request.path_params.get("name", "")
-        expires = request.query_params.get("expires")
-        signature = request.query_params.get("signature")
+    async def open(self, name: str, expires: str | None,
+                   signature: str | None) -> StoredFile:
+        """The image a signed URL names; a ``GatewayError`` (403 bad signature, 410 expired,
+        404 gone) otherwise."""
         if not self.signature_valid(name, expires, signature):
-            return _error(403, "The image URL's signature is missing or not valid.",
-                          "invalid_signature")
+            raise GatewayError(403, "The image URL's signature is missing or not valid.",
+                               code="invalid_signature")
         assert expires is not None
+        gone = GatewayError(404, "No such image.", code="file_not_found")
         if not is_safe_name(name):  # never signed by this store; only a leaked secret gets here
-            return _error(404, "No such image.", "file_not_found")
+            raise gone
         remaining = int(expires) - int(self.clock())
         if remaining <= 0:
-            return _error(410, "The image URL has expired.", "url_expired")
+            raise GatewayError(410, "The image URL has expired.", code="url_expired")
         content_type = content_type_of(name)
         if content_type is None:
-            return _error(404, "No such image.", "file_not_found")
+            raise gone
         data = await anyio.to_thread.run_sync(self._read, self._path(name, int(expires)))
         if data is None:
-            return _error(404, "No such image.", "file_not_found")
-        headers = {
-            "cache-control": f"private, max-age={remaining}",
-            "x-content-type-options": "nosniff",
-            "content-security-policy": "default-src 'none'",
-        }
-        if request.method == "HEAD":
-            headers["content-length"] = str(len(data))
-            return Response(status_code=200, media_type=content_type, headers=headers)
-        return Response(data, media_type=content_type, headers=headers)
+            raise gone
+        return StoredFile(data, content_type, remaining)
 
     @staticmethod
     def _read(path: Path) -> bytes | None:
@@ -232,13 +228,6 @@ class LocalImageStore:
             await asyncio.sleep(self.sweep_seconds)
 
 
-def file_route(store: LocalImageStore) -> Route:
-    """The Starlette route serving ``store``'s URLs: mount it in the gateway's app, outside the
-    API-key check (the signature is the credential)."""
-    return Route(f"{store.url_path}/{{name}}", store.serve, methods=["GET", "HEAD"],
-                 name="image_file")
-
-
 def load_or_create_secret(directory: Path) -> bytes:
     """The URL secret kept in ``directory/.url-secret``, made (mode 0600) on first use.
 
@@ -283,8 +272,4 @@ def _unlink(path: str) -> bool:
     except FileNotFoundError:  # another gateway's sweep got there first
         return False
     return True
-
-
-def _error(status: int, message: str, code: str) -> Response:
-    return error_response(GatewayError(status, message, code=code))
 

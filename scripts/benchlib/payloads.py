@@ -2,7 +2,8 @@
 bodies and OpenAI image-stream SSE frames, plus the timing stamp carried in a partial image.
 
 The images are random bytes framed as a PNG (signature first, IEND chunk last), so the gateway's
-truncation check (``proxy.imaging.b64_complete``) accepts them; nothing on any path decodes them.
+truncation check (``proxy.images.codec.b64_complete``) accepts them; nothing on any path
+decodes them.
 A partial image has a 12-character slot right after the PNG signature: the upstream writes its
 ``time.monotonic_ns()`` there just before it sends the event, and the client reads it back out of
 the relayed ``b64_json``, the one field every path passes through untouched. CLOCK_MONOTONIC is

@@ -16,16 +16,15 @@ import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
-from proxy.config import ModelConfig
-from proxy.edits.inputs import InputImage
-from proxy.errors import GatewayError, invalid_param, upstream_error
-from proxy.events import Completed, Event, Image, Progress
-from proxy.imaging import to_b64
-from proxy.providers.base import Provider, ProviderContext, ProviderSettings
+from proxy.core.errors import GatewayError, invalid_param, upstream_error
+from proxy.core.events import Completed, Event, Image, Progress
+from proxy.images.codec import to_b64
+from proxy.images.inputs import InputImage
+from proxy.providers.base import Call, ModelSpec, Provider, ProviderContext, ProviderSettings
 from proxy.providers.comfyui.client import ComfyClient
 from proxy.providers.comfyui.protocol import history_outcome, image_refs
 from proxy.providers.comfyui.run import Clock, PromptRun
@@ -36,9 +35,6 @@ from proxy.providers.comfyui.workflow import (
     load_edit_workflow,
     load_workflow,
 )
-
-if TYPE_CHECKING:
-    from proxy.jobs import Job
 
 # Every this many empty ``/history`` polls, ask ``/queue`` whether the prompt still exists.
 _QUEUE_CHECK_EVERY = 5
@@ -97,7 +93,7 @@ class ComfyUIProvider(Provider):
     settings_class = ComfyUISettings
     settings: ComfyUISettings
 
-    def __init__(self, model: ModelConfig, settings: ProviderSettings,
+    def __init__(self, model: ModelSpec, settings: ProviderSettings,
                  context: ProviderContext) -> None:
         super().__init__(model, settings, context)
         self.workflow = load_workflow(self.settings, context.config_dir)
@@ -110,17 +106,17 @@ class ComfyUIProvider(Provider):
         load_workflow(settings, config_dir)
         load_edit_workflow(settings, config_dir)
 
-    def _plan(self, job: Job) -> _Plan:
-        request = job.request
-        editing = job.kind == "edit"
+    def _plan(self, call: Call) -> _Plan:
+        request = call.request
+        editing = call.kind == "edit"
         workflow = self.edit_workflow if editing else self.workflow
         if workflow is None:
-            raise invalid_param("model", f"Model '{job.model.name}' has no edit workflow "
+            raise invalid_param("model", f"Model '{self.model.name}' has no edit workflow "
                                          "configured (its ComfyUI entry sets no edit_workflow).",
                                 code="model_cannot_edit")
         uploads: tuple[_Upload, ...] = ()
         if editing:
-            uploads = self._uploads(job, workflow)
+            uploads = self._uploads(call, workflow)
         if request.size not in (None, "auto"):
             width, height = (_multiple_of_8(int(v)) for v in request.size.split("x"))
         elif editing:
@@ -130,7 +126,7 @@ class ComfyUIProvider(Provider):
                              for v in self.settings.default_size.split("x"))
         if request.n > 1 and not workflow.maps("batch_size"):
             what = "edit workflow" if editing else "workflow"
-            raise invalid_param("n", f"Model '{job.model.name}' makes one image per request: "
+            raise invalid_param("n", f"Model '{self.model.name}' makes one image per request: "
                                      f"its {what} has no batch_size input.")
         values: dict[str, Any] = {"prompt": request.prompt, "width": width, "height": height,
                                   "batch_size": request.n}
@@ -147,15 +143,14 @@ class ComfyUIProvider(Provider):
         return _Plan(workflow, {k: v for k, v in values.items() if workflow.maps(k)},
                      request.output_format or "png", uploads)
 
-    @staticmethod
-    def _uploads(job: Job, workflow: Workflow) -> tuple[_Upload, ...]:
+    def _uploads(self, call: Call, workflow: Workflow) -> tuple[_Upload, ...]:
         """What an edit uploads: the image, and the mask when the workflow has a mask input.
 
         OpenAI's mask marks the area to edit with fully transparent pixels; ComfyUI's
         ``LoadImage`` / ``LoadImageMask`` (channel alpha) make their MASK as 1 - alpha, so
         the same pixels are the masked (repainted) ones and the mask is uploaded unchanged.
         """
-        request, name = job.request, job.model.name
+        request, name = call.request, self.model.name
         if not request.images:
             raise invalid_param("image", "Missing required parameter: 'image'.",
                                 code="missing_required_parameter")
@@ -164,7 +159,7 @@ class ComfyUIProvider(Provider):
                                          f"workflow has one image input, got "
                                          f"{len(request.images)}.", code="too_many_images")
         image = request.images[0]
-        stem = _upload_stem(job.id)
+        stem = _upload_stem(call.job_id)
         if request.mask is not None:
             if not workflow.maps("mask"):
                 raise invalid_param(
@@ -195,23 +190,23 @@ class ComfyUIProvider(Provider):
                 values[parameter] = stored
         return plan.workflow.build(values)
 
-    async def generate(self, job: Job) -> AsyncGenerator[Event, None]:
-        request = job.request
-        plan = self._plan(job)
-        clock = Clock(job.model.config.timeout)
+    async def generate(self, call: Call) -> AsyncGenerator[Event, None]:
+        request = call.request
+        plan = self._plan(call)
+        clock = Clock(self.model.timeout)
         # Uploads come first, before any event: a failed upload is still an HTTP error.
         graph = await self._upload(plan, clock)
-        prompt_id = _prompt_id(job.id)
+        prompt_id = _prompt_id(call.job_id)
         run = PromptRun(
             prompt_id, {node: spec["class_type"] for node, spec in graph.items()},
             partial_images=request.partial_images if request.stream else 0,
             output_format=plan.output_format, compression=request.output_compression,
             clock=clock,
         )
-        ws = await self.client.connect(job.id, clock.http())
+        ws = await self.client.connect(call.job_id, clock.http())
         try:
             # From here on the prompt may exist on the server, even if its answer is lost.
-            await self.client.submit(graph, job.id, prompt_id, clock.http())
+            await self.client.submit(graph, call.job_id, prompt_id, clock.http())
             yield Progress(0.0, stage="queued")
             while ws is not None and not run.finished and not run.lost:
                 for event in await run.receive(ws):

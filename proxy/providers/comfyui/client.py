@@ -1,6 +1,6 @@
 """The HTTP and websocket calls the adapter makes to one ComfyUI server.
 
-Transport failures surface as ``GatewayError`` (via :class:`proxy.upstream.UpstreamClient`);
+Transport failures surface as ``GatewayError`` (via :class:`proxy.upstream.client.UpstreamClient`);
 each method turns ComfyUI's answer into data or a ``GatewayError`` saying what went wrong.
 """
 
@@ -15,9 +15,9 @@ import aiohttp
 import orjson
 
 from proxy.config import TimeoutConfig
-from proxy.errors import GatewayError, upstream_error, upstream_timeout
+from proxy.core.errors import GatewayError, upstream_error, upstream_timeout
 from proxy.providers.comfyui.protocol import ImageRef, validation_summary
-from proxy.upstream import UpstreamClient
+from proxy.upstream.client import UpstreamClient
 
 log = logging.getLogger("proxy.providers.comfyui")
 

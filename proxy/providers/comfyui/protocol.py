@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from proxy.errors import GatewayError, upstream_error
+from proxy.core.errors import GatewayError, upstream_error
 
 # Binary websocket frames start with a big-endian uint32 event type.
 PREVIEW_IMAGE = 1

@@ -14,9 +14,9 @@ import aiohttp
 import anyio
 
 from proxy.config import TimeoutConfig
-from proxy.errors import GatewayError, upstream_timeout
-from proxy.events import Event, PartialImage, Progress
-from proxy.imaging import to_b64
+from proxy.core.errors import GatewayError, upstream_timeout
+from proxy.core.events import Event, PartialImage, Progress
+from proxy.images.codec import to_b64
 from proxy.providers.comfyui.protocol import (
     ProgressTracker,
     execution_error,

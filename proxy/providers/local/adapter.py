@@ -12,19 +12,15 @@ import asyncio
 import base64
 import re
 from collections.abc import AsyncGenerator, Iterator
-from typing import TYPE_CHECKING
 
 import anyio
 from PIL import Image as PILImage
 from pydantic import Field
 
-from proxy.events import Completed, Event, Image, PartialImage, Progress, Usage
-from proxy.imaging import encode
-from proxy.providers.base import Provider, ProviderSettings
-from proxy.providers.local.painter import plan_scene, quality_steps, render_steps
-
-if TYPE_CHECKING:
-    from proxy.jobs import Job
+from proxy.core.events import Completed, Event, Image, PartialImage, Progress, Usage
+from proxy.images.codec import encode
+from proxy.providers.base import Call, Provider, ProviderSettings
+from proxy.renderer.painter import plan_scene, quality_steps, render_steps
 
 _WORDS = re.compile(r"\w+|[^\w\s]")
 
@@ -51,16 +47,16 @@ def encode_image(image: PILImage.Image, output_format: str, compression: int | N
     return base64.b64encode(encode(image, output_format, compression)).decode("ascii")
 
 
-def _size(job: Job) -> tuple[int, int]:
+def _size(call: Call, default_size: str | None) -> tuple[int, int]:
     """The requested size; for an edit without one, the input image's (in steps of 8)."""
-    size = job.request.size
-    if size in (None, "auto") and job.request.images:
-        first = job.request.images[0]
+    size = call.request.size
+    if size in (None, "auto") and call.request.images:
+        first = call.request.images[0]
         scale = min(1.0, 4096 / max(first.width, first.height))
         return (max(64, round(first.width * scale / 8) * 8),
                 max(64, round(first.height * scale / 8) * 8))
     if size in (None, "auto"):
-        size = job.model.rules.default_size or "1024x1024"
+        size = default_size or "1024x1024"
     width, height = size.split("x")
     return int(width), int(height)
 
@@ -74,9 +70,9 @@ class LocalProvider(Provider):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._limiter = anyio.CapacityLimiter(self.settings.max_concurrent)
 
-    async def generate(self, job: Job) -> AsyncGenerator[Event, None]:
-        request = job.request
-        width, height = _size(job)
+    async def generate(self, call: Call) -> AsyncGenerator[Event, None]:
+        request = call.request
+        width, height = _size(call, self.model.rules.default_size)
         steps = quality_steps(request.quality)
         total = steps * request.n
         output_format = request.output_format or "png"
@@ -120,7 +116,7 @@ class LocalProvider(Provider):
             resolved={
                 "size": f"{width}x{height}",
                 "quality": request.quality if request.quality not in (None, "auto") else
-                (job.model.rules.default_quality or "medium"),
+                (self.model.rules.default_quality or "medium"),
                 "output_format": output_format,
                 "background": "transparent" if transparent else "opaque",
             },

@@ -21,7 +21,7 @@ from PIL import Image
 
 from proxy.app import create_app
 from proxy.config import load_config_text
-from proxy.sse import SSEDecoder
+from proxy.upstream.sse import SSEDecoder
 from tests.support.schemas import validate
 from tests.support.servers import RunningServer, serve
 

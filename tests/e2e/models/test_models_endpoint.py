@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from proxy.models.catalog import load_catalog
-from proxy.models.describe import describe_parameters
+from proxy.request.describe import describe_parameters
 from tests.support.clients import sdk
 from tests.support.fakes.openai_upstream import API_KEY, FakeOpenAI
 from tests.support.servers import RunningServer

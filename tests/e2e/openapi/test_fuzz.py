@@ -41,7 +41,7 @@ from schemathesis.specs.openapi.checks import (
 
 from proxy.app import create_app
 from proxy.config import load_config_text, load_default_config
-from proxy.openapi import DOCUMENT_PATH, openapi_document
+from proxy.http.openapi import DOCUMENT_PATH, openapi_document
 from tests.support.servers import RunningServer, serve
 
 # Small renders (at most 128 px, n <= 2) keep a few hundred requests to seconds. Two mounts:

@@ -11,11 +11,12 @@ import openai
 import pytest
 from openai.types import ImageGenCompletedEvent, ImageGenPartialImageEvent
 
-from proxy.events import Completed, Image, PartialImage, Progress
-from proxy.gateway import Gateway
-from proxy.jobs import Job, new_job_id
-from proxy.params import parse_params
-from proxy.request_rules import apply_rules
+from proxy.core.events import Completed, Image, PartialImage, Progress
+from proxy.jobs.job import new_job_id
+from proxy.providers.base import Call
+from proxy.request.bind import apply_rules
+from proxy.request.parse import parse_params
+from proxy.service.gateway import Gateway
 from tests.support.clients import sdk
 from tests.support.fakes.comfyui import COMFY_MODEL as MODEL
 from tests.support.fakes.comfyui import FakeComfyUI, comfy_yaml
@@ -215,8 +216,8 @@ async def test_progress_is_monotonic_with_sampler_steps(fake_comfyui) -> None:
         known, unknown = parse_params({"prompt": "p", "size": "256x256", "stream": True,
                                        "partial_images": 1, "output_format": "webp"})
         request = apply_rules(known, unknown, MODEL, served.rules, drop_unsupported=False)
-        job = Job(id=new_job_id(), request=request, model=served)
-        events = [e async for e in served.provider.generate(job)]
+        call = Call(new_job_id(), "generation", request)
+        events = [e async for e in served.provider.generate(call)]
     finally:
         await gateway.aclose()
     progress = [e for e in events if isinstance(e, Progress)]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.events import Usage
+from proxy.billing.prices import load_prices, price_for
+from proxy.core.events import Usage
 from proxy.models.catalog import load_catalog
-from proxy.models.pricing import load_prices, price_for
 
 # (provider, upstream model, size, quality, tier, n, usage, expected USD)
 CASES = [

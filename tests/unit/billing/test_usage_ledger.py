@@ -16,9 +16,7 @@ import orjson
 import pytest
 from starlette.requests import Request
 
-from proxy.errors import GatewayError
-from proxy.events import Completed, Failed, Image, Usage
-from proxy.usage import (
+from proxy.billing import (
     FILENAME,
     SCHEMA_VERSION,
     LedgerClosed,
@@ -26,9 +24,10 @@ from proxy.usage import (
     UsageLedger,
     UsageMeter,
     UsageRecord,
-    parse_usage_query,
-    usage_endpoint,
 )
+from proxy.core.errors import GatewayError
+from proxy.core.events import Completed, Failed, Image, Usage
+from proxy.http.usage_query import parse_usage_query, usage_endpoint
 
 T0 = 1_700_000_000.0
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from proxy.config import ConfigError, load_config_text, load_default_config
+from proxy.service.gateway import load_checked_text
 
 
 def problems(text: str) -> list[str]:
     with pytest.raises(ConfigError) as caught:
-        load_config_text(text, source="gw.yaml")
+        load_checked_text(text, source="gw.yaml")
     return caught.value.problems
 
 
@@ -94,8 +95,8 @@ def test_unknown_provider_section_is_named() -> None:
 
 
 def test_provider_wide_timeouts_and_retries() -> None:
-    from proxy.models.served import ModelTable
-    from proxy.upstream import UpstreamClient
+    from proxy.routing import build_models
+    from proxy.upstream.client import UpstreamClient
 
     config = load_config_text("""
 providers:
@@ -103,7 +104,7 @@ providers:
 models:
   - {name: openai/gpt-image-1, provider: openai, timeout: {total: 60}}
 """)
-    table = ModelTable(config, UpstreamClient())
+    table = build_models(config, UpstreamClient())
     assert table.resolve("openai/dall-e-3").config.timeout.first_byte == 300
     assert table.resolve("openai/dall-e-3").config.retries == 4
     own = table.resolve("openai/gpt-image-1").config

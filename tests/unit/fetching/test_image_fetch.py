@@ -22,7 +22,8 @@ import aiohttp
 import pytest
 from pydantic import ValidationError
 
-from proxy.errors import GatewayError
+from proxy.config import ConfigError
+from proxy.core.errors import GatewayError
 from proxy.fetching import (
     AllowList,
     FetchSettings,
@@ -32,6 +33,7 @@ from proxy.fetching import (
     system_resolve,
 )
 from proxy.fetching import fetcher as fetcher_module
+from proxy.service.gateway import load_checked_text
 from tests.support.fetch_targets import GIF, JPEG, PNG, WEBP, FetchTarget
 from tests.support.servers import RunningServer, serve
 
@@ -524,10 +526,15 @@ def test_settings_defaults_and_validation() -> None:
     assert settings.user_agent
     FetchSettings(allow_hosts=["images.internal", "store:8443", "10.0.0.0/8", "[fd00::5]:443",
                                "127.0.0.1:8080"])
-    with pytest.raises(ValidationError):
-        FetchSettings(allow_hosts=["not a host"])
-    with pytest.raises(ValidationError):
-        FetchSettings(allow_hosts=["host:notaport"])
+    for bad in ("not a host", "host:notaport"):
+        with pytest.raises(ValueError, match="allow_hosts entry"):
+            AllowList([bad])
+    with pytest.raises(ConfigError) as caught:
+        load_checked_text("models: [{name: l, provider: local}]\n"
+                          "fetch:\n  allow_hosts: [ok.internal, 'not a host']\n", source="g.yaml")
+    assert caught.value.problems == [
+        "g.yaml:3: fetch.allow_hosts[1]: allow_hosts entry 'not a host' is not a host name, "
+        "host:port, IP address or CIDR"]
     with pytest.raises(ValidationError):
         FetchSettings(max_redirect=3)  # extra keys are typos
     with pytest.raises(ValidationError):

@@ -8,8 +8,8 @@ from proxy.config import load_config_text
 
 def test_a_configured_provider_serves_its_whole_catalog() -> None:
     from proxy.models.catalog import load_catalog
-    from proxy.models.served import ModelTable
-    from proxy.upstream import UpstreamClient
+    from proxy.routing import build_models
+    from proxy.upstream.client import UpstreamClient
 
     config = load_config_text("""
 providers:
@@ -18,7 +18,7 @@ models:
   - {name: openai/gpt-image-1, provider: openai, timeout: {total: 60}}
   - {name: mine, provider: openai, upstream_model: gpt-image-1-2025-04-15}
 """)
-    table = ModelTable(config, UpstreamClient())
+    table = build_models(config, UpstreamClient())
     names = [m.name for m in table.models]
     catalog = [m.name for m in load_catalog().models_of("openai")]
     assert names[:2] == ["openai/gpt-image-1", "mine"]

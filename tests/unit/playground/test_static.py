@@ -9,7 +9,7 @@ import hashlib
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from proxy.playground import STATIC, api_base, playground_routes
+from proxy.http.playground import STATIC, api_base, playground_routes
 
 SOCKET_IO_SHA256 = "d5d79a35039e860b32bdef4795528b05c2f788d4b2d9dacc913120e2878f7b3f"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.config import ConfigError, load_config_text
+from proxy.config import ConfigError
 from proxy.providers.base import ProviderContext
 from proxy.providers.comfyui import ComfyUIProvider, ComfyUISettings
 from proxy.providers.comfyui.protocol import (
@@ -15,7 +15,8 @@ from proxy.providers.comfyui.protocol import (
     parse_binary,
     validation_summary,
 )
-from proxy.upstream import UpstreamClient
+from proxy.service.gateway import load_checked_text
+from proxy.upstream.client import UpstreamClient
 from tests.support.fakes.comfyui import comfy_yaml, jpeg
 from tests.support.paths import COMFYUI_WORKFLOWS
 
@@ -70,7 +71,7 @@ def test_bad_workflow_settings_are_named(tmp_path, settings, graph, setting, mes
 def test_unknown_injection_parameter_is_a_config_error() -> None:
     text = comfy_yaml("http://127.0.0.1:1", extra="""    inputs: {cfg: ["3", cfg]}""")
     with pytest.raises(ConfigError, match=r"models\[0\]\.inputs: .*unknown parameter\(s\) cfg"):
-        load_config_text(text)
+        load_checked_text(text)
 
 
 # -- protocol pieces --------------------------------------------------------------------------
@@ -138,10 +139,10 @@ def test_bad_edit_settings_are_named_at_start_up(tmp_path, extra, message) -> No
     (tmp_path / "custom.json").write_text(json.dumps(graph))
     text = comfy_yaml("http://127.0.0.1:1", extra=extra)
     with pytest.raises(ConfigError, match=message):
-        load_config_text(text, base_dir=tmp_path)
+        load_checked_text(text, base_dir=tmp_path)
 
 
 def test_a_generation_workflow_cannot_be_a_builtin_edit_workflow() -> None:
     with pytest.raises(ConfigError, match=r"models\[0\]\.workflow: built-in 'sdxl_inpaint' is "
                                           r"an edit workflow, for edit_workflow"):
-        load_config_text(comfy_yaml("http://127.0.0.1:1", workflow="sdxl_inpaint"))
+        load_checked_text(comfy_yaml("http://127.0.0.1:1", workflow="sdxl_inpaint"))

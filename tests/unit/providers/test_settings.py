@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.config import ConfigError, load_config_text
+from proxy.config import ConfigError
+from proxy.service.gateway import load_checked_text
 
 
 @pytest.mark.parametrize(("auth", "problem"), [
@@ -14,7 +15,7 @@ from proxy.config import ConfigError, load_config_text
 ])
 def test_azure_takes_exactly_one_credential(auth, problem) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_config_text(f"providers:\n  azure: {{endpoint: 'https://r.openai.azure.com', "
+        load_checked_text(f"providers:\n  azure: {{endpoint: 'https://r.openai.azure.com', "
                          f"{auth}}}\n")
     assert problem in str(caught.value)
 
@@ -36,7 +37,7 @@ def test_gemini_settings_are_checked_at_start(tmp_path, settings, complaint) -> 
     if "api_key" not in settings and "base_url" not in settings:
         settings = f"project: p\n    {settings}"
     with pytest.raises(ConfigError) as caught:
-        load_config_text(f"providers:\n  gemini:\n    {settings}\n")
+        load_checked_text(f"providers:\n  gemini:\n    {settings}\n")
     assert complaint in str(caught.value)
 
 
@@ -47,5 +48,5 @@ def test_gemini_settings_are_checked_at_start(tmp_path, settings, complaint) -> 
 ])
 def test_imagen_settings_are_checked(settings, complaint) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_config_text(f"providers:\n  imagen:\n    {settings}\n")
+        load_checked_text(f"providers:\n  imagen:\n    {settings}\n")
     assert complaint in str(caught.value)

@@ -12,7 +12,7 @@ import sys
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
-from proxy.providers.local.painter import Scene, plan_scene, quality_steps, render_steps
+from proxy.renderer.painter import Scene, plan_scene, quality_steps, render_steps
 from tests.support.paths import REPO_ROOT
 
 APPLE = "a red apple on a table at sunset"
@@ -47,7 +47,7 @@ def test_pixels_do_not_depend_on_the_process_hash_seed() -> None:
     # Python salts str hashes per process; the painter must not let that leak into pixels.
     code = (
         "import hashlib\n"
-        "from proxy.providers.local.painter import plan_scene, render_steps\n"
+        "from proxy.renderer.painter import plan_scene, render_steps\n"
         f"frames = list(render_steps(plan_scene({APPLE!r}, 7, 128, 96), 3))\n"
         "print(hashlib.sha256(frames[-1].tobytes()).hexdigest())\n"
     )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.errors import GatewayError
+from proxy.core.errors import GatewayError
 from proxy.models.catalog import load_catalog
-from proxy.params import parse_params
-from proxy.request_rules import apply_rules
+from proxy.request.bind import apply_rules
+from proxy.request.parse import parse_params
 
 
 def rules(provider: str, model: str):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.errors import GatewayError
+from proxy.core.errors import GatewayError
 from proxy.models.catalog import load_catalog
 from proxy.models.rules import ModelRules
-from proxy.params import parse_params
-from proxy.request_rules import apply_rules
+from proxy.request.bind import apply_rules
+from proxy.request.parse import parse_params
 
 GEMINI_LIKE = ModelRules(
     sizes=["auto"], aspect_ratios=["1:1", "2:3", "3:2", "3:4", "4:3", "9:16", "16:9", "21:9"],

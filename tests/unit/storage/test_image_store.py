@@ -28,6 +28,7 @@ from PIL import Image
 from pydantic import ValidationError
 from starlette.applications import Starlette
 
+from proxy.http.files import file_route
 from proxy.storage import (
     ImageStore,
     InvalidImageName,
@@ -36,7 +37,6 @@ from proxy.storage import (
     S3ImageStore,
     S3StoreSettings,
     build_store,
-    file_route,
     storage_settings_adapter,
 )
 from proxy.storage.local import SECRET_FILE

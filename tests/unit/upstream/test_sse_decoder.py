@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.sse import SSEDecoder, SSEMessage, encode_comment, encode_event
+from proxy.upstream.sse import SSEDecoder, SSEMessage, encode_comment, encode_event
 
 STREAM = (
     b": keep-alive\n\n"

@@ -1,4 +1,4 @@
-"""Property tests of the byte-level SSE decoder and encoder (``proxy.sse``).
+"""Property tests of the byte-level SSE decoder and encoder (``proxy.upstream.sse``).
 
 Streams are generated as the WHATWG rules read them: events with data lines of any characters
 (U+2028, NEL, NUL ...), names, ids, comments and unknown fields between them, every line ended by
@@ -13,7 +13,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.sse import SSEDecoder, SSEMessage, encode_comment, encode_event
+from proxy.upstream.sse import SSEDecoder, SSEMessage, encode_comment, encode_event
 
 SETTINGS = settings(max_examples=120, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -1,0 +1,285 @@
+"""The usage ledger: every image request, durably, in ``<data_dir>/usage.sqlite3``.
+
+Writes go through one writer thread that owns the only write connection. ``record`` validates
+the record on the event loop, queues it and waits for the thread to say it is committed: the
+thread takes everything queued so far, inserts it in one transaction and commits (WAL,
+``synchronous=FULL``: fsynced before the commit returns), then resolves every waiter of that
+batch. Under load, records that arrive while a commit is in flight share the next commit (group
+commit), so many writers cost one fsync, and nothing is acknowledged before it is on disk.
+
+Reads run on a small pool of threads, each with its own read-only connection; WAL lets them
+read while the writer writes. A query's totals, breakdown and page come from one read
+transaction, so they describe the same snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from proxy.billing.record import ModelUsage, UsageRecord, UsageReport, UsageTotals, from_row, to_row
+from proxy.billing.schema import COLUMN_LIST, INSERT, migrate
+
+log = logging.getLogger("proxy.billing")
+
+FILENAME = "usage.sqlite3"
+# Rows per transaction at most; the rest wait for the next commit (which follows at once).
+MAX_BATCH = 512
+# How long a connection waits for a lock another connection (or process) holds.
+BUSY_TIMEOUT_MS = 10_000
+READ_THREADS = 2
+
+T = TypeVar("T")
+_Pending = tuple[tuple[Any, ...], asyncio.Future[None], asyncio.AbstractEventLoop]
+
+_SUMS = ('COUNT(*), COALESCE(SUM(images), 0), COALESCE(SUM(input_tokens), 0), '
+         'COALESCE(SUM(output_tokens), 0), COALESCE(SUM(total_tokens), 0), '
+         'COALESCE(SUM(cost_micros), 0), COUNT(*) - COUNT(cost_micros)')
+
+
+class LedgerClosed(RuntimeError):
+    pass
+
+
+def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():  # the caller was cancelled; its record is written all the same
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
+def _notify(batch: list[_Pending], error: BaseException | None) -> None:
+    for _, future, loop in batch:
+        with contextlib.suppress(RuntimeError):  # that loop is already closed
+            loop.call_soon_threadsafe(_resolve, future, error)
+
+
+class UsageLedger:
+    def __init__(self, data_dir: str | Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir / FILENAME
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._readers: concurrent.futures.ThreadPoolExecutor | None = None
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open = False
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the directory and file if missing, migrate the schema, start the writer."""
+        if self._writer is not None:
+            raise RuntimeError("the usage ledger is already started")
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._queue = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, args=(ready, self._queue),
+                                        name="usage-ledger-writer", daemon=True)
+        self._writer.start()
+        try:
+            await asyncio.wrap_future(ready)
+        except BaseException:
+            # Failed (the thread has ended) or cancelled (it ends once set up): either way it
+            # must not keep waiting for records.
+            self._queue.put(None)
+            self._writer = None
+            raise
+        self._readers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=READ_THREADS, thread_name_prefix="usage-ledger-reader")
+        self._open = True
+
+    async def aclose(self) -> None:
+        """Write everything already queued, then close. Idempotent."""
+        if self._writer is None:
+            return
+        self._open = False
+        readers, self._readers = self._readers, None
+        if readers is not None:
+            await asyncio.to_thread(readers.shutdown, wait=True)
+        with self._lock:
+            conns, self._reader_conns = self._reader_conns, []
+        for conn in conns:
+            conn.close()
+        self._queue.put(None)
+        writer, self._writer = self._writer, None
+        await asyncio.to_thread(writer.join)
+
+    async def __aenter__(self) -> UsageLedger:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ---- writing ---------------------------------------------------------------------------
+
+    def record_nowait(self, rec: UsageRecord) -> asyncio.Future[None]:
+        """Queue ``rec`` and return a future that resolves once it is committed.
+
+        The record is queued before this returns, so it is written even if nobody awaits the
+        future (or the awaiting task is cancelled). ValueError for an invalid record,
+        LedgerClosed after ``aclose``.
+        """
+        if not self._open:
+            raise LedgerClosed("the usage ledger is not running")
+        row = to_row(rec)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.put((row, future, loop))
+        return future
+
+    async def record(self, rec: UsageRecord) -> None:
+        """Write ``rec``; once this returns it is committed and fsynced."""
+        await self.record_nowait(rec)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return conn
+
+    def _write_loop(self, ready: concurrent.futures.Future[None],
+                    pending: queue.SimpleQueue[_Pending | None]) -> None:
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            conn = self._connect()
+        except BaseException as exc:
+            ready.set_exception(exc)
+            return
+        try:
+            try:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    raise RuntimeError(f"cannot put the usage ledger in WAL mode (got {mode})")
+                # FULL: each commit is fsynced, so an acknowledged record survives power loss.
+                conn.execute("PRAGMA synchronous = FULL")
+                migrate(conn)
+            except BaseException as exc:
+                ready.set_exception(exc)
+                return
+            ready.set_result(None)
+            self._drain(conn, pending)
+        finally:
+            conn.close()
+
+    def _drain(self, conn: sqlite3.Connection,
+               pending: queue.SimpleQueue[_Pending | None]) -> None:
+        stopping = False
+        while not stopping:
+            first = pending.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = pending.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._write_batch(conn, batch)
+
+    def _write_batch(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
+        try:
+            self._insert(conn, [row for row, _, _ in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                log.error("usage ledger: could not write a record: %s", exc)
+                _notify(batch, exc)
+                return
+            # One at a time, so a row the database refuses fails only its own caller.
+            for item in batch:
+                self._write_batch(conn, [item])
+            return
+        _notify(batch, None)
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(INSERT, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+            with self._lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if not self._open or self._readers is None:
+            raise LedgerClosed("the usage ledger is not running")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, lambda: work(self._reader()))
+
+    async def query(self, *, key: str | None, since: float | None = None,
+                    until: float | None = None, model: str | None = None, limit: int = 100,
+                    offset: int = 0) -> UsageReport:
+        """Usage of ``key`` (None: every key) with ``since <= created_at < until``.
+
+        ``key`` has no default on purpose: reading everyone's usage must be asked for.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError("limit must be a positive integer")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ValueError("offset must be a non-negative integer")
+        where, args = [], []
+        if key is not None:
+            where.append('"key" = ?')
+            args.append(key)
+        if since is not None:
+            where.append("created_at >= ?")
+            args.append(float(since))
+        if until is not None:
+            where.append("created_at < ?")
+            args.append(float(until))
+        if model is not None:
+            where.append("model = ?")
+            args.append(model)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+
+        def run(conn: sqlite3.Connection) -> UsageReport:
+            conn.execute("BEGIN")  # one snapshot for all three statements
+            try:
+                totals = UsageTotals.from_sums(
+                    *conn.execute(f"SELECT {_SUMS} FROM usage{clause}", args).fetchone())
+                by_model = [
+                    ModelUsage(model=row[0], totals=UsageTotals.from_sums(*row[1:]))
+                    for row in conn.execute(
+                        f"SELECT model, {_SUMS} FROM usage{clause} GROUP BY model "
+                        "ORDER BY model", args)
+                ]
+                rows = [
+                    from_row(row) for row in conn.execute(
+                        f"SELECT {COLUMN_LIST} FROM usage{clause} "
+                        "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+                        [*args, limit, offset])
+                ]
+            finally:
+                conn.execute("COMMIT")
+            return UsageReport(totals=totals, by_model=by_model, rows=rows,
+                               has_more=offset + len(rows) < totals.requests)
+
+        return await self._read(run)

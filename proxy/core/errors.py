@@ -1,0 +1,116 @@
+"""Errors in OpenAI's envelope: ``{"error": {"message", "type", "param", "code"}}``.
+
+Every failure a client can see is a :class:`GatewayError`; the app turns it into a JSON response
+(before a stream started) or an SSE ``error`` event (after). All four envelope keys are always
+present because OpenAI's schema requires them, ``null`` included.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    """A failure with the HTTP status and the OpenAI-shaped body the client should see."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        retryable: bool | None = None,
+        transient: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = dict(headers or {})
+        # ``x-should-retry`` for the official SDKs: None leaves their own policy in charge.
+        self.retryable = retryable
+        # An upstream failure the gateway may retry itself (or hand to a fallback model): the
+        # upstream refused before doing (and billing) any work.
+        self.transient = transient
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds the upstream asked us to wait (``retry-after-ms`` or ``retry-after``)."""
+        lowered = {k.lower(): v for k, v in self.headers.items()}
+        for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+            try:
+                return max(0.0, float(lowered[name]) * scale)
+            except (KeyError, ValueError):
+                continue
+        return None
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def response_headers(self) -> dict[str, str]:
+        headers = dict(self.headers)
+        if self.retryable is not None:
+            headers["x-should-retry"] = "true" if self.retryable else "false"
+        return headers
+
+    def __repr__(self) -> str:
+        return f"GatewayError({self.status}, {self.code or self.type}: {self.message!r})"
+
+
+def invalid_param(param: str, message: str, code: str = "invalid_value") -> GatewayError:
+    """400 for a request parameter the client got wrong; always names the parameter."""
+    return GatewayError(400, message, param=param, code=code)
+
+
+def unsupported_param(param: str, model: str) -> GatewayError:
+    return GatewayError(
+        400,
+        f"Parameter '{param}' is not supported by model '{model}'.",
+        param=param,
+        code="unsupported_parameter",
+    )
+
+
+def model_not_found(model: str, suggestions: list[str] | None = None) -> GatewayError:
+    hint = f" Did you mean: {', '.join(suggestions)}?" if suggestions else ""
+    return GatewayError(
+        404,
+        f"The model '{model}' does not exist or is not served by this gateway.{hint}",
+        param="model",
+        code="model_not_found",
+    )
+
+
+def upstream_error(
+    message: str, *, code: str = "upstream_error", status: int = 502, transient: bool = False,
+    retryable: bool | None = None,
+) -> GatewayError:
+    """The provider failed. 502 by default; ``x-should-retry`` stays the SDK's call."""
+    return GatewayError(status, message, type="upstream_error", code=code, transient=transient,
+                        retryable=retryable)
+
+
+def upstream_timeout(message: str) -> GatewayError:
+    # The upstream may already be drawing (and billing) the image: a blind client retry
+    # would pay twice, so tell the official SDKs not to retry.
+    return GatewayError(
+        504, message, type="upstream_error", code="upstream_timeout", retryable=False
+    )
+
+
+def bad_value(name: str, value: Any, allowed: list[str] | tuple[str, ...]) -> GatewayError:
+    """A value outside the field's (or the model's) closed set, in OpenAI's words."""
+    listed = ", ".join(f"'{v}'" for v in allowed)
+    return invalid_param(name, f"Invalid value: '{value}'. Supported values are: {listed}.")

@@ -1,1 +1,0 @@
-"""Image edits: input images, and reading them from multipart or JSON requests."""

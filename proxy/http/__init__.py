@@ -1,0 +1,3 @@
+"""HTTP: routes, middleware, responses, SSE and Socket.IO. Translates requests to the service and
+results back.
+"""

@@ -1,0 +1,66 @@
+"""Pure ASGI middleware (no response buffering, so streams stay streams)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from proxy.jobs.job import new_job_id
+from proxy.observability.logs import request_id as log_context
+
+access = logging.getLogger("proxy.access")
+
+
+def _client_job_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"x-job-id":
+            try:
+                return str(uuid.UUID(value.decode("latin-1")))
+            except ValueError:
+                return None
+    return None
+
+
+class RequestIdMiddleware:
+    """Give every HTTP request an id and put it in ``x-request-id`` on every response.
+
+    It wraps the whole application, outside Starlette's error handling, so 404s, 405s and our
+    500s carry the id too. The id is also the job id for image requests.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        # A client-chosen job id (a UUID in X-Job-Id) is also the request id, so the
+        # x-request-id header, the response id and the progress room all agree.
+        request_id = _client_job_id(scope) or new_job_id()
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = log_context.set(request_id)
+        started = time.monotonic()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                if "x-request-id" not in headers:
+                    headers.append("x-request-id", request_id)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            # The path without its query string: signed URLs must not reach the logs.
+            access.info("%s %s %d", scope["method"], scope["path"], status, extra={
+                "method": scope["method"], "path": scope["path"], "status": status,
+                "duration_ms": round((time.monotonic() - started) * 1000, 1)})
+            log_context.reset(token)

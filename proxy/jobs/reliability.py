@@ -1,0 +1,112 @@
+"""Run a job's provider with retries, then its fallback models, behind per-upstream breakers.
+
+Adapters fail by raising ``GatewayError`` (a yielded ``Failed`` is treated the same way). Only
+transient failures are retried: the upstream refused before doing any work (connection
+refused, 429, 5xx before an answer), so nothing was billed. And only while nothing has reached
+the client: once a partial image or an image was produced, a failure is final (a retry could
+bill twice and the client has already seen part of the answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+
+from proxy.config.schema import ReliabilityConfig
+from proxy.core.errors import GatewayError
+from proxy.core.events import Completed, Event, Failed, Image, PartialImage, Progress
+from proxy.jobs.breaker import Breakers
+from proxy.jobs.job import Job
+from proxy.observability.metrics import Metrics
+from proxy.routing.table import ModelTable, ServedModel
+
+_VISIBLE = (PartialImage, Image, Completed)
+
+
+class Reliability:
+    def __init__(self, config: ReliabilityConfig, models: ModelTable,
+                 metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.models = models
+        self.metrics = metrics
+        self.breakers = Breakers(config.circuit_failures, config.circuit_cooldown)
+
+    def delay(self, attempt: int, error: GatewayError) -> float | None:
+        """How long to wait before retry ``attempt + 1``; None when not worth waiting."""
+        asked = error.retry_after
+        if asked is not None:
+            return asked if asked <= self.config.retry_after_max else None
+        ceiling = min(self.config.backoff_max, self.config.backoff_base * 2 ** attempt)
+        return random.uniform(ceiling / 2, ceiling)  # jitter: retries do not stampede
+
+    def _timed(self, model: ServedModel, started: float, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.upstream_seconds.labels(model.provider_name, outcome).observe(
+                time.monotonic() - started)
+
+    def chain(self, job: Job) -> list[ServedModel]:
+        return [job.model, *(self.models.resolve(name) for name in job.model.config.fallbacks)]
+
+    async def events(self, job: Job) -> AsyncGenerator[Event, None]:
+        """The events of the first model in the job's chain that succeeds."""
+        last: GatewayError | None = None
+        for position, model in enumerate(self.chain(job)):
+            if position:
+                try:
+                    job.rebind(model)
+                except GatewayError:
+                    continue  # this fallback cannot take the request as it was made
+                if self.metrics is not None:
+                    self.metrics.fallbacks.labels(model.name).inc()
+                yield Progress(0.0, stage="fallback", message=f"trying {model.name}")
+            visible = False
+            try:
+                async for event in self._attempts(job, model):
+                    visible = visible or isinstance(event, _VISIBLE)
+                    yield event
+                return
+            except GatewayError as error:
+                if visible or not error.transient:
+                    raise
+                last = error
+        assert last is not None
+        raise last
+
+    async def _attempts(self, job: Job, model: ServedModel) -> AsyncGenerator[Event, None]:
+        retries = model.config.retries if model.config.retries is not None else (
+            self.config.retries)
+        breaker = self.breakers.get(model.upstream_key)
+        for attempt in range(retries + 1):
+            visible = False
+            started = time.monotonic()
+            try:
+                breaker.check(model.upstream_key)
+                async with aclosing(model.provider.generate(job.call())) as events:
+                    async for event in events:
+                        if isinstance(event, Failed):
+                            raise event.error  # the one way to fail is to raise
+                        visible = visible or isinstance(event, _VISIBLE)
+                        if isinstance(event, Completed):
+                            # Recorded before handing it on: a reader stops at the terminal
+                            # event, and nothing after this loop would run.
+                            breaker.success()
+                            self._timed(model, started, "ok")
+                        yield event
+                return
+            except GatewayError as error:
+                self._timed(model, started, error.code or "error")
+                if error.type == "upstream_error" and error.code != "upstream_circuit_open":
+                    breaker.failure()
+                if visible or not error.transient or error.code == "upstream_circuit_open":
+                    raise
+                wait = self.delay(attempt, error) if attempt < retries else None
+                if wait is None:
+                    raise
+            if self.metrics is not None:
+                self.metrics.retries.labels(model.name).inc()
+            yield Progress(0.0, stage="retrying",
+                           message=f"{model.name}: attempt {attempt + 2} in {wait:.1f} s")
+            await asyncio.sleep(wait)

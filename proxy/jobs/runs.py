@@ -1,0 +1,125 @@
+"""Jobs run in their own task, apart from whoever reads their events.
+
+A run reads its job's events (``run_job``) and hands them to one reader through a small queue:
+the HTTP response of an attached request, or, for a detached (async) job, a collector that keeps
+the result. The queue is short on purpose: a slow reader slows the run instead of letting
+partial images pile up in memory. A reader that leaves cancels the run (the upstream is closed
+and the job ends ``cancelled``); a shutdown aborts it with an error the reader still receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
+from typing import Any
+
+from proxy.core.errors import GatewayError
+from proxy.core.events import Completed, Event, Failed
+from proxy.jobs.job import Job
+
+log = logging.getLogger("proxy.jobs.runs")
+QUEUE_SIZE = 2
+
+
+class JobRun:
+    def __init__(self, job: Job, events: AsyncGenerator[Event, None], runs: Runs) -> None:
+        self.job = job
+        self._events = events
+        self._queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_SIZE)
+        self._runs = runs
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> JobRun:
+        self.task = asyncio.create_task(self._run(), name=f"job {self.job.id}")
+        self._runs.track(self.task)
+        return self
+
+    async def _run(self) -> None:
+        try:
+            async with aclosing(self._events) as events:
+                async for event in events:
+                    await self._queue.put(event)
+        except asyncio.CancelledError:
+            if self.job.aborted is None:
+                raise  # the reader left: nobody to tell
+            # Aborted (the gateway is stopping): the reader learns why, as its last event.
+            await self._queue.put(Failed(self.job.aborted))
+
+    async def stream(self) -> AsyncGenerator[Event, None]:
+        """The job's events, ending with its terminal one. Leaving early cancels the job."""
+        ended = False
+        try:
+            while True:
+                event = await self._queue.get()
+                ended = isinstance(event, (Completed, Failed))
+                yield event
+                if ended:
+                    return
+        finally:
+            if not ended:  # after the terminal event the run winds down (ledger, slot) alone
+                await self.cancel()
+
+    async def cancel(self) -> None:
+        task = self.task
+        if task is None or task.done():
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.shield(task)
+
+    def abort(self, error: GatewayError) -> None:
+        """End the job now with ``error`` (its reader receives it as a ``Failed`` event)."""
+        if self.task is not None and not self.task.done():
+            self.job.aborted = error
+            self.task.cancel()
+
+
+class Runs:
+    """Every job running in this process (and every detached collector), so a shutdown can
+    wait for them, and end the ones that outstay the grace period."""
+
+    def __init__(self) -> None:
+        self.active: dict[asyncio.Task[Any], JobRun | None] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def track(self, task: asyncio.Task[Any], run: JobRun | None = None) -> None:
+        self.active[task] = run
+        self._idle.clear()
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self.active.pop(task, None)
+        if not self.active:
+            self._idle.set()
+
+    def start(self, job: Job, events: AsyncGenerator[Event, None]) -> JobRun:
+        run = JobRun(job, events, self)
+        run.start()
+        assert run.task is not None
+        self.active[run.task] = run
+        return run
+
+    def detach(self, work: Callable[[], Awaitable[None]], job: Job) -> None:
+        """Run ``work`` (which reads a run to its end) with nobody attached."""
+        self.track(asyncio.create_task(self._guarded(work, job), name=f"detached {job.id}"))
+
+    @staticmethod
+    async def _guarded(work: Callable[[], Awaitable[None]], job: Job) -> None:
+        try:
+            await work()
+        except Exception:
+            log.exception("detached job %s failed outside its provider", job.id)
+
+    def abort_all(self, error: GatewayError) -> int:
+        runs = [run for run in self.active.values() if run is not None]
+        for run in runs:
+            run.abort(error)
+        return len(runs)
+
+    async def idle(self) -> None:
+        """Wait until no job runs (detached collectors included)."""
+        await self._idle.wait()

@@ -1,0 +1,3 @@
+"""Provider ``azure``: Azure OpenAI deployments (the OpenAI dialect with Azure's addressing and
+content filter).
+"""

@@ -1,0 +1,1 @@
+"""Provider ``imagen``: Imagen on Vertex AI ``:predict``."""

@@ -1,0 +1,199 @@
+"""Provider ``openai``: OpenAI's Images API and anything that speaks it at a ``base_url``.
+
+Non-streamed calls return the upstream's ``ImagesResponse``; streamed ones relay its
+``image_generation.*`` SSE events as they arrive. Base64 strings are handed on untouched.
+Adapters of other OpenAI-dialect upstreams (``azure``, ``xai``) subclass it and override its hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+from pydantic import Field, SecretStr
+
+from proxy.core.errors import GatewayError, upstream_error
+from proxy.core.events import Completed, Event, Image, PartialImage, Progress
+from proxy.images.codec import b64_complete
+from proxy.providers.base import Call, Provider, ProviderSettings
+from proxy.providers.openai.errors import error_from_upstream, parse_usage
+from proxy.upstream.sse import SSEDecoder
+
+_ECHOED = ("size", "quality", "background", "output_format")
+
+
+class OpenAISettings(ProviderSettings):
+    base_url: str = Field("https://api.openai.com/v1", pattern=r"^https?://")
+    api_key: SecretStr | None = None
+    organization: str | None = None
+    project: str | None = None
+    # Sent with every upstream request (e.g. a routing header of an OpenAI-compatible server).
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class OpenAIProvider(Provider):
+    name = "openai"
+    settings_class = OpenAISettings
+    settings: OpenAISettings
+
+    def _headers(self) -> dict[str, str]:
+        """Credentials and configured headers (the content type goes with the body)."""
+        headers = dict(self.settings.headers)
+        if self.settings.api_key is not None:
+            headers["authorization"] = f"Bearer {self.settings.api_key.get_secret_value()}"
+        if self.settings.organization:
+            headers["openai-organization"] = self.settings.organization
+        if self.settings.project:
+            headers["openai-project"] = self.settings.project
+        return headers
+
+    def _payload(self, call: Call, stream: bool) -> dict[str, Any]:
+        request = call.request
+        payload: dict[str, Any] = {"model": self.model.upstream_model, "prompt": request.prompt}
+        payload.update(request.upstream_params())
+        if stream:
+            payload["stream"] = True
+            if request.partial_images:
+                payload["partial_images"] = request.partial_images
+        return payload
+
+    # Hooks for adapters of OpenAI-dialect upstreams (Azure, xAI): where to send the request,
+    # how to read a refusal, and what a finished (non-streamed) answer turns into.
+
+    def _url(self, call: Call) -> str:
+        return f"{self.settings.base_url.rstrip('/')}/{endpoint(call)}"
+
+    def _body(self, call: Call, stream: bool) -> bytes | aiohttp.FormData:
+        if call.kind == "edit":
+            return edit_form(call, self._payload(call, stream))
+        return orjson.dumps(self._payload(call, stream))
+
+    def _error(self, status: int, raw: bytes, headers: Mapping[str, str], *,
+               mid_stream: bool = False) -> GatewayError:
+        return error_from_upstream(status, raw, headers, mid_stream=mid_stream)
+
+    async def _body_events(self, call: Call, body: Any) -> AsyncGenerator[Event, None]:
+        for event in events_from_body(body):
+            yield event
+
+    async def generate(self, call: Call) -> AsyncGenerator[Event, None]:
+        stream = call.request.stream and self.model.rules.streaming
+        body = self._body(call, stream)
+        # The client's extra headers first: the adapter's own (credentials) always win.
+        headers = {**call.request.extra_headers, **self._headers()}
+        if isinstance(body, bytes):
+            headers["content-type"] = "application/json"
+        async with self.http.request(
+            "POST", self._url(call), timeout=self.model.timeout, headers=headers, body=body,
+        ) as response:
+            if response.status != 200:
+                raw = await response.content.read(65536)
+                raise self._error(response.status, raw, response.headers)
+            yield Progress(0.0, stage="upstream_accepted")
+            content_type = response.headers.get("content-type", "")
+            if "text/event-stream" in content_type:
+                async for event in self._relay_stream(call, response.content):
+                    yield event
+                return
+            # Also the answer of compatible servers that ignore ``stream``. Read from the
+            # stream, not response.read(), which also keeps a copy on the response object.
+            raw = await response.content.read()
+        # The connection is back in the pool before any post-processing of the images, and
+        # the raw bytes are let go once parsed: a 16 MB answer is not held twice.
+        body = parse_json(raw)
+        del raw
+        async for event in self._body_events(call, body):
+            yield event
+
+    async def _relay_stream(self, call: Call, content: Any) -> AsyncGenerator[Event, None]:
+        decoder = SSEDecoder()
+        expected = max(call.request.partial_images, 0) + 1
+        async for chunk in content.iter_any():
+            for message in decoder.feed(chunk):
+                data = parse_json(message.data)
+                if not isinstance(data, dict):
+                    raise invalid_response("an SSE event whose data is not a JSON object")
+                if data.get("error"):
+                    raise self._error(500, message.data, {}, mid_stream=True)
+                kind = str(data.get("type") or message.event)
+                if kind.endswith(".partial_image"):
+                    index = _int(data.get("partial_image_index"), "partial_image_index")
+                    yield PartialImage(0, index, _b64(data))
+                    done = min(index + 1, expected - 1)
+                    yield Progress(100.0 * done / expected, step=done, total_steps=expected)
+                elif kind.endswith(".completed"):
+                    yield Image(0, b64_json=_b64(data))
+                    yield Completed(parse_usage(data.get("usage")), _resolved(data))
+                    return
+        raise upstream_error("The upstream stream ended before the image was completed.",
+                             code="upstream_incomplete")
+
+
+def endpoint(call: Call) -> str:
+    return "images/edits" if call.kind == "edit" else "images/generations"
+
+
+def edit_form(call: Call, payload: dict[str, Any]) -> aiohttp.FormData:
+    """The edit as OpenAI's multipart form, the way the official SDK sends it: scalars as text
+    parts, one file as ``image`` or a list as repeated ``image[]``, the mask as ``mask``."""
+    form = aiohttp.FormData()
+    for name, value in payload.items():
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        form.add_field(name, text)
+    request = call.request
+    field = "image[]" if request.images_listed or len(request.images) > 1 else "image"
+    for image in request.images:
+        form.add_field(field, image.data, filename=image.filename, content_type=image.mime)
+    if request.mask is not None:
+        mask = request.mask
+        form.add_field("mask", mask.data, filename=mask.filename, content_type=mask.mime)
+    return form
+
+
+def events_from_body(body: Any) -> list[Event]:
+    """The events of a parsed ``ImagesResponse``."""
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise invalid_response("a body without a 'data' list")
+    events: list[Event] = []
+    for index, item in enumerate(body["data"]):
+        if not isinstance(item, dict) or not (item.get("b64_json") or item.get("url")):
+            raise invalid_response(f"image {index} without 'b64_json' or 'url'")
+        b64 = item.get("b64_json")
+        if isinstance(b64, str) and not b64.startswith("data:") and not b64_complete(b64):
+            raise invalid_response(f"image {index} truncated or corrupt")
+        events.append(Image(index, b64_json=item.get("b64_json"), url=item.get("url"),
+                            revised_prompt=item.get("revised_prompt")))
+    events.append(Completed(parse_usage(body.get("usage")), _resolved(body)))
+    return events
+
+
+def _resolved(data: dict[str, Any]) -> dict[str, str]:
+    return {k: data[k] for k in _ECHOED if isinstance(data.get(k), str) and data[k] != "auto"}
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise invalid_response("data that is not valid JSON") from None
+
+
+def _b64(data: dict[str, Any]) -> str:
+    value = data.get("b64_json")
+    if not isinstance(value, str) or not value:
+        raise invalid_response("an image event without 'b64_json'")
+    if not b64_complete(value):
+        raise invalid_response("a truncated or corrupt image")
+    return value
+
+
+def _int(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise invalid_response(f"an event whose '{name}' is not an integer")
+    return value
+
+
+def invalid_response(what: str) -> GatewayError:
+    return upstream_error(f"The upstream sent {what}.", code="upstream_invalid_response")

@@ -1,0 +1,1 @@
+"""Provider ``xai``: grok-imagine (the OpenAI dialect with ratios and tiers instead of sizes)."""

@@ -1,2 +1,0 @@
-"""Retries, fallbacks and circuit breakers: getting a paid image made despite a flaky upstream,
-without ever paying twice."""

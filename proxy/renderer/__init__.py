@@ -1,0 +1,1 @@
+"""The built-in renderer's drawing: a picture painted from the prompt with Pillow, in steps."""

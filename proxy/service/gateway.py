@@ -1,0 +1,204 @@
+"""The gateway's wiring: every part built from the configuration (served models, keys, limits,
+progress, usage ledger, image fetcher and store, upstream client), started and closed together.
+:func:`check_config` finds every problem a configuration has before anything starts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from proxy.auth import KeyRing
+from proxy.billing import UsageLedger
+from proxy.config import (
+    GatewayConfig,
+    Loc,
+    load_config,
+    load_config_text,
+    load_default_config,
+    problems_in,
+)
+from proxy.core.errors import GatewayError
+from proxy.fetching import AllowList, ImageFetcher
+from proxy.jobs.reliability import Reliability
+from proxy.jobs.results import MemoryResultStore, RedisResultStore, ResultStore
+from proxy.jobs.runs import Runs
+from proxy.limits.counters import Counters, MemoryCounters, RedisCounters
+from proxy.limits.guard import Guard, SpendQuery
+from proxy.observability.metrics import Metrics
+from proxy.progress.hub import ProgressHub
+from proxy.progress.latency import LatencyBook
+from proxy.progress.snapshots import MemorySnapshotStore, RedisSnapshotStore, SnapshotStore
+from proxy.routing import ModelTable, build_models, check_raw, plan_models
+from proxy.storage import ImageStore, build_store
+from proxy.upstream.client import UpstreamClient
+
+
+@dataclass
+class Gateway:
+    config: GatewayConfig
+    http: UpstreamClient
+    models: ModelTable
+    keys: KeyRing
+    hub: ProgressHub
+    fetcher: ImageFetcher
+    usage: UsageLedger | None
+    guard: Guard
+    store: ImageStore
+    runs: Runs
+    reliability: Reliability
+    results: ResultStore
+    metrics: Metrics
+    shutting_down: bool = False
+    _drain: asyncio.Future[None] | None = field(default=None, repr=False)
+    loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    redis: Redis | None = field(default=None, repr=False)
+    _exit_watch: asyncio.Future[None] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig) -> Gateway:
+        """Everything built (nothing started); ``ConfigError`` for a configuration that cannot
+        run, with every problem at its line."""
+        _check_fetch(config)
+        http = UpstreamClient()
+        retention = config.jobs.retention_seconds
+        redis = Redis.from_url(config.redis_url) if config.redis_url else None
+        snapshots: SnapshotStore
+        results: ResultStore
+        counters: Counters
+        if redis is not None:
+            prefix = config.redis_prefix
+            snapshots = RedisSnapshotStore(redis, prefix, retention)
+            results = RedisResultStore(redis, prefix, retention)
+            counters = RedisCounters(redis, prefix)
+        else:
+            snapshots = MemorySnapshotStore(retention=retention)
+            results, counters = MemoryResultStore(retention), MemoryCounters()
+        usage = UsageLedger(config.data_path) if config.usage.enabled else None
+        models = build_models(config, http)
+        metrics = Metrics()
+        return cls(config=config, http=http, models=models, metrics=metrics,
+                   keys=KeyRing(config.keys), hub=ProgressHub(snapshots, LatencyBook()),
+                   fetcher=ImageFetcher(config.fetch), usage=usage,
+                   guard=Guard(counters, _spend_reader(usage)),
+                   store=build_store(config.storage, config.data_path), runs=Runs(),
+                   reliability=Reliability(config.reliability, models, metrics),
+                   results=results, redis=redis)
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._exit_watch = asyncio.ensure_future(self._watch_for_exit())
+        await self.http.start()
+        await self.fetcher.start()
+        await self.store.start()
+        if self.usage is not None:
+            await self.usage.start()
+
+    async def _watch_for_exit(self) -> None:
+        """Notice SIGTERM: uvicorn handles the signal and sets its server's ``should_exit``;
+        the server is found through the installed handler (in every worker process too)."""
+        while not self.shutting_down:
+            server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+            if getattr(server, "should_exit", False):
+                self.begin_shutdown()
+                return
+            await asyncio.sleep(0.25)
+
+    def begin_shutdown(self) -> None:
+        """SIGTERM: new jobs are refused; running ones get ``server.shutdown_grace`` seconds,
+        then are ended (their streams with an error event, their snapshots failed)."""
+        if not self.shutting_down:
+            self.shutting_down = True
+            self._drain = asyncio.ensure_future(self._end_stragglers())
+
+    async def _end_stragglers(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.runs.idle(), self.config.server.shutdown_grace)
+        self.runs.abort_all(GatewayError(
+            503, "The gateway is shutting down and this job could not finish in time.",
+            type="server_error", code="server_shutting_down", retryable=False))
+
+    async def ready(self) -> str | None:
+        """Why the gateway cannot serve (None when it can): Redis must answer if configured."""
+        if self.shutting_down:
+            return "shutting down"
+        if self.redis is not None:
+            try:
+                await asyncio.wait_for(self.redis.ping(), 2)
+            except Exception as exc:
+                return f"redis unreachable: {type(exc).__name__}"
+        return None
+
+    async def aclose(self) -> None:
+        if self._exit_watch is not None:
+            self._exit_watch.cancel()
+        if self.usage is not None:
+            await self.usage.aclose()
+        await self.fetcher.aclose()
+        await self.store.aclose()
+        await self.models.aclose()
+        await self.hub.store.aclose()
+        await self.http.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+def _spend_reader(usage: UsageLedger | None) -> SpendQuery | None:
+    """Budgets read what a key spent from the ledger (once per period; then kept current)."""
+    if usage is None:
+        return None
+
+    async def spent(key: str, since: float) -> float:
+        report = await usage.query(key=key, since=since, limit=1)
+        return float(report.totals.cost)
+
+    return spent
+
+
+def load_checked(path: str | Path | None) -> GatewayConfig:
+    """The configuration file at ``path`` (the embedded default for None), checked as a whole:
+    every problem it has, schema and models alike, at its line (``ConfigError``)."""
+    if path is None:
+        return load_default_config(checks=_raw_checks)
+    return load_config(path, checks=_raw_checks)
+
+
+def load_checked_text(text: str, source: str = "<config>",
+                      base_dir: Path | None = None) -> GatewayConfig:
+    """:func:`load_checked` for configuration text."""
+    return load_config_text(text, source=source, base_dir=base_dir, checks=_raw_checks)
+
+
+def check_config(config: GatewayConfig) -> None:
+    """What ``from_config`` would refuse in an already loaded configuration, found without
+    building anything that holds resources: raises ``ConfigError``."""
+    _check_fetch(config)
+    plan_models(config)
+
+
+def _raw_checks(data: dict[str, Any], base_dir: Path) -> list[tuple[Loc, str]]:
+    fetch = data.get("fetch")
+    hosts = fetch.get("allow_hosts") if isinstance(fetch, dict) else None
+    return [*_allow_list_problems(hosts if isinstance(hosts, list) else []),
+            *check_raw(data, base_dir)]
+
+
+def _allow_list_problems(entries: list[Any]) -> list[tuple[Loc, str]]:
+    problems: list[tuple[Loc, str]] = []
+    for i, entry in enumerate(entries):
+        try:
+            AllowList([entry])
+        except ValueError as exc:
+            problems.append((("fetch", "allow_hosts", i), str(exc)))
+    return problems
+
+
+def _check_fetch(config: GatewayConfig) -> None:
+    problems = _allow_list_problems(config.fetch.allow_hosts)
+    if problems:
+        raise problems_in(config, problems)

@@ -1,0 +1,1 @@
+"""Talking to upstreams: the shared HTTP client and the byte-level SSE decoder."""
