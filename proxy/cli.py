@@ -16,6 +16,7 @@ from proxy import __version__
 from proxy.app import CONFIG_ENV, OVERRIDES_ENV, create_app
 from proxy.auth import new_key
 from proxy.config import ConfigError, GatewayConfig
+from proxy.limits.capacity import raise_open_file_limit
 from proxy.observability.logs import configure
 from proxy.service.gateway import load_checked
 
@@ -71,6 +72,9 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"image-proxy: {refusal}", file=sys.stderr)
         return 2
 
+    # Every job holds sockets: use all the open files the system allows this process (its
+    # workers inherit it); jobs.max_concurrent "auto" is sized from the result.
+    raise_open_file_limit()
     timeout = config.server.shutdown_grace + 5  # above the gateway's own grace
     if args.workers > 1:
         # Each worker builds its own gateway from the same file (see proxy.app.from_environment).

@@ -79,7 +79,7 @@ class ServerConfig(Strict):
 
 
 # Model keys a providers: section may set for all of that provider's models.
-PROVIDER_WIDE = frozenset({"timeout", "retries", "expected_seconds"})
+PROVIDER_WIDE = frozenset({"timeout", "retries", "expected_seconds", "max_concurrent_jobs"})
 
 
 class ModelConfig(BaseModel):
@@ -102,6 +102,9 @@ class ModelConfig(BaseModel):
     fallbacks: list[str] = Field(default_factory=list)
     # Overrides reliability.retries for this model.
     retries: int | None = Field(None, ge=0, le=10)
+    # Jobs of this model running at once in this process; past it 503 ``model_busy`` with a
+    # ``retry-after``. None: only the gateway-wide limit applies.
+    max_concurrent_jobs: int | None = Field(None, ge=1)
     # What a job on this model usually takes (seconds), until the gateway has measured it:
     # the basis of estimated progress for backends that report none.
     expected_seconds: float | None = Field(None, gt=0)
@@ -154,6 +157,30 @@ class KeyConfig(Strict):
 class JobsConfig(Strict):
     # How long a job's snapshot stays readable after its last update (seconds).
     retention_seconds: float = Field(3600.0, gt=0)
+    # Jobs this process runs at once; past it a new job is refused at once with 503
+    # ``gateway_busy`` and a ``retry-after`` (never parked out of sight). "auto": as many as
+    # its open-file limit allows (each job holds a client and an upstream connection).
+    max_concurrent: int | Literal["auto"] = Field("auto")
+
+    @field_validator("max_concurrent")
+    @classmethod
+    def _positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be at least 1 (or \"auto\")")
+        return value
+
+
+class UpstreamConfig(Strict):
+    """The connection pool every adapter shares. It never decides how many jobs run (admission
+    does: ``jobs.max_concurrent``, a model's ``max_concurrent_jobs``, a key's
+    ``concurrent_jobs``), so by default it has no limit: a request is never parked waiting for
+    a connection nobody can see."""
+
+    # Open connections to all upstreams together, and to any one host:port; 0 = no limit.
+    max_connections: int = Field(0, ge=0)
+    max_connections_per_host: int = Field(0, ge=0)
+    # Idle keep-alive connections are closed after this many seconds.
+    keepalive_timeout: float = Field(15.0, gt=0)
 
 
 class ReliabilityConfig(Strict):
@@ -191,6 +218,7 @@ class GatewayConfig(Strict):
     models: list[ModelConfig] = Field(default_factory=list)
     keys: list[KeyConfig] = Field(default_factory=list)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
+    upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
     # Images given to edits as http(s) URLs are fetched with SSRF protection.
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     usage: UsageConfig = Field(default_factory=UsageConfig)

@@ -170,11 +170,24 @@ async def read_json_images(body: dict[str, Any], fetcher: Fetcher) -> EditInput:
     return EditInput(fields, images, mask, from_form=False, listed=listed)
 
 
-async def read_edit(request: Request, fetcher: Fetcher, *, json_limit: int,
-                    upload_limit: int) -> EditInput:
-    if is_multipart(request):
+async def read_body(request: Request, *, edit: bool, json_limit: int,
+                    upload_limit: int) -> EditInput | dict[str, Any]:
+    """The request's body: a multipart edit read whole (its images loaded), or a JSON object
+    whose images (if any) are still references, for :func:`load_images`."""
+    if edit and is_multipart(request):
         return await read_multipart(request, upload_limit)
-    return await read_json_images(await read_json_object(request, json_limit), fetcher)
+    return await read_json_object(request, json_limit)
+
+
+async def load_images(body: EditInput | dict[str, Any], fetcher: Fetcher) -> EditInput:
+    """The request with its images loaded: a JSON body's base64, data URLs and http(s) URLs
+    (fetched, in parallel). An image in a generation body makes it an edit, as published APIs
+    define it."""
+    if isinstance(body, EditInput):
+        return body
+    if json_has_images(body):
+        return await read_json_images(body, fetcher)
+    return EditInput(body, [], None, from_form=False)
 
 
 def _leaf(group: BaseExceptionGroup) -> BaseException:

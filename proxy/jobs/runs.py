@@ -25,8 +25,13 @@ QUEUE_SIZE = 2
 
 
 class JobRun:
-    def __init__(self, job: Job, events: AsyncGenerator[Event, None], runs: Runs) -> None:
+    def __init__(self, job: Job, events: AsyncGenerator[Event, None], runs: Runs,
+                 on_end: Callable[[], None] | None = None) -> None:
         self.job = job
+        # Called (synchronously) as the reader receives the terminal event: what the job held
+        # that its answer should not outlive (its capacity slot) is given back before the
+        # client can send its next request.
+        self._on_end = on_end
         self._events = events
         self._queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_SIZE)
         self._runs = runs
@@ -55,6 +60,8 @@ class JobRun:
             while True:
                 event = await self._queue.get()
                 ended = isinstance(event, (Completed, Failed))
+                if ended and self._on_end is not None:
+                    self._on_end()
                 yield event
                 if ended:
                     return
@@ -96,8 +103,9 @@ class Runs:
         if not self.active:
             self._idle.set()
 
-    def start(self, job: Job, events: AsyncGenerator[Event, None]) -> JobRun:
-        run = JobRun(job, events, self)
+    def start(self, job: Job, events: AsyncGenerator[Event, None],
+              on_end: Callable[[], None] | None = None) -> JobRun:
+        run = JobRun(job, events, self, on_end)
         run.start()
         assert run.task is not None
         self.active[run.task] = run

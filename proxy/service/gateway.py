@@ -28,6 +28,7 @@ from proxy.fetching import AllowList, ImageFetcher
 from proxy.jobs.reliability import Reliability
 from proxy.jobs.results import MemoryResultStore, RedisResultStore, ResultStore
 from proxy.jobs.runs import Runs
+from proxy.limits.capacity import Capacity, auto_max_jobs
 from proxy.limits.counters import Counters, MemoryCounters, RedisCounters
 from proxy.limits.guard import Guard, SpendQuery
 from proxy.observability.metrics import Metrics
@@ -54,6 +55,7 @@ class Gateway:
     reliability: Reliability
     results: ResultStore
     metrics: Metrics
+    capacity: Capacity
     shutting_down: bool = False
     _drain: asyncio.Future[None] | None = field(default=None, repr=False)
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
@@ -65,7 +67,10 @@ class Gateway:
         """Everything built (nothing started); ``ConfigError`` for a configuration that cannot
         run, with every problem at its line."""
         _check_fetch(config)
-        http = UpstreamClient()
+        upstream = config.upstream
+        http = UpstreamClient(limit=upstream.max_connections,
+                              limit_per_host=upstream.max_connections_per_host,
+                              keepalive_timeout=upstream.keepalive_timeout)
         retention = config.jobs.retention_seconds
         redis = Redis.from_url(config.redis_url) if config.redis_url else None
         snapshots: SnapshotStore
@@ -82,8 +87,13 @@ class Gateway:
         usage = UsageLedger(config.data_path) if config.usage.enabled else None
         models = build_models(config, http)
         metrics = Metrics()
-        return cls(config=config, http=http, models=models, metrics=metrics,
-                   keys=KeyRing(config.keys), hub=ProgressHub(snapshots, LatencyBook()),
+        latency = LatencyBook()
+        most = config.jobs.max_concurrent
+        # Refused clients are told to come back in about a quarter of a job's usual time.
+        capacity = Capacity(auto_max_jobs() if most == "auto" else most,
+                            lambda model: latency.expected(model) / 4)
+        return cls(config=config, http=http, models=models, metrics=metrics, capacity=capacity,
+                   keys=KeyRing(config.keys), hub=ProgressHub(snapshots, latency),
                    fetcher=ImageFetcher(config.fetch), usage=usage,
                    guard=Guard(counters, _spend_reader(usage)),
                    store=build_store(config.storage, config.data_path), runs=Runs(),

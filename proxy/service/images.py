@@ -22,6 +22,7 @@ from proxy.images.inputs import InputImage
 from proxy.jobs.job import Job
 from proxy.jobs.run import JobFinished, run_job
 from proxy.jobs.runs import JobRun
+from proxy.limits.capacity import Slot
 from proxy.limits.guard import Lease
 from proxy.progress.tracker import JobTracker
 from proxy.request.bind import ParsedRequest, bind
@@ -110,7 +111,12 @@ class ImageService:
             if order.detached and request.stream:
                 raise invalid_param("stream", "A job answered asynchronously (Prefer: "
                                     "respond-async) cannot also be streamed.")
-            lease = await gateway.guard.admit(key)
+            slot = gateway.capacity.acquire(served.name, served.config.max_concurrent_jobs)
+            try:
+                lease = await gateway.guard.admit(key)
+            except BaseException:
+                slot.release()
+                raise
         except GatewayError as error:
             if order.watched:
                 await self.refuse(key, order.job_id, error)
@@ -118,12 +124,14 @@ class ImageService:
         job = Job(id=order.job_id, parsed=parsed, model=served, request=request, owner=key.name,
                   kind="edit" if order.editing else "generation")
         try:
-            return await self._start(key, job, lease, order)
+            return await self._start(key, job, lease, slot, order)
         except BaseException:
-            await lease.release()  # the job never ran; its finisher will not be called
+            slot.release()  # the job never ran; its finisher will not be called
+            await lease.release()
             raise
 
-    async def _start(self, key: Key, job: Job, lease: Lease, order: Order) -> Submission:
+    async def _start(self, key: Key, job: Job, lease: Lease, slot: Slot,
+                     order: Order) -> Submission:
         gateway = self.gateway
         tracker = JobTracker(gateway.hub, job.id, job.model.name, job.owner,
                              job.model.config.expected_seconds)
@@ -136,7 +144,8 @@ class ImageService:
             headers["x-dropped-params"] = ",".join(quote(name, safe="-_.[]")
                                                    for name in job.request.dropped)
         run = gateway.runs.start(job, run_job(job, tracker, gateway.reliability.events,
-                                              self._finisher(key, job, lease)))
+                                              self._finisher(key, job, lease, slot)),
+                                 on_end=slot.release)
         gateway.metrics.jobs_in_flight.inc()
         submission = Submission(job, tracker, run, headers, order.base_url, self)
         if order.detached:
@@ -168,12 +177,13 @@ class ImageService:
         except GatewayError as error:
             await results.put(submission.job.id, error.body())
 
-    def _finisher(self, key: Key, job: Job, lease: Lease) -> JobFinished:
+    def _finisher(self, key: Key, job: Job, lease: Lease, slot: Slot) -> JobFinished:
         """What happens when a job is over: its slot freed, its usage recorded, its cost booked
         against the key's budget, its metrics counted."""
         gateway = self.gateway
 
         async def finished(meter: UsageMeter, cancelled: bool) -> None:
+            slot.release()
             await lease.release()
             record = meter.finish(cancelled=cancelled, cost=job.cost)
             metrics = gateway.metrics

@@ -21,15 +21,20 @@ from proxy.core.errors import GatewayError, upstream_error, upstream_timeout
 class UpstreamClient:
     """Owns the aiohttp session (made inside the running loop, at app start-up)."""
 
-    def __init__(self, *, limit: int = 256, limit_per_host: int = 64) -> None:
+    def __init__(self, *, limit: int = 0, limit_per_host: int = 0,
+                 keepalive_timeout: float = 15.0) -> None:
+        # 0: no limit. How many jobs run is decided by admission, never by a pool that parks
+        # requests out of sight (``upstream:`` in the configuration).
         self._limit = limit
         self._limit_per_host = limit_per_host
+        self._keepalive = keepalive_timeout
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         if self._session is None:
             connector = aiohttp.TCPConnector(
-                limit=self._limit, limit_per_host=self._limit_per_host, ttl_dns_cache=60
+                limit=self._limit, limit_per_host=self._limit_per_host, ttl_dns_cache=60,
+                keepalive_timeout=self._keepalive,
             )
             # Timeouts are set per request from each model's config.
             self._session = aiohttp.ClientSession(
