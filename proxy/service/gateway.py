@@ -36,6 +36,7 @@ from proxy.progress.hub import ProgressHub
 from proxy.progress.latency import LatencyBook
 from proxy.progress.snapshots import MemorySnapshotStore, RedisSnapshotStore, SnapshotStore
 from proxy.routing import ModelTable, build_models, check_raw, plan_models
+from proxy.service.memory import trim_when_idle, tune_allocator
 from proxy.storage import ImageStore, build_store
 from proxy.upstream.client import UpstreamClient
 
@@ -61,6 +62,7 @@ class Gateway:
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     redis: Redis | None = field(default=None, repr=False)
     _exit_watch: asyncio.Future[None] | None = field(default=None, repr=False)
+    _trimmer: asyncio.Future[None] | None = field(default=None, repr=False)
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> Gateway:
@@ -103,6 +105,8 @@ class Gateway:
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._exit_watch = asyncio.ensure_future(self._watch_for_exit())
+        tune_allocator()
+        self._trimmer = asyncio.ensure_future(trim_when_idle(lambda: self.capacity.running))
         await self.http.start()
         await self.fetcher.start()
         await self.store.start()
@@ -147,6 +151,8 @@ class Gateway:
     async def aclose(self) -> None:
         if self._exit_watch is not None:
             self._exit_watch.cancel()
+        if self._trimmer is not None:
+            self._trimmer.cancel()
         if self.usage is not None:
             await self.usage.aclose()
         await self.fetcher.aclose()

@@ -65,18 +65,27 @@ class SSEDecoder:
         messages: list[SSEMessage] = []
         start = 0
         search = self._resume
-        while True:
-            end, after = _line_end(buffer, search)
-            if end < 0:
-                search = len(buffer)
-                break
-            message = self._line(bytes(buffer[start:end]))
-            start = search = after
-            if message is not None:
-                messages.append(message)
+        view = memoryview(buffer)  # lines are copied out once, not sliced then copied
+        try:
+            while True:
+                end, after = _line_end(buffer, search)
+                if end < 0:
+                    search = len(buffer)
+                    break
+                message = self._line(bytes(view[start:end]))
+                start = search = after
+                if message is not None:
+                    messages.append(message)
+        finally:
+            view.release()
         if buffer.endswith(b"\r") and start == len(buffer):
             self._skip_lf = True
-        del buffer[:start]
+        if start == len(buffer):
+            # All consumed: a fresh buffer, so a stream does not keep the capacity of its
+            # largest event (a partial image's megabyte) for the rest of its life.
+            self._buffer = bytearray()
+        else:
+            del buffer[:start]
         self._resume = search - start
         return messages
 
