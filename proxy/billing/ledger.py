@@ -1,11 +1,19 @@
 """The usage ledger: every image request, durably, in ``<data_dir>/usage.sqlite3``.
 
-Writes go through one writer thread that owns the only write connection. ``record`` validates
-the record on the event loop, queues it and waits for the thread to say it is committed: the
-thread takes everything queued so far, inserts it in one transaction and commits (WAL,
-``synchronous=FULL``: fsynced before the commit returns), then resolves every waiter of that
-batch. Under load, records that arrive while a commit is in flight share the next commit (group
-commit), so many writers cost one fsync, and nothing is acknowledged before it is on disk.
+Writes go through one writer thread that owns the only write connection (group commit):
+
+- ``record`` validates the record on the event loop, puts it on a queue and waits on a future;
+- the thread takes everything queued so far (up to ``MAX_BATCH`` rows), inserts it in one
+  transaction and commits it (WAL, ``synchronous=FULL``: fsynced before the commit returns).
+  The rows go in as multi-row INSERTs, one SQLite step per ``ROWS_PER_STATEMENT`` rows: each
+  step gives up the GIL and takes it back from the busy event loop, which ``executemany`` would
+  do once per row;
+- then it wakes each event loop that has records in the batch once, with one
+  ``call_soon_threadsafe`` whose callback resolves every future of the batch on that loop.
+
+Under load, records that arrive while a commit is in flight share the next commit and the next
+wake-up, so many writers cost one fsync and one loop wake-up; a lone record is committed at once
+(no timer waits for company). Nothing is acknowledged before it is on disk.
 
 Reads run on a small pool of threads, each with its own read-only connection; WAL lets them
 read while the writer writes. A query's totals, breakdown and page come from one read
@@ -17,28 +25,36 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import itertools
 import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from proxy.billing.record import ModelUsage, UsageRecord, UsageReport, UsageTotals, from_row, to_row
-from proxy.billing.schema import COLUMN_LIST, INSERT, migrate
+from proxy.billing.schema import COLUMN_LIST, COLUMNS, insert_rows, migrate
 
 log = logging.getLogger("proxy.billing")
 
 FILENAME = "usage.sqlite3"
 # Rows per transaction at most; the rest wait for the next commit (which follows at once).
 MAX_BATCH = 512
+# Rows per INSERT statement at most (fewer if SQLite allows fewer parameters): a batch of up to
+# this many is one statement and one step of SQLite; the writer caches one statement per size.
+ROWS_PER_STATEMENT = 64
 # How long a connection waits for a lock another connection (or process) holds.
 BUSY_TIMEOUT_MS = 10_000
 READ_THREADS = 2
 
 T = TypeVar("T")
+# A queued record: its row, the future its caller awaits, and the loop that future belongs to.
 _Pending = tuple[tuple[Any, ...], asyncio.Future[None], asyncio.AbstractEventLoop]
+# What a record's caller learns: None once its row is committed, else the error.
+_Outcome = tuple[asyncio.Future[None], BaseException | None]
 
 _SUMS = ('COUNT(*), COALESCE(SUM(images), 0), COALESCE(SUM(input_tokens), 0), '
          'COALESCE(SUM(output_tokens), 0), COALESCE(SUM(total_tokens), 0), '
@@ -46,25 +62,46 @@ _SUMS = ('COUNT(*), COALESCE(SUM(images), 0), COALESCE(SUM(input_tokens), 0), '
 
 
 class LedgerClosed(RuntimeError):
-    pass
+    """The ledger is not running: not started yet, or closed."""
 
 
-def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if future.done():  # the caller was cancelled; its record is written all the same
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+@dataclass(frozen=True, slots=True)
+class LedgerStats:
+    """What the writer did since ``start``: how well group commit groups.
+
+    ``records / commits`` rows share one transaction (and its fsync) on average, and
+    ``(records + failed) / wakeups`` records share one wake-up of their event loop.
+    """
+
+    records: int = 0  # rows committed (their callers are told so)
+    failed: int = 0  # records whose caller was given the database's error
+    commits: int = 0  # transactions committed
+    wakeups: int = 0  # call_soon_threadsafe calls: one per batch and event loop
 
 
-def _notify(batch: list[_Pending], error: BaseException | None) -> None:
-    for _, future, loop in batch:
-        with contextlib.suppress(RuntimeError):  # that loop is already closed
-            loop.call_soon_threadsafe(_resolve, future, error)
+def _acknowledge(outcomes: Sequence[_Outcome]) -> None:
+    """On the event loop: resolve every future of one batch, in one callback."""
+    for future, error in outcomes:
+        if future.done():  # the caller was cancelled; its record is written all the same
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+
+def _row_specific(error: Exception) -> bool:
+    """Whether ``error`` may concern only some rows of a batch (a constraint, a value), so the
+    batch is worth retrying row by row. ``OperationalError`` concerns the database as a whole
+    (locked past the busy timeout, I/O error, disk full, read-only): every row would meet it
+    again, each after its own busy timeout."""
+    return not isinstance(error, sqlite3.OperationalError)
 
 
 class UsageLedger:
+    """The durable usage ledger (see the module docstring): ``start``, then ``record`` and
+    ``query`` from the event loop, then ``aclose``."""
+
     def __init__(self, data_dir: str | Path) -> None:
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / FILENAME
@@ -75,6 +112,9 @@ class UsageLedger:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open = False
+        # Written by the writer thread only; read through ``stats``.
+        self._records = self._failed = self._commits = self._wakeups = 0
+        self._rows_per_statement = 1
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -84,6 +124,7 @@ class UsageLedger:
             raise RuntimeError("the usage ledger is already started")
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._queue = queue.SimpleQueue()
+        self._records = self._failed = self._commits = self._wakeups = 0
         self._writer = threading.Thread(target=self._write_loop, args=(ready, self._queue),
                                         name="usage-ledger-writer", daemon=True)
         self._writer.start()
@@ -115,6 +156,12 @@ class UsageLedger:
         writer, self._writer = self._writer, None
         await asyncio.to_thread(writer.join)
 
+    @property
+    def stats(self) -> LedgerStats:
+        """What the writer did since ``start`` (a snapshot; the counters only grow)."""
+        return LedgerStats(records=self._records, failed=self._failed, commits=self._commits,
+                           wakeups=self._wakeups)
+
     async def __aenter__(self) -> UsageLedger:
         await self.start()
         return self
@@ -143,8 +190,9 @@ class UsageLedger:
         """Write ``rec``; once this returns it is committed and fsynced."""
         await self.record_nowait(rec)
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+    def _connect(self, *, cached_statements: int = 128) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                               cached_statements=cached_statements)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         return conn
 
@@ -152,7 +200,8 @@ class UsageLedger:
                     pending: queue.SimpleQueue[_Pending | None]) -> None:
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            conn = self._connect()
+            # Room for an INSERT of every size up to ROWS_PER_STATEMENT, and a few more.
+            conn = self._connect(cached_statements=ROWS_PER_STATEMENT + 32)
         except BaseException as exc:
             ready.set_exception(exc)
             return
@@ -164,6 +213,9 @@ class UsageLedger:
                 # FULL: each commit is fsynced, so an acknowledged record survives power loss.
                 conn.execute("PRAGMA synchronous = FULL")
                 migrate(conn)
+                self._rows_per_statement = max(1, min(
+                    ROWS_PER_STATEMENT,
+                    conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMNS)))
             except BaseException as exc:
                 ready.set_exception(exc)
                 return
@@ -174,9 +226,11 @@ class UsageLedger:
 
     def _drain(self, conn: sqlite3.Connection,
                pending: queue.SimpleQueue[_Pending | None]) -> None:
+        """Commit whatever is queued, batch after batch, until the ``None`` that ``aclose``
+        queues behind the last record."""
         stopping = False
         while not stopping:
-            first = pending.get()
+            first = pending.get()  # waits only while nothing is queued
             if first is None:
                 return
             batch = [first]
@@ -189,27 +243,52 @@ class UsageLedger:
                     stopping = True
                     break
                 batch.append(item)
-            self._write_batch(conn, batch)
+            self._notify(batch, self._write_batch(conn, batch))
 
-    def _write_batch(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
+    def _write_batch(self, conn: sqlite3.Connection,
+                     batch: list[_Pending]) -> list[BaseException | None]:
+        """Insert ``batch`` in one transaction; each record's error, None once committed."""
         try:
-            self._insert(conn, [row for row, _, _ in batch])
+            self._insert(conn, [row for row, _, _ in batch], self._rows_per_statement)
         except Exception as exc:
-            if len(batch) == 1:
-                log.error("usage ledger: could not write a record: %s", exc)
-                _notify(batch, exc)
-                return
+            if len(batch) == 1 or not _row_specific(exc):
+                log.error("usage ledger: could not write %d record(s): %s", len(batch), exc)
+                self._failed += len(batch)
+                return [exc] * len(batch)
             # One at a time, so a row the database refuses fails only its own caller.
-            for item in batch:
-                self._write_batch(conn, [item])
-            return
-        _notify(batch, None)
+            return [error for item in batch for error in self._write_batch(conn, [item])]
+        self._commits += 1
+        self._records += len(batch)
+        return [None] * len(batch)
+
+    def _notify(self, batch: list[_Pending], errors: list[BaseException | None]) -> None:
+        """Wake each event loop with records in ``batch`` once, to resolve all of them."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+        for (_, future, loop), error in zip(batch, errors, strict=True):
+            by_loop.setdefault(loop, []).append((future, error))
+        for loop, outcomes in by_loop.items():
+            self._wakeups += 1
+            with contextlib.suppress(RuntimeError):  # that loop is already closed
+                loop.call_soon_threadsafe(_acknowledge, outcomes)
 
     @staticmethod
-    def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]],
+                rows_per_statement: int) -> None:
+        """Insert ``rows`` in one transaction, committed (and fsynced) before this returns.
+
+        Up to ``rows_per_statement`` rows are one statement in autocommit mode, which is a
+        transaction of its own: one step of SQLite for the whole batch. More take a few
+        statements between BEGIN IMMEDIATE and COMMIT.
+        """
+        if len(rows) <= rows_per_statement:
+            conn.execute(insert_rows(len(rows)), list(itertools.chain.from_iterable(rows)))
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(INSERT, rows)
+            for start in range(0, len(rows), rows_per_statement):
+                chunk = rows[start:start + rows_per_statement]
+                conn.execute(insert_rows(len(chunk)),
+                             list(itertools.chain.from_iterable(chunk)))
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -245,7 +324,8 @@ class UsageLedger:
             raise ValueError("limit must be a positive integer")
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise ValueError("offset must be a non-negative integer")
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | float] = []
         if key is not None:
             where.append('"key" = ?')
             args.append(key)

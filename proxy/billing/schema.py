@@ -9,6 +9,7 @@ written with the wrong columns.
 from __future__ import annotations
 
 import sqlite3
+from functools import lru_cache
 
 # Every column of ``usage`` except the rowid, in the order ``record.to_row`` produces.
 COLUMNS = ("job_id", "key", "model", "provider", "kind", "n", "images", "size", "quality",
@@ -18,6 +19,17 @@ COLUMNS = ("job_id", "key", "model", "provider", "kind", "n", "images", "size", 
 # Quoted throughout: ``key`` and ``user`` are SQL keywords.
 COLUMN_LIST = ", ".join(f'"{c}"' for c in COLUMNS)
 INSERT = f"INSERT INTO usage ({COLUMN_LIST}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_ONE_ROW = f"({', '.join('?' * len(COLUMNS))})"
+
+
+@lru_cache(maxsize=256)
+def insert_rows(count: int) -> str:
+    """One INSERT of ``count`` rows (a multi-row VALUES; its parameters are the rows' values,
+    row after row). SQLite runs it in one step where ``executemany`` steps once per row, and
+    every step gives up the GIL and takes it back from the event loop."""
+    if count < 1:
+        raise ValueError("an INSERT needs at least one row")
+    return f"INSERT INTO usage ({COLUMN_LIST}) VALUES {', '.join([_ONE_ROW] * count)}"
 
 MIGRATIONS: list[list[str]] = [
     # 1: the ledger.
