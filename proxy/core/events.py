@@ -37,12 +37,19 @@ class PartialImage:
 
 @dataclass(frozen=True, slots=True)
 class Image:
-    """One finished image. Exactly one of ``b64_json`` and ``url`` is set."""
+    """One finished image. Exactly one of ``b64_json`` and ``url`` is set. A large image taken
+    straight from an upstream's JSON answer is ``bytes`` (ASCII base64, spliced into the
+    response as it is); otherwise a string."""
 
     index: int
-    b64_json: str | None = None
+    b64_json: str | bytes | None = None
     url: str | None = None
     revised_prompt: str | None = None
+
+
+def b64_text(b64: str | bytes | None) -> str | None:
+    """A base64 image as a string, for JSON built as a whole (SSE events, kept results)."""
+    return b64.decode("ascii") if isinstance(b64, bytes) else b64
 
 
 @dataclass(frozen=True, slots=True)

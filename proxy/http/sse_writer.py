@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from proxy.core.events import Completed, Event, Failed, Image, PartialImage, Usage
+from proxy.core.events import Completed, Event, Failed, Image, PartialImage, Usage, b64_text
 from proxy.jobs.job import Job
 from proxy.request.echo import requested_settings, resolved_settings
 from proxy.service.results import NO_IMAGE
@@ -56,7 +56,7 @@ async def sse_events(job: Job, first: Event, events: AsyncIterator[Event]) -> As
                 for image in sorted(finished, key=lambda i: i.index):
                     yield encode_event(f"{prefix}.completed", {
                         "type": f"{prefix}.completed",
-                        "b64_json": image.b64_json or "",
+                        "b64_json": b64_text(image.b64_json) or "",
                         "created_at": int(time.time()),
                         **settings,
                         "usage": usage,

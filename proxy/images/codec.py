@@ -72,7 +72,7 @@ def encode(image: PILImage.Image, output_format: str, compression: int | None) -
     return buffer.getvalue()
 
 
-def b64_complete(b64: str) -> bool:
+def b64_complete(b64: str | bytes) -> bool:
     """Whether base64 image data is whole, checked in constant time: a valid length, and the
     end marker of its format where the format has one (PNG's IEND chunk, JPEG's EOI marker,
     WebP's RIFF length). A truncated upstream answer fails this instead of reaching a client
@@ -90,6 +90,8 @@ def b64_complete(b64: str) -> bool:
     if kind == "jpeg":
         return tail.rstrip(b"\x00").endswith(b"\xff\xd9")
     if kind == "webp":
-        size = len(b64) // 4 * 3 - b64[-2:].count("=")
+        tail2 = b64[-2:]
+        pads = tail2.count(b"=") if isinstance(tail2, bytes) else tail2.count("=")
+        size = len(b64) // 4 * 3 - pads
         return int.from_bytes(head[4:8], "little") + 8 == size
     return True  # a format without an end marker: the length check is all there is

@@ -17,7 +17,7 @@ from urllib.parse import quote
 from proxy.auth import Key
 from proxy.billing.meter import UsageMeter
 from proxy.core.errors import GatewayError, invalid_param
-from proxy.core.events import Failed
+from proxy.core.events import Failed, b64_text
 from proxy.images.inputs import InputImage
 from proxy.jobs.job import Job
 from proxy.jobs.run import JobFinished, run_job
@@ -173,6 +173,9 @@ class ImageService:
         results = self.gateway.results
         try:
             body = await submission.result()
+            for item in body.get("data", []):
+                if "b64_json" in item:
+                    item["b64_json"] = b64_text(item["b64_json"])  # kept as JSON
             await results.put(submission.job.id, {"result": body})
         except GatewayError as error:
             await results.put(submission.job.id, error.body())

@@ -15,7 +15,7 @@ from proxy.core.errors import GatewayError
 from proxy.core.events import Failed
 from proxy.http.disconnect import CLIENT_CLOSED, ClientGone, ClientWatch
 from proxy.http.edit_body import load_images, read_body
-from proxy.http.responses import JSONBody, error_response
+from proxy.http.responses import ImagesBody, JSONBody, error_response
 from proxy.http.sse_writer import sse_events
 from proxy.jobs.job import parse_job_id
 from proxy.service.gateway import Gateway
@@ -79,7 +79,7 @@ async def _create(request: Request, *, edit_route: bool,
                                 f"/images/jobs/{job_id}",
                     "preference-applied": "respond-async"})
             if not submission.job.request.stream:
-                return JSONBody(await submission.result(), headers=submission.headers)
+                return ImagesBody(await submission.result(), headers=submission.headers)
             # The first event is awaited before committing to a 200 stream, so a request the
             # upstream refuses outright gets a real status code (the SDKs raise on it).
             events = submission.events()

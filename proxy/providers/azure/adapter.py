@@ -90,7 +90,8 @@ class AzureProvider(OpenAIProvider):
         known = self._refusal(status, error, message)
         return known or error_from_upstream(status, raw, headers, mid_stream=mid_stream)
 
-    async def _body_events(self, call: Call, body: Any) -> AsyncGenerator[Event, None]:
+    async def _body_events(self, call: Call, body: Any,
+                           lifted: dict[str, bytes]) -> AsyncGenerator[Event, None]:
         # A refusal can come as HTTP 200: ``{"created": …, "error": {"code": "contentFilter"}}``.
         if isinstance(body, dict) and not isinstance(body.get("data"), list):
             error = body.get("error")
@@ -99,7 +100,7 @@ class AzureProvider(OpenAIProvider):
                 raise self._refusal(200, error, message) or upstream_error(
                     f"Azure answered without images: {message}")
         # DALL-E's ``prompt_filter_results``/``content_filter_results`` annotations are dropped.
-        async for event in super()._body_events(call, body):
+        async for event in super()._body_events(call, body, lifted):
             yield event
 
     def _refusal(self, status: int, error: dict[str, Any], message: str) -> GatewayError | None:

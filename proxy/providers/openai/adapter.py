@@ -8,7 +8,7 @@ Adapters of other OpenAI-dialect upstreams (``azure``, ``xai``) subclass it and 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import orjson
@@ -19,6 +19,7 @@ from proxy.core.events import Completed, Event, Image, PartialImage, Progress
 from proxy.images.codec import b64_complete
 from proxy.providers.base import Call, Provider, ProviderSettings
 from proxy.providers.openai.errors import error_from_upstream, parse_usage
+from proxy.upstream.lifted import lift_images
 from proxy.upstream.sse import SSEDecoder
 
 _ECHOED = ("size", "quality", "background", "output_format")
@@ -35,6 +36,9 @@ class OpenAISettings(ProviderSettings):
 
 class OpenAIProvider(Provider):
     name = "openai"
+    # Large base64 images of a JSON answer pass through as bytes, never parsed (the writer
+    # splices them into the response); an adapter that transcodes them sets this False.
+    lifts_images: ClassVar[bool] = True
     settings_class = OpenAISettings
     settings: OpenAISettings
 
@@ -74,8 +78,9 @@ class OpenAIProvider(Provider):
                mid_stream: bool = False) -> GatewayError:
         return error_from_upstream(status, raw, headers, mid_stream=mid_stream)
 
-    async def _body_events(self, call: Call, body: Any) -> AsyncGenerator[Event, None]:
-        for event in events_from_body(body):
+    async def _body_events(self, call: Call, body: Any,
+                           lifted: dict[str, bytes]) -> AsyncGenerator[Event, None]:
+        for event in events_from_body(body, lifted):
             yield event
 
     async def generate(self, call: Call) -> AsyncGenerator[Event, None]:
@@ -102,9 +107,12 @@ class OpenAIProvider(Provider):
             raw = await response.content.read()
         # The connection is back in the pool before any post-processing of the images, and
         # the raw bytes are let go once parsed: a 16 MB answer is not held twice.
-        body = parse_json(raw)
+        if self.lifts_images:
+            body, lifted = parse_lifting(raw)
+        else:
+            body, lifted = parse_json(raw), {}
         del raw
-        async for event in self._body_events(call, body):
+        async for event in self._body_events(call, body, lifted):
             yield event
 
     async def _relay_stream(self, call: Call, content: Any) -> AsyncGenerator[Event, None]:
@@ -152,8 +160,9 @@ def edit_form(call: Call, payload: dict[str, Any]) -> aiohttp.FormData:
     return form
 
 
-def events_from_body(body: Any) -> list[Event]:
-    """The events of a parsed ``ImagesResponse``."""
+def events_from_body(body: Any, lifted: dict[str, bytes] | None = None) -> list[Event]:
+    """The events of a parsed ``ImagesResponse``; ``lifted`` holds the base64 images taken out
+    before parsing (``proxy.upstream.lifted``), by the marker left in their place."""
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
         raise invalid_response("a body without a 'data' list")
     events: list[Event] = []
@@ -161,9 +170,13 @@ def events_from_body(body: Any) -> list[Event]:
         if not isinstance(item, dict) or not (item.get("b64_json") or item.get("url")):
             raise invalid_response(f"image {index} without 'b64_json' or 'url'")
         b64 = item.get("b64_json")
+        if lifted and isinstance(b64, str) and b64 in lifted:
+            b64 = lifted[b64]
+        if isinstance(b64, bytes) and not b64_complete(b64):
+            raise invalid_response(f"image {index} truncated or corrupt")
         if isinstance(b64, str) and not b64.startswith("data:") and not b64_complete(b64):
             raise invalid_response(f"image {index} truncated or corrupt")
-        events.append(Image(index, b64_json=item.get("b64_json"), url=item.get("url"),
+        events.append(Image(index, b64_json=b64, url=item.get("url"),
                             revised_prompt=item.get("revised_prompt")))
     events.append(Completed(parse_usage(body.get("usage")), _resolved(body)))
     return events
@@ -171,6 +184,14 @@ def events_from_body(body: Any) -> list[Event]:
 
 def _resolved(data: dict[str, Any]) -> dict[str, str]:
     return {k: data[k] for k in _ECHOED if isinstance(data.get(k), str) and data[k] != "auto"}
+
+
+def parse_lifting(raw: bytes) -> tuple[Any, dict[str, bytes]]:
+    """:func:`parse_json` with the large base64 images lifted out as bytes."""
+    try:
+        return lift_images(raw)
+    except orjson.JSONDecodeError:
+        raise invalid_response("data that is not valid JSON") from None
 
 
 def parse_json(raw: bytes) -> Any:

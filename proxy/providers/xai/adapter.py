@@ -45,6 +45,7 @@ class XAISettings(ProviderSettings):
 
 class XAIProvider(OpenAIProvider):
     name = "xai"
+    lifts_images = False  # its JPEGs are transcoded to the format asked for
     settings_class = XAISettings
     settings: XAISettings
 
@@ -94,7 +95,8 @@ class XAIProvider(OpenAIProvider):
                                 code="unsupported_parameter")
         return error_from_upstream(status, raw, headers, mid_stream=mid_stream)
 
-    async def _body_events(self, call: Call, body: Any) -> AsyncGenerator[Event, None]:
+    async def _body_events(self, call: Call, body: Any,
+                           lifted: dict[str, bytes]) -> AsyncGenerator[Event, None]:
         if not isinstance(body, dict) or not isinstance(body.get("data"), list):
             raise invalid_response("a body without a 'data' list")
         request = call.request
