@@ -32,7 +32,7 @@ class PartialImage:
 
     index: int
     partial_index: int
-    b64_json: str
+    b64_json: str | bytes  # bytes: lifted from the upstream's JSON unparsed (see Image)
 
 
 @dataclass(frozen=True, slots=True)

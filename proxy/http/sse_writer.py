@@ -11,11 +11,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from proxy.core.events import Completed, Event, Failed, Image, PartialImage, Usage, b64_text
+from proxy.core.events import Completed, Event, Failed, Image, PartialImage, Usage
 from proxy.jobs.job import Job
 from proxy.request.echo import requested_settings, resolved_settings
 from proxy.service.results import NO_IMAGE
-from proxy.upstream.sse import encode_event
+from proxy.upstream.sse import encode_event, encode_image_event
 
 
 def error_event(error_body: dict[str, Any]) -> bytes:
@@ -36,13 +36,12 @@ async def sse_events(job: Job, first: Event, events: AsyncIterator[Event]) -> As
     try:
         async for event in all_events():
             if isinstance(event, PartialImage):
-                yield encode_event(f"{prefix}.partial_image", {
+                yield encode_image_event(f"{prefix}.partial_image", {
                     "type": f"{prefix}.partial_image",
-                    "b64_json": event.b64_json,
                     "created_at": int(time.time()),
                     **requested,
                     "partial_image_index": event.partial_index,
-                })
+                }, event.b64_json)
             elif isinstance(event, Image):
                 # Held until Completed brings the usage the completed event must carry.
                 finished.append(event)
@@ -54,13 +53,12 @@ async def sse_events(job: Job, first: Event, events: AsyncIterator[Event]) -> As
                 usage = (event.usage or Usage()).to_dict()
                 usage.pop("output_tokens_details", None)  # not part of the stream's ImagesUsage
                 for image in sorted(finished, key=lambda i: i.index):
-                    yield encode_event(f"{prefix}.completed", {
+                    yield encode_image_event(f"{prefix}.completed", {
                         "type": f"{prefix}.completed",
-                        "b64_json": b64_text(image.b64_json) or "",
                         "created_at": int(time.time()),
                         **settings,
                         "usage": usage,
-                    })
+                    }, image.b64_json or "")
                 return
             elif isinstance(event, Failed):
                 yield error_event(event.error.body())

@@ -121,6 +121,16 @@ def encode_event(event: str, payload: dict) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
+def encode_image_event(event: str, payload: dict, b64: str | bytes) -> bytes:
+    """:func:`encode_event` for a payload whose ``b64_json`` is ``b64``: bytes (pure base64,
+    nothing to escape) are spliced in as they are, never turned into a string first."""
+    if isinstance(b64, str):
+        return encode_event(event, {**payload, "b64_json": b64})
+    frame = encode_event(event, {**payload, "b64_json": ""})
+    at = frame.index(b'"b64_json":""') + len(b'"b64_json":"')
+    return b"".join((frame[:at], b64, frame[at:]))
+
+
 def encode_comment(text: str) -> bytes:
     """A comment line: keeps proxies from timing out, ignored by every SSE parser."""
     return b": " + text.encode() + b"\n\n"

@@ -120,7 +120,7 @@ class OpenAIProvider(Provider):
         expected = max(call.request.partial_images, 0) + 1
         async for chunk in content.iter_any():
             for message in decoder.feed(chunk):
-                data = parse_json(message.data)
+                data, lifted = parse_lifting(message.data)
                 if not isinstance(data, dict):
                     raise invalid_response("an SSE event whose data is not a JSON object")
                 if data.get("error"):
@@ -128,11 +128,11 @@ class OpenAIProvider(Provider):
                 kind = str(data.get("type") or message.event)
                 if kind.endswith(".partial_image"):
                     index = _int(data.get("partial_image_index"), "partial_image_index")
-                    yield PartialImage(0, index, _b64(data))
+                    yield PartialImage(0, index, _b64(data, lifted))
                     done = min(index + 1, expected - 1)
                     yield Progress(100.0 * done / expected, step=done, total_steps=expected)
                 elif kind.endswith(".completed"):
-                    yield Image(0, b64_json=_b64(data))
+                    yield Image(0, b64_json=_b64(data, lifted))
                     yield Completed(parse_usage(data.get("usage")), _resolved(data))
                     return
         raise upstream_error("The upstream stream ended before the image was completed.",
@@ -201,9 +201,11 @@ def parse_json(raw: bytes) -> Any:
         raise invalid_response("data that is not valid JSON") from None
 
 
-def _b64(data: dict[str, Any]) -> str:
-    value = data.get("b64_json")
-    if not isinstance(value, str) or not value:
+def _b64(data: dict[str, Any], lifted: dict[str, bytes]) -> str | bytes:
+    value: Any = data.get("b64_json")
+    if isinstance(value, str) and value in lifted:
+        value = lifted[value]
+    if not isinstance(value, (str, bytes)) or not value:
         raise invalid_response("an image event without 'b64_json'")
     if not b64_complete(value):
         raise invalid_response("a truncated or corrupt image")

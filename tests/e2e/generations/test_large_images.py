@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from tests.support.clients import sdk
+from tests.support.fakes import openai_upstream
 from tests.support.fakes.openai_upstream import API_KEY, FakeOpenAI
 from tests.support.stack import upstream_and_gateway
 
@@ -102,3 +103,16 @@ def test_emulated_stream_hosted_url_and_async_result_carry_it_too(stack) -> None
             break
         time.sleep(0.02)
     assert job["result"]["data"][0]["b64_json"] == BIG
+
+
+def test_a_relayed_stream_carries_large_partials_and_final_byte_for_byte(stack,
+                                                                        monkeypatch) -> None:
+    """A native stream whose partial and final images are large: each event's base64 is
+    lifted from the upstream event and spliced into ours unchanged."""
+    monkeypatch.setattr(openai_upstream, "png_b64", lambda *_: BIG)
+    events = list(sdk(stack.gateway).images.generate(model="big", prompt="p", stream=True,
+                                                     partial_images=2))
+    assert [e.type for e in events] == ["image_generation.partial_image"] * 2 + [
+        "image_generation.completed"]
+    assert all(e.b64_json == BIG for e in events)
+    assert events[-1].usage is not None and events[0].partial_image_index == 0

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from proxy.core.events import b64_text
 from proxy.http.responses import _spliced
 from proxy.upstream.lifted import LIFT_MIN, lift_images
+from proxy.upstream.sse import encode_image_event
 
 BIG = base64.b64encode(os.urandom(LIFT_MIN)).decode()
 
@@ -66,3 +67,10 @@ def test_spliced_answer_is_the_json_of_the_same_body(kinds, text) -> None:
     expected = {**body, "data": [{k: b64_text(v) if k == "b64_json" else v
                                   for k, v in item.items()} for item in data]}
     assert orjson.loads(b"".join(_spliced(body))) == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.dictionaries(st.sampled_from(["type", "size", "quality", "partial_image_index"]),
+                       st.one_of(st.text(max_size=20), st.integers(0, 2**31))))
+def test_an_image_event_with_bytes_is_the_event_with_the_string(payload) -> None:
+    assert encode_image_event("e", payload, BIG.encode()) == encode_image_event("e", payload, BIG)
