@@ -28,8 +28,7 @@ from proxy.http.routes.images import image_endpoints
 from proxy.http.routes.jobs import get_job
 from proxy.http.routes.models import get_model, list_models
 from proxy.http.routes.usage import get_usage
-from proxy.http.socket import ProgressNamespace
-from proxy.progress.hub import NAMESPACE
+from proxy.http.socket import ProcessManager, ProgressNamespace, RedisManager, watchers_here
 from proxy.service.gateway import Gateway
 from proxy.service.images import ImageService
 from proxy.storage import LocalImageStore
@@ -114,9 +113,8 @@ def create_app(config: GatewayConfig) -> ASGIApp:
     # Same-origin only unless origins are configured; /socket.io/ never passes through
     # Starlette's middleware, so CORS for it is set here.
     # With Redis, any process can emit to a subscriber connected to any other.
-    manager = (socketio.AsyncRedisManager(config.redis_url,
-                                          channel=f"{config.redis_prefix}:socketio")
-               if config.redis_url else None)
+    manager = (RedisManager(config.redis_url, channel=f"{config.redis_prefix}:socketio")
+               if config.redis_url else ProcessManager())
     sio = socketio.AsyncServer(
         async_mode="asgi",
         client_manager=manager,
@@ -126,10 +124,8 @@ def create_app(config: GatewayConfig) -> ASGIApp:
     )
     sio.register_namespace(ProgressNamespace(gateway.hub, gateway.keys,
                                              gateway.metrics.socket_clients))
-    gateway.hub.emitter = sio
-    if manager is None:
-        rooms = sio.manager.rooms
-        gateway.hub.watched = lambda room: bool(rooms.get(NAMESPACE, {}).get(room))
+    # Progress events go out only for watched jobs; who watches is in the server's rooms.
+    gateway.hub.attach(sio, watchers_here(sio))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

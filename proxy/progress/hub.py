@@ -1,4 +1,21 @@
-"""The progress hub: keeps each job's last snapshot and pushes every update to its watchers.
+"""The progress hub: knows the jobs running in this process and who watches them, answers
+"what is the state of job X", and sends a watched job's updates to its watchers.
+
+Cheap when nobody watches: most jobs are watched by nobody, so a job's tracker keeps its state
+to itself, and the hub writes only its first snapshot (which claims the id) and its last one to
+the store. Only a watched job builds ``progress`` events (and estimates, for a backend without
+signal). Watching is known
+
+* in this process, from the Socket.IO rooms (``local``): a subscribe here flips a running job
+  to watched at once;
+* in other processes (Redis), from watch marks in the store: a subscriber sets one, and the
+  owning process reads it when the job opens and then every ``sync_interval`` seconds.
+
+Reads are fresh on the owning process (the tracker's own state). Elsewhere they come from the
+store, where the owner rewrites a running job's snapshot about once a second when it changed
+(``refresh_seconds``): a running job read from another process may be up to about a second
+behind. Its first snapshot is stored before the job starts and its terminal one before anyone
+hears that the job ended, so a read is never wrong about a job having started or ended.
 
 Watchers join a Socket.IO room named after the job *and their own key*, so a client can
 subscribe to a job id before the job exists (the browser subscribes, then POSTs) and yet never
@@ -7,56 +24,204 @@ hear about another key's job that happens to use the same id.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from proxy.progress.latency import LatencyBook
+from proxy.progress.outbox import EVENT, NAMESPACE, Emitter, Outbox
 from proxy.progress.snapshot import JobSnapshot
 from proxy.progress.snapshots import SnapshotStore
 
-NAMESPACE = "/image-progress"
-EVENT = "progress"
+__all__ = ["EVENT", "NAMESPACE", "Emitter", "ProgressHub", "Tracked", "room_for"]
 
+log = logging.getLogger("proxy.progress")
 
-class Emitter(Protocol):
-    async def emit(self, event: str, data: Any, *, to: str, namespace: str) -> None: ...
+SYNC_INTERVAL = 0.5  # how often the owner asks a shared store who watches its running jobs
+REFRESH_SECONDS = 0.9  # at most this long (plus one sync) between rewrites of a running job
 
 
 def room_for(owner: str, job_id: str) -> str:
     return f"job:{owner}:{job_id}"
 
 
+class Tracked(Protocol):
+    """What the hub needs of a job's tracker (``tracker.JobTracker``)."""
+
+    job_id: str
+    owner: str
+    room: str
+    watched: bool
+    dirty: bool  # changed since its snapshot was last written to a shared store
+
+    @property
+    def terminal(self) -> bool: ...
+
+    @property
+    def snapshot(self) -> JobSnapshot: ...
+
+    def current(self) -> JobSnapshot:
+        """The snapshot as of now (an estimate brought up to date, where one is made)."""
+
+    def wire(self) -> dict[str, Any]:
+        """The ``progress`` payload of the current state."""
+
+    def watch(self) -> None: ...
+
+    def unwatch(self) -> None: ...
+
+
 class ProgressHub:
-    def __init__(self, store: SnapshotStore, latency: LatencyBook) -> None:
+    def __init__(self, store: SnapshotStore, latency: LatencyBook,
+                 sync_interval: float = SYNC_INTERVAL,
+                 refresh_seconds: float = REFRESH_SECONDS) -> None:
         self.store = store
         self.latency = latency
-        self.emitter: Emitter | None = None
-        # Whether a room has a watcher in this process; None when watchers may be elsewhere
-        # (Redis), so every update is emitted.
-        self.watched: Callable[[str], bool] | None = None
+        self.sync_interval = sync_interval
+        self.refresh_seconds = refresh_seconds
+        self.outbox = Outbox()
+        # Whether a room has a watcher connected to this process (the Socket.IO rooms).
+        self.local: Callable[[str], bool] = lambda room: False
+        # The jobs running here; weak, so a job dropped without ending cannot linger.
+        self._live: weakref.WeakValueDictionary[str, Tracked] = weakref.WeakValueDictionary()
+        # Rooms a subscriber here watches → when their mark in a shared store was last set.
+        self._marked: dict[str, float] = {}
+        self._sync_task: asyncio.Task[None] | None = None
+        self._writing: asyncio.Future[None] | None = None  # a sync's writes in flight
+        self._refreshed = -refresh_seconds  # when a sync last rewrote the changed snapshots
 
-    async def _emit(self, snapshot: JobSnapshot) -> None:
-        if self.emitter is None:
-            return
-        room = room_for(snapshot.owner, snapshot.job_id)
-        if self.watched is not None and not self.watched(room):
-            return  # most jobs are watched by nobody: no event to build
-        await self.emitter.emit(EVENT, snapshot.to_wire(), to=room, namespace=NAMESPACE)
+    def attach(self, emitter: Emitter, local: Callable[[str], bool]) -> None:
+        """Where events go (the Socket.IO server) and how to ask it about a room."""
+        self.outbox.emitter = emitter
+        self.local = local
 
-    async def create(self, snapshot: JobSnapshot) -> bool:
+    # ------------------------------------------------------------------ a job's life
+    async def open(self, tracker: Tracked) -> bool:
         """Register a new job; False when its id is already in use."""
-        if not await self.store.create(snapshot):
+        snapshot = tracker.snapshot
+        opened = await self.store.create(snapshot, tracker.room)
+        if not opened.created:
             return False
-        await self._emit(snapshot)
+        self._live[tracker.job_id] = tracker
+        if opened.watched or self.local(tracker.room):
+            tracker.watch()
+            self.outbox.push(tracker.room, tracker.wire())
+        self._keep_in_sync()
         return True
 
-    async def publish(self, snapshot: JobSnapshot) -> None:
-        await self.store.put(snapshot)
-        await self._emit(snapshot)
+    def publish(self, tracker: Tracked) -> None:
+        """A watched job changed: its watchers hear of it (soon, from the outbox)."""
+        if not self.store.shared and not self.local(tracker.room):
+            tracker.unwatch()  # its last watcher left
+            return
+        self.outbox.push(tracker.room, tracker.wire())
+
+    async def finish(self, tracker: Tracked) -> None:
+        """A job ended: its watchers hear it and its terminal snapshot is stored."""
+        tracker.dirty = False
+        snapshot = tracker.snapshot
+        try:
+            if tracker.watched:
+                self.publish(tracker)
+            if self._writing is not None:
+                # A sync is writing an older snapshot of this job: the terminal one goes after.
+                await asyncio.shield(self._writing)
+            await self.store.put(snapshot)
+        finally:
+            if self._live.get(tracker.job_id) is tracker:
+                del self._live[tracker.job_id]
+
+    # ------------------------------------------------------------------ watchers
+    async def watch(self, owner: str, job_id: str) -> None:
+        """A subscriber connected here joined the job's room (it may not have started yet)."""
+        room = room_for(owner, job_id)
+        if self.store.shared:
+            self._marked[room] = time.monotonic()
+            await self.store.sync((), (room,), ())
+            self._keep_in_sync()
+        tracker = self._live.get(job_id)
+        if tracker is not None and tracker.owner == owner:
+            tracker.watch()
+
+    # ------------------------------------------------------------------ reads
+    async def find(self, job_id: str) -> JobSnapshot | None:
+        """The job's snapshot, whoever owns it (for deciding whose room a subscriber joins)."""
+        tracker = self._live.get(job_id)
+        return tracker.snapshot if tracker is not None else await self.store.get(job_id)
 
     async def get(self, job_id: str, owner: str) -> JobSnapshot | None:
-        """The job's snapshot if ``owner`` may see it (another key's job reads as unknown)."""
-        snapshot = await self.store.get(job_id)
+        """The job's snapshot if ``owner`` may see it (another key's job reads as unknown):
+        current when the job runs here, else as last stored (a running job's may be up to
+        about a second behind; see the module's docstring)."""
+        tracker = self._live.get(job_id)
+        snapshot = tracker.current() if tracker is not None else await self.store.get(job_id)
         if snapshot is None or snapshot.owner != owner:
             return None
         return snapshot
+
+    # ------------------------------------------------------------------ shared store
+    def _keep_in_sync(self) -> None:
+        if self.store.shared and self._sync_task is None:
+            self._sync_task = asyncio.get_running_loop().create_task(self._sync_loop())
+
+    async def _sync_loop(self) -> None:
+        try:
+            while self._live or self._marked:
+                await asyncio.sleep(self.sync_interval)
+                try:
+                    await self.sync()
+                except Exception:  # Redis away for a moment: the next round tries again
+                    log.warning("progress sync with the store failed", exc_info=True)
+        finally:
+            self._sync_task = None
+
+    async def sync(self) -> None:
+        """One round trip to a shared store: rewrite the snapshots of running jobs that changed
+        (about once a second), renew the marks of rooms watched from here, and learn which
+        running jobs are watched."""
+        now = time.monotonic()
+        trackers = list(self._live.values())
+        changed = []
+        if now - self._refreshed >= self.refresh_seconds:
+            self._refreshed = now
+            changed = [tracker for tracker in trackers if tracker.dirty]
+        for tracker in changed:
+            tracker.dirty = False
+        renew = []
+        for room, marked_at in list(self._marked.items()):
+            if not self.local(room):
+                del self._marked[room]  # nobody here watches it any more: let it expire
+            elif now - marked_at >= self.store.watch_ttl / 3:
+                self._marked[room] = now
+                renew.append(room)
+        if not (changed or renew or trackers):
+            return
+        self._writing = writing = asyncio.get_running_loop().create_future()
+        try:
+            marked = await self.store.sync([t.snapshot for t in changed], renew,
+                                           [t.room for t in trackers])
+        except BaseException:
+            for tracker in changed:  # written next time
+                tracker.dirty = not tracker.terminal
+            raise
+        finally:
+            self._writing = None
+            writing.set_result(None)
+        for tracker, remote in zip(trackers, marked, strict=True):
+            if remote or self.local(tracker.room):
+                tracker.watch()
+            else:
+                tracker.unwatch()
+
+    async def aclose(self) -> None:
+        task, self._sync_task = self._sync_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.outbox.aclose()
+        await self.store.aclose()

@@ -1,98 +1,217 @@
-"""Where the last snapshot of every job is kept, for subscribe acks and plain-HTTP readers.
+"""Where job state shared between processes lives: the last snapshot of every job (for subscribe
+acks and plain-HTTP readers) and the marks saying that someone watches a job.
 
-One interface, two backends side by side: in memory (one process) and Redis (several
-processes or hosts; every key starts with the configured prefix). Snapshots
-outlive their job for ``retention`` seconds.
+One interface, two backends side by side, as python-socketio has for its managers: in memory
+(one process) and Redis (several processes or hosts; every key starts with the configured
+prefix). Snapshots outlive their job for ``retention`` seconds; a watch mark lives
+``watch_ttl`` seconds unless the process whose subscriber set it marks it again.
+
+The owning process does not write every update here: it writes a job's first snapshot (which
+also claims the id), its last (terminal) one, and, in a shared store, the latest one at most
+every half second while the job runs (see :class:`~proxy.progress.hub.ProgressHub`). Each of
+those is one round trip to Redis, pipelined with whatever else is due.
 """
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import time
-from typing import Protocol
+from collections.abc import Collection, Sequence
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 from redis.asyncio import Redis
 
 from proxy.progress.snapshot import JobSnapshot
 
+WATCH_TTL = 10.0
+
+
+class Opened(NamedTuple):
+    created: bool  # False: the job id is already taken
+    watched: bool  # a watch mark for the job's room exists (set by a subscriber, anywhere)
+
 
 class SnapshotStore(Protocol):
-    async def create(self, snapshot: JobSnapshot) -> bool:
-        """Store the first snapshot of a job; False if that job id is already taken."""
+    # True when other processes read and write it too (Redis): the owner then refreshes the
+    # snapshots of its running jobs there, and learns of watchers elsewhere through marks.
+    shared: bool
+    watch_ttl: float  # seconds a watch mark lives unless it is set again
+
+    async def create(self, snapshot: JobSnapshot, room: str) -> Opened:
+        """Store the first snapshot of a job unless its id is taken, and say whether its
+        ``room`` is marked as watched (one round trip)."""
 
     async def put(self, snapshot: JobSnapshot) -> None:
         """Replace a job's snapshot (and restart its retention clock)."""
 
     async def get(self, job_id: str) -> JobSnapshot | None: ...
 
+    async def sync(self, snapshots: Sequence[JobSnapshot], mark: Collection[str],
+                   check: Sequence[str]) -> list[bool]:
+        """One round trip: store ``snapshots``, mark the rooms in ``mark`` as watched (for
+        ``watch_ttl`` seconds), and say which rooms of ``check`` are marked."""
+
     async def aclose(self) -> None: ...
 
 
-class MemorySnapshotStore:
-    """A dict with expiry; expired entries are swept as new ones arrive."""
+class _Expiring:
+    """A dict whose entries expire; expired ones are swept as new ones arrive."""
 
-    def __init__(self, retention: float) -> None:
-        self.retention = retention
-        self._items: dict[str, tuple[float, JobSnapshot]] = {}
+    def __init__(self) -> None:
+        self.items: dict[str, tuple[float, object]] = {}
         self._expiry: list[tuple[float, str]] = []
 
-    def _sweep(self, now: float) -> None:
+    def sweep(self, now: float) -> None:
         while self._expiry and self._expiry[0][0] <= now:
-            _, job_id = heapq.heappop(self._expiry)
-            item = self._items.get(job_id)
+            _, key = heapq.heappop(self._expiry)
+            item = self.items.get(key)
             if item is not None and item[0] <= now:
-                del self._items[job_id]
+                del self.items[key]
 
-    def _store(self, snapshot: JobSnapshot, now: float) -> None:
-        expires = now + self.retention
-        self._items[snapshot.job_id] = (expires, snapshot)
-        heapq.heappush(self._expiry, (expires, snapshot.job_id))
+    def set(self, key: str, value: object, expires: float) -> None:
+        self.items[key] = (expires, value)
+        heapq.heappush(self._expiry, (expires, key))
 
-    async def create(self, snapshot: JobSnapshot) -> bool:
-        now = time.monotonic()
-        self._sweep(now)
-        if snapshot.job_id in self._items:
-            return False
-        self._store(snapshot, now)
-        return True
+    def get(self, key: str, now: float) -> object | None:
+        item = self.items.get(key)
+        return None if item is None or item[0] <= now else item[1]
 
-    async def put(self, snapshot: JobSnapshot) -> None:
-        now = time.monotonic()
-        self._sweep(now)
-        self._store(snapshot, now)
-
-    async def get(self, job_id: str) -> JobSnapshot | None:
-        now = time.monotonic()
-        item = self._items.get(job_id)
-        if item is None or item[0] <= now:
-            return None
-        return item[1]
-
-    async def aclose(self) -> None:
-        self._items.clear()
+    def clear(self) -> None:
+        self.items.clear()
         self._expiry.clear()
 
 
-class RedisSnapshotStore:
-    def __init__(self, redis: Redis, prefix: str, retention: float) -> None:
-        self.redis = redis
-        self.prefix = f"{prefix}:job:"
-        self.retention = max(1, round(retention))
+class MemorySnapshotStore:
+    """Two dicts with expiry, for one process (which knows its watchers without marks; they
+    are kept anyway, so both backends behave alike)."""
 
-    async def create(self, snapshot: JobSnapshot) -> bool:
-        stored = await self.redis.set(self.prefix + snapshot.job_id,
-                                      orjson.dumps(snapshot.to_store()), nx=True,
-                                      ex=self.retention)
-        return bool(stored)
+    shared = False
+
+    def __init__(self, retention: float, watch_ttl: float = WATCH_TTL) -> None:
+        self.retention = retention
+        self.watch_ttl = watch_ttl
+        self._jobs = _Expiring()
+        self._marks = _Expiring()
+
+    def _marked(self, room: str, now: float) -> bool:
+        return self._marks.get(room, now) is not None
+
+    async def create(self, snapshot: JobSnapshot, room: str) -> Opened:
+        now = time.monotonic()
+        self._jobs.sweep(now)
+        if self._jobs.get(snapshot.job_id, now) is not None:
+            return Opened(False, False)
+        self._jobs.set(snapshot.job_id, snapshot, now + self.retention)
+        return Opened(True, self._marked(room, now))
 
     async def put(self, snapshot: JobSnapshot) -> None:
-        await self.redis.set(self.prefix + snapshot.job_id, orjson.dumps(snapshot.to_store()),
-                             ex=self.retention)
+        now = time.monotonic()
+        self._jobs.sweep(now)
+        self._jobs.set(snapshot.job_id, snapshot, now + self.retention)
 
     async def get(self, job_id: str) -> JobSnapshot | None:
-        raw = await self.redis.get(self.prefix + job_id)
+        found = self._jobs.get(job_id, time.monotonic())
+        return found if isinstance(found, JobSnapshot) else None
+
+    async def sync(self, snapshots: Sequence[JobSnapshot], mark: Collection[str],
+                   check: Sequence[str]) -> list[bool]:
+        for snapshot in snapshots:
+            await self.put(snapshot)
+        now = time.monotonic()
+        self._marks.sweep(now)
+        for room in mark:
+            self._marks.set(room, True, now + self.watch_ttl)
+        return [self._marked(room, now) for room in check]
+
+    async def aclose(self) -> None:
+        self._jobs.clear()
+        self._marks.clear()
+
+
+class _Batch:
+    """Redis commands issued while the event loop goes once round its ready tasks are sent
+    together: one pipeline, one round trip (redis-py spends far more CPU per round trip than per
+    command, so jobs that start or end together share it)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+
+    async def run(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """The replies to ``commands`` (each one ``(name, *args)``), in order."""
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in commands]
+        if not self._pending:
+            loop.call_soon(self._flush)  # after the tasks ready now had their turn
+        self._pending.extend(zip(commands, futures, strict=True))
+        return [await future for future in futures]
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        asyncio.get_running_loop().create_task(self._send(batch))
+
+    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        try:
+            if len(batch) == 1:
+                replies = [await self.redis.execute_command(*batch[0][0])]
+            else:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for command, _ in batch:
+                        pipe.execute_command(*command)
+                    replies = await pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            replies = [exc] * len(batch)
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if future.done():  # its caller was cancelled
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+
+class RedisSnapshotStore:
+    """A job's snapshot is the JSON string at ``<prefix>:job:<id>``; a watch mark is the key
+    ``<prefix>:watch:<room>``. Both expire by themselves. Every command goes through one
+    :class:`_Batch`."""
+
+    shared = True
+
+    def __init__(self, redis: Redis, prefix: str, retention: float,
+                 watch_ttl: float = WATCH_TTL) -> None:
+        self.batch = _Batch(redis)
+        self.prefix = f"{prefix}:job:"
+        self.marks = f"{prefix}:watch:"
+        self.retention = max(1, round(retention))
+        self._mark_ex = max(1, round(watch_ttl))
+        self.watch_ttl = float(self._mark_ex)
+
+    def _set(self, snapshot: JobSnapshot) -> tuple[Any, ...]:
+        return ("SET", self.prefix + snapshot.job_id, orjson.dumps(snapshot.to_store()),
+                "EX", self.retention)
+
+    async def create(self, snapshot: JobSnapshot, room: str) -> Opened:
+        created, marked = await self.batch.run((*self._set(snapshot), "NX"),
+                                               ("EXISTS", self.marks + room))
+        return Opened(bool(created), bool(marked))
+
+    async def put(self, snapshot: JobSnapshot) -> None:
+        await self.batch.run(self._set(snapshot))
+
+    async def get(self, job_id: str) -> JobSnapshot | None:
+        (raw,) = await self.batch.run(("GET", self.prefix + job_id))
         return JobSnapshot.from_store(orjson.loads(raw)) if raw else None
+
+    async def sync(self, snapshots: Sequence[JobSnapshot], mark: Collection[str],
+                   check: Sequence[str]) -> list[bool]:
+        commands = [self._set(snapshot) for snapshot in snapshots]
+        commands += [("SET", self.marks + room, b"1", "EX", self._mark_ex) for room in mark]
+        if check:
+            commands.append(("MGET", *(self.marks + room for room in check)))
+        replies = await self.batch.run(*commands)
+        return [value is not None for value in replies[-1]] if check else []
 
     async def aclose(self) -> None:
         """The connection belongs to the gateway."""

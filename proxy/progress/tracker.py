@@ -2,22 +2,26 @@
 
 Status only moves forward (queued → running → succeeded | failed | cancelled), the percentage
 never goes backwards, ``seq`` grows by one per update, and the last update is terminal (100 on
-success). Where the provider gives no signal at all, a ticker publishes an estimate from the
+success). Where the provider gives no signal at all, the percentage is estimated from the
 model's recent latencies, marked ``estimated``.
+
+Cheap when nobody watches: an update only changes the tracker's own fields. Only while the job
+is watched does an update become a ``progress`` event (through the hub's outbox), and only then
+does a ticker publish an estimate every second; a read (a subscribe ack, an HTTP poll) brings
+the estimate up to date itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import math
 import time
 from typing import Any
 
 from proxy.core.events import Completed, Event, Failed, PartialImage, Progress
-from proxy.progress.hub import ProgressHub
-from proxy.progress.snapshot import JobSnapshot
+from proxy.progress.hub import ProgressHub, room_for
+from proxy.progress.snapshot import TERMINAL, WIRE_FIELDS, JobSnapshot
 
 TICK_SECONDS = 1.0
 
@@ -32,32 +36,69 @@ def estimate(elapsed: float, expected: float) -> tuple[float, float | None]:
 
 
 class JobTracker:
+    """One job's progress. Its state lives here (the hub reads it for this process); the
+    hub is told when the job opens, changes while watched, and ends."""
+
     def __init__(self, hub: ProgressHub, job_id: str, model: str, owner: str,
                  expected_seconds: float | None = None) -> None:
         self.hub = hub
+        self.job_id = job_id
+        self.owner = owner
+        self.room = room_for(owner, job_id)
+        self.watched = False
+        self.dirty = False  # changed since the hub last wrote it to a shared store
         now = time.time()
-        self.snapshot = JobSnapshot(job_id=job_id, seq=0, status="queued", percent=0.0,
-                                    model=model, created_at=now, updated_at=now, owner=owner)
+        self._fields: dict[str, Any] = JobSnapshot(
+            job_id=job_id, seq=0, status="queued", percent=0.0, model=model, created_at=now,
+            updated_at=now, owner=owner).to_store()
+        self._snapshot: JobSnapshot | None = None
         self._started = time.monotonic()
         self._running_since: float | None = None
         self._signal = False  # the provider reports real progress: no estimating
+        self._estimating = False  # between start_estimating and stop_estimating
         self._expected = hub.latency.expected(model, expected_seconds)
         self._ticker: asyncio.Task[None] | None = None
 
-    async def open(self) -> bool:
-        """Publish the queued snapshot; False if the job id is taken."""
-        return await self.hub.create(self.snapshot)
+    # ------------------------------------------------------------------ state
+    @property
+    def snapshot(self) -> JobSnapshot:
+        if self._snapshot is None:
+            self._snapshot = JobSnapshot(**self._fields)
+        return self._snapshot
 
-    async def _update(self, **changes: Any) -> None:
-        if self.snapshot.terminal:
-            return
+    def wire(self) -> dict[str, Any]:
+        """The ``progress`` payload of the current state."""
+        fields = self._fields
+        return {name: fields[name] for name in WIRE_FIELDS}
+
+    @property
+    def terminal(self) -> bool:
+        return self._fields["status"] in TERMINAL
+
+    def _apply(self, changes: dict[str, Any]) -> bool:
+        """Record an update; False (and nothing changes) once the job has ended."""
+        fields = self._fields
+        if fields["status"] in TERMINAL:
+            return False
         if "percent" in changes:
-            changes["percent"] = round(max(self.snapshot.percent, changes["percent"]), 2)
+            changes["percent"] = round(max(fields["percent"], changes["percent"]), 2)
         if changes.get("status") == "running" and self._running_since is None:
             self._running_since = time.monotonic()
-        self.snapshot = dataclasses.replace(
-            self.snapshot, seq=self.snapshot.seq + 1, updated_at=time.time(), **changes)
-        await self.hub.publish(self.snapshot)
+        fields.update(changes)
+        fields["seq"] += 1
+        fields["updated_at"] = time.time()
+        self._snapshot = None
+        self.dirty = True
+        return True
+
+    def _change(self, publish: bool = True, **changes: Any) -> None:
+        if self._apply(changes) and publish and self.watched:
+            self.hub.publish(self)
+
+    async def _end(self, **changes: Any) -> None:
+        if self._apply(changes):
+            self._stop_ticker()
+            await self.hub.finish(self)
 
     def _eta(self, percent: float) -> float | None:
         if self._running_since is None or percent <= 0 or percent >= 100:
@@ -65,44 +106,90 @@ class JobTracker:
         elapsed = time.monotonic() - self._running_since
         return round(elapsed * (100 - percent) / percent, 1)
 
+    # ------------------------------------------------------------------ events
+    async def open(self) -> bool:
+        """Register the job (queued); False if the job id is taken."""
+        return await self.hub.open(self)
+
     async def observe(self, event: Event) -> None:
         if isinstance(event, Progress):
-            queued = event.stage == "queued" and self.snapshot.status == "queued"
+            queued = event.stage == "queued" and self._fields["status"] == "queued"
             if event.percent > 0 or event.step:
                 self._signal = True
-            await self._update(
+            self._change(
                 status="queued" if queued else "running", percent=event.percent,
                 step=event.step, total_steps=event.total_steps,
-                eta_s=self._eta(max(self.snapshot.percent, event.percent)),
+                eta_s=self._eta(max(self._fields["percent"], event.percent)),
                 stage=event.stage, message=event.message, estimated=False)
-        elif isinstance(event, PartialImage) and self.snapshot.status == "queued":
-            await self._update(status="running")
+        elif isinstance(event, PartialImage) and self._fields["status"] == "queued":
+            self._change(status="running")
         elif isinstance(event, Completed):
-            self.hub.latency.record(self.snapshot.model, time.monotonic() - self._started)
-            await self._update(status="succeeded", percent=100.0, eta_s=0.0, estimated=False,
-                               step=self.snapshot.total_steps)
+            self.hub.latency.record(self._fields["model"], time.monotonic() - self._started)
+            await self._end(status="succeeded", percent=100.0, eta_s=0.0, estimated=False,
+                            step=self._fields["total_steps"])
         elif isinstance(event, Failed):
-            await self._update(status="failed", eta_s=None, error=event.error.body()["error"])
+            await self._end(status="failed", eta_s=None, error=event.error.body()["error"])
 
     async def cancelled(self, message: str = "The client went away before the job finished.") \
             -> None:
-        await self._update(status="cancelled", eta_s=None, message=message)
+        await self._end(status="cancelled", eta_s=None, message=message)
+
+    # ------------------------------------------------------------------ watching, estimates
+    def watch(self) -> None:
+        """Someone watches: updates become events, and estimates start where they are due."""
+        if self.watched or self.terminal:
+            return
+        self.watched = True
+        self._start_ticker()
+
+    def _start_ticker(self) -> None:
+        if self._estimating and not self._signal and (self._ticker is None
+                                                      or self._ticker.done()):
+            self._ticker = asyncio.get_running_loop().create_task(self._tick())
+
+    def unwatch(self) -> None:
+        """Nobody watches any more: updates stay here (the ticker stops at its next tick)."""
+        self.watched = False
+
+    def _estimate_due(self) -> bool:
+        return (self._estimating and not self._signal and not self.terminal
+                and time.monotonic() - self._started >= TICK_SECONDS)
+
+    def _estimate(self, publish: bool) -> None:
+        percent, eta = estimate(time.monotonic() - self._started, self._expected)
+        self._change(publish, status="running", percent=percent,
+                     eta_s=None if eta is None else round(eta, 1), estimated=True)
+
+    def current(self) -> JobSnapshot:
+        """The snapshot as of now: a due estimate is made first (recorded, not published;
+        watchers get the ticker's next one)."""
+        if self._estimate_due():
+            self._estimate(publish=False)
+        return self.snapshot
 
     async def _tick(self) -> None:
-        while not self.snapshot.terminal:
+        while self.watched and self._estimating and not self._signal and not self.terminal:
+            if self._estimate_due():
+                self._estimate(publish=True)
             await asyncio.sleep(TICK_SECONDS)
-            if self._signal or self.snapshot.terminal:
-                return
-            percent, eta = estimate(time.monotonic() - self._started, self._expected)
-            await self._update(status="running", percent=percent,
-                               eta_s=None if eta is None else round(eta, 1), estimated=True)
 
     def start_estimating(self) -> None:
-        self._ticker = asyncio.create_task(self._tick())
+        """The job runs: estimate its progress (while watched) until the provider reports
+        real progress or ``stop_estimating``."""
+        self._estimating = True
+        if self.watched:
+            self._start_ticker()
+
+    def _stop_ticker(self) -> asyncio.Task[None] | None:
+        self._estimating = False
+        ticker, self._ticker = self._ticker, None
+        if ticker is not None and ticker is not asyncio.current_task():
+            ticker.cancel()
+            return ticker
+        return None
 
     async def stop_estimating(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
+        ticker = self._stop_ticker()
+        if ticker is not None:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-            self._ticker = None
+                await ticker

@@ -158,7 +158,7 @@ class Gateway:
         await self.fetcher.aclose()
         await self.store.aclose()
         await self.models.aclose()
-        await self.hub.store.aclose()
+        await self.hub.aclose()  # its tasks, then its store
         await self.http.aclose()
         if self.redis is not None:
             await self.redis.aclose()

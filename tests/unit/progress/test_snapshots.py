@@ -1,0 +1,111 @@
+"""The snapshot stores, memory and Redis side by side: the id claim, reads, watch marks, and
+Redis commands of concurrent callers going out in one round trip."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from proxy.progress.snapshot import JobSnapshot
+from proxy.progress.snapshots import MemorySnapshotStore, RedisSnapshotStore, SnapshotStore
+from tests.unit.progress.conftest import REDIS_URL
+
+
+def snapshot(job_id: str, seq: int = 0, status: str = "queued", owner: str = "alice") \
+        -> JobSnapshot:
+    return JobSnapshot(job_id=job_id, seq=seq, status=status, percent=0.0, model="m",  # type: ignore[arg-type]
+                       created_at=1.0, updated_at=1.0, owner=owner)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[SnapshotStore]:
+    if request.param == "memory":
+        yield MemorySnapshotStore(retention=60, watch_ttl=1)
+        return
+    prefix = f"image-proxy-test-{uuid.uuid4().hex[:12]}"
+    client = aioredis.from_url(REDIS_URL)
+    try:
+        yield RedisSnapshotStore(client, prefix, retention=60, watch_ttl=1)
+    finally:
+        keys = [key async for key in client.scan_iter(f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+async def test_create_claims_the_id_once(store: SnapshotStore) -> None:
+    job = str(uuid.uuid4())
+    assert (await store.create(snapshot(job), f"job:alice:{job}")).created
+    assert not (await store.create(snapshot(job, owner="bob"), f"job:bob:{job}")).created
+    assert (await store.get(job)) == snapshot(job)  # the first one stays
+    await store.put(snapshot(job, seq=3, status="succeeded"))
+    stored = await store.get(job)
+    assert stored is not None and stored.seq == 3 and stored.owner == "alice"
+    assert await store.get(str(uuid.uuid4())) is None
+
+
+async def test_watch_marks_are_seen_at_create_and_expire(store: SnapshotStore) -> None:
+    watched, other = str(uuid.uuid4()), str(uuid.uuid4())
+    room = f"job:alice:{watched}"
+    assert await store.sync([], [room], [room, f"job:alice:{other}"]) == [True, False]
+    assert (await store.create(snapshot(watched), room)).watched
+    assert not (await store.create(snapshot(other), f"job:alice:{other}")).watched
+    # A mark is per room, so per key: bob's room for the same id is not marked.
+    assert await store.sync([], [], [f"job:bob:{watched}"]) == [False]
+    await asyncio.sleep(1.3)  # watch_ttl=1: nobody renewed it
+    assert await store.sync([], [], [room]) == [False]
+
+
+async def test_sync_writes_snapshots(store: SnapshotStore) -> None:
+    jobs = [str(uuid.uuid4()) for _ in range(3)]
+    assert await store.sync([snapshot(j, seq=5, status="running") for j in jobs], [], []) == []
+    assert [(await store.get(j)).seq for j in jobs] == [5, 5, 5]  # type: ignore[union-attr]
+
+
+async def test_redis_commands_of_concurrent_callers_share_a_round_trip(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    prefix = f"image-proxy-test-{uuid.uuid4().hex[:12]}"
+    client = aioredis.from_url(REDIS_URL)
+    store = RedisSnapshotStore(client, prefix, retention=60)
+    sizes: list[int] = []
+    send = store.batch._send
+
+    async def counting(batch):  # type: ignore[no-untyped-def]
+        sizes.append(len(batch))
+        await send(batch)
+
+    monkeypatch.setattr(store.batch, "_send", counting)
+    try:
+        jobs = [str(uuid.uuid4()) for _ in range(10)]
+        opened = await asyncio.gather(*(store.create(snapshot(j), f"job:alice:{j}")
+                                        for j in jobs))
+        assert all(o.created for o in opened)
+        assert sizes == [20], "ten creates (SET NX + EXISTS each): one pipeline"
+        await asyncio.gather(*(store.put(snapshot(j, seq=1, status="succeeded")) for j in jobs),
+                             store.get(jobs[0]))
+        assert sizes == [20, 11]
+        assert (await store.get(jobs[-1])).status == "succeeded"  # type: ignore[union-attr]
+        assert sizes[-1] == 1
+    finally:
+        keys = [key async for key in client.scan_iter(f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+async def test_a_failed_round_trip_fails_its_callers_only_once() -> None:
+    client = aioredis.from_url("redis://127.0.0.1:1/0")  # nothing listens there
+    store = RedisSnapshotStore(client, "image-proxy-test-down", retention=60)
+    try:
+        results = await asyncio.gather(store.get("a"), store.put(snapshot("b")),
+                                       return_exceptions=True)
+        assert all(isinstance(r, Exception) for r in results)
+        # The store still works for the next callers (nothing left pending).
+        assert isinstance((await asyncio.gather(store.get("c"), return_exceptions=True))[0],
+                          Exception)
+    finally:
+        await client.aclose()
