@@ -1,20 +1,23 @@
 """Benchmark the gateway against the fake upstream called directly and against a bare relay.
 
 What: in one run, on 127.0.0.1 only, starts a fake OpenAI upstream (pre-built answers: a ~4 KB
-image, n=4 x 4 MB, an SSE stream whose partial image carries its send time), a bare Starlette +
-aiohttp relay, and the gateway (``python -m proxy serve`` with an ``openai`` model pointing at
-the fake upstream, its usage ledger in a temporary data_dir, no keys). It measures each path side
-by side: small JSON at 1 and 16 connections (req/s, p50, p99); the 16 MB answer (latency added,
-and the relay's and gateway's peak RSS against the bytes in flight); the first partial image of a
-stream (upstream sent -> client has it); and one Socket.IO ``progress`` event fanned out to
-1,000 websocket subscribers. Prints one markdown table with the targets, met or missed.
+image, n=4 x 4 MB, an SSE stream whose partial image carries its send time, and long jobs of
+10-20 s), a bare Starlette + aiohttp relay, and the gateway (``python -m proxy serve`` with an
+``openai`` model pointing at the fake upstream, its usage ledger in a temporary data_dir, no
+keys). It measures each path side by side: small JSON at 1 and 16 connections (req/s, p50, p99);
+the 16 MB answer (latency added, and the relay's and gateway's peak RSS against the bytes in
+flight); the first partial image of a stream (upstream sent -> client has it); one Socket.IO
+``progress`` event fanned out to 1,000 websocket subscribers; Redis mode against memory mode,
+and ``--workers 2`` against 1 worker (``benchlib.redismode``); and thousands of concurrent long
+jobs, streamed and JSON, relay and gateway taking turns (``benchlib.longjobs``). Prints one
+markdown table with the targets, met or missed.
 
 Why: the gateway must do its work (auth, validation, routing, progress, usage) and stay near
 the floor a bare relay sets; these are the numbers that say whether it does.
 
-Usage: ``scripts/bench [--quick] [--json FILE] [--sio-clients N]``. Every server and worker is
-this file (or the gateway) in a subprocess; all are stopped on exit, Ctrl-C, SIGTERM or error,
-and the whole run is cut off at a hard time limit.
+Usage: ``scripts/bench [--quick] [--only SECTIONS] [--json FILE] [--sio-clients N]``. Every
+server and worker is this file (or the gateway, or redis-server) in a subprocess; all are stopped
+on exit, Ctrl-C, SIGTERM or error, and the whole run is cut off at a hard time limit.
 """
 
 from __future__ import annotations
@@ -22,8 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
-import json
 import os
 import shutil
 import signal
@@ -37,17 +38,21 @@ from typing import Any
 
 import aiohttp
 import orjson
-from benchlib import fanout, payloads, report, servers
+from benchlib import fanout, longclient, payloads, peer, report, runinfo, servers
 from benchlib.fleet import (
     Fleet,
     LoadMeter,
     PeakSampler,
     free_port,
     memory,
+    raise_nofile,
     reset_peak,
     wait_ready,
 )
+from benchlib.gateway import gateway_config, spawn_gateway
 from benchlib.load import LoadResult, combine, log, measure, one_stream, pct, sse_latencies
+from benchlib.longjobs import LongJobs
+from benchlib.redismode import measure_redis
 
 SCRIPT = os.path.abspath(__file__)
 ROOT = os.path.dirname(os.path.dirname(SCRIPT))
@@ -58,30 +63,19 @@ SSE_BIG_RAW = 1_179_648  # -> ~1.5 MB of base64: a real 1024x1024 partial PNG's 
 
 PLANS: dict[str, dict[str, Any]] = {
     # small_n and large (connections, requests) are per round; every path runs each round.
+    # long_bursts: (kind, concurrent jobs), each run by the relay, then the gateway.
     "full": {"rounds": 3, "small_n": 1500, "small_conns": (1, 16), "large": ((1, 16), (4, 20)),
-             "sse_n": 60, "sio_clients": 1000, "sio_procs": 4, "hard_limit": 295.0},
+             "sse_n": 60, "sio_clients": 1000, "sio_procs": 4, "redis_n": 1500,
+             "long_bursts": (("sse", 500), ("sse", 1000), ("sse", 2000), ("json", 2000)),
+             "long_seconds": (10.0, 20.0), "long_cap": 60.0, "long_after": 60.0,
+             "long_ramp": 1.0, "long_seed": 15, "long_quiet_wait": 30.0, "hard_limit": 780.0},
     "quick": {"rounds": 1, "small_n": 300, "small_conns": (1, 16), "large": ((1, 8), (4, 8)),
-              "sse_n": 10, "sio_clients": 100, "sio_procs": 1, "hard_limit": 58.0},
+              "sse_n": 10, "sio_clients": 100, "sio_procs": 1, "redis_n": 300,
+              "long_bursts": (("sse", 200), ("sse", 500), ("json", 500)),
+              "long_seconds": (3.0, 6.0), "long_cap": 30.0, "long_after": 10.0,
+              "long_ramp": 1.0, "long_seed": 15, "long_quiet_wait": 10.0, "hard_limit": 170.0},
 }
-
-
-def gateway_config(tmp: Path, port: int, upstream_port: int) -> Path:
-    """The gateway's configuration: one openai model in front of the fake upstream."""
-    path = tmp / "gateway.yaml"
-    path.write_text(f"""\
-server:
-  host: {HOST}
-  port: {port}
-  shutdown_grace: 1
-data_dir: {json.dumps(str(tmp / "data"))}
-models:
-  - name: {payloads.MODEL}
-    provider: openai
-    upstream_model: gpt-image-1
-    base_url: "http://{HOST}:{upstream_port}/v1"
-    api_key: sk-bench-not-a-real-key
-""")
-    return path
+SECTIONS = ("small", "large", "sse", "fanout", "litellm", "redis", "long")
 
 
 class Bench:
@@ -103,29 +97,36 @@ class Bench:
 
     # -------------------------------------------------------------------------- servers
     def start_servers(self) -> None:
-        small = payloads.request_body()
-        up_port, relay_port, gw_port = free_port(), free_port(), free_port()
-        route = servers.ROUTE
+        up_port = free_port()
         up = self.fleet.spawn("fake upstream", [sys.executable, SCRIPT, "--serve", "upstream",
                                                 "--port", str(up_port)])
-        self.urls["direct"] = f"http://{HOST}:{up_port}{route}"
-        self.run_async(wait_ready(up, self.urls["direct"], body=small))
-        relay = self.fleet.spawn("bare relay", [
-            sys.executable, SCRIPT, "--serve", "relay", "--port", str(relay_port),
-            "--upstream", self.urls["direct"]])
-        self.urls["relay"] = f"http://{HOST}:{relay_port}{route}"
-        self.run_async(wait_ready(relay, self.urls["relay"], body=small))
-        config = gateway_config(self.tmp, gw_port, up_port)
-        gateway = self.fleet.spawn("gateway", [
-            sys.executable, "-m", "proxy", "serve", "--config", str(config),
-            "--port", str(gw_port), "--log-level", "warning"], cwd=ROOT)
-        self.urls["gateway_base"] = f"http://{HOST}:{gw_port}"
-        self.urls["gateway"] = f"http://{HOST}:{gw_port}{route}"
-        self.run_async(wait_ready(gateway, f"{self.urls['gateway_base']}/healthz", timeout=60))
+        self.urls["direct"] = f"http://{HOST}:{up_port}{servers.ROUTE}"
+        self.run_async(wait_ready(up, self.urls["direct"], body=payloads.request_body()))
+        self.upstream = (up.pid, up_port)
+        relay, self.urls["relay"] = self.run_async(self.spawn_path("relay", "bare relay"))
+        gateway, self.urls["gateway"] = self.run_async(self.spawn_path("gateway", "gateway"))
+        self.urls["gateway_base"] = self.urls["gateway"].removesuffix(servers.ROUTE)
         self.pids = {"relay": relay.pid, "gateway": gateway.pid}  # RSS is tracked for these
         self.cpu_pids = {"direct": up.pid, **self.pids}  # CPU per request for all three
         self.run_async(self.preflight())
-        log(f"servers up: upstream :{up_port}, relay :{relay_port}, gateway :{gw_port}")
+        log(f"servers up: upstream {self.urls['direct']}, relay {self.urls['relay']}, "
+            f"gateway {self.urls['gateway']}")
+
+    async def spawn_path(self, path: str, name: str) -> tuple[subprocess.Popen[bytes], str]:
+        """A relay or a gateway (``name`` also names its config) in front of the upstream,
+        answering; and its URL."""
+        port = free_port()
+        url = f"http://{HOST}:{port}{servers.ROUTE}"
+        if path == "relay":
+            proc = self.fleet.spawn(name, [sys.executable, SCRIPT, "--serve", "relay", "--port",
+                                           str(port), "--upstream", self.urls["direct"]])
+            await wait_ready(proc, url, body=payloads.request_body())
+        else:
+            config = gateway_config(self.tmp, name.replace(" ", "-"), port, self.upstream[1])
+            self.results.setdefault("code", {})[name] = runinfo.code_version(ROOT)
+            proc = spawn_gateway(self.fleet, ROOT, name, config, port)
+            await wait_ready(proc, f"http://{HOST}:{port}/healthz", timeout=60)
+        return proc, url
 
     async def preflight(self) -> None:
         """Each path answers what it should before anything is timed."""
@@ -240,50 +241,42 @@ class Bench:
                 f"  p50={row['p50_ms']:.1f}ms p99={row['p99_ms']:.1f}ms max={row['max_ms']:.1f}ms")
 
     def litellm_peer(self) -> None:
-        """Optional: LiteLLM's proxy in front of the same upstream, when it is installed."""
-        if importlib.util.find_spec("litellm") is None:
-            self.notes.append(("LiteLLM proxy (peer)", "skipped: litellm is not importable"))
-            return
-        port = free_port()
-        config = self.tmp / "litellm.yaml"
-        upstream_base = self.urls["direct"].rsplit("/images/", 1)[0]
-        config.write_text(f"""\
-model_list:
-  - model_name: {payloads.MODEL}
-    litellm_params:
-      model: openai/gpt-image-1
-      api_base: {upstream_base}
-      api_key: sk-bench-not-a-real-key
-""")
-        proc = self.fleet.spawn("litellm", [sys.executable, "-m", "litellm.proxy.proxy_cli",
-                                            "--config", str(config), "--host", HOST,
-                                            "--port", str(port)],
-                                stdout=subprocess.DEVNULL)
-        url = f"http://{HOST}:{port}/v1/images/generations"
-        try:
-            self.run_async(wait_ready(proc, f"http://{HOST}:{port}/health/liveliness",
-                                      timeout=90))
-            res = self.run_async(measure("litellm", "peer", url, 16, 300,
-                                         payloads.request_body()))
-            self.notes.append(("LiteLLM proxy (peer), small JSON, 16 conns",
-                               f"{res.req_s:,.0f} req/s, p50 {res.p50_ms:.1f} ms, "
-                               f"p99 {res.p99_ms:.1f} ms, {res.errors} errors"))
+        res = self.run_async(peer.measure_litellm(self.fleet, self.tmp, self.urls["direct"],
+                                                  self.notes))
+        if res is not None:
             self.loads.append(res)
+
+    def redis_mode(self) -> None:
+        try:
+            self.results["redis"] = self.run_async(measure_redis(
+                self.fleet, ROOT, self.tmp, self.upstream[1], self.plan,
+                self.results.setdefault("code", {})))
         except RuntimeError as exc:
-            self.notes.append(("LiteLLM proxy (peer)", f"skipped: {exc}"))
-        finally:
-            self.fleet.stop(proc)
+            self.results["redis"] = {"error": str(exc)}
+            log(f"  Redis mode failed: {exc}")
+
+    def long_jobs(self) -> None:
+        up_pid, up_port = self.upstream
+        runner = LongJobs(self.fleet, SCRIPT, self.spawn_path, up_pid,
+                          f"http://{HOST}:{up_port}/stats", self.tmp, self.plan)
+        self.results["long"] = runner.out  # filled burst by burst: an aborted run shows some
+        self.run_async(runner.run())
 
     # -------------------------------------------------------------------------- run
-    def run(self, started: float) -> dict[str, Any]:
+    def run(self, started: float) -> None:
         meter = LoadMeter(self.fleet)
         self.start_servers()
-        phases = [("small JSON", self.small_json), ("16 MB answers", self.large_payload),
-                  ("SSE first partial", self.sse), ("Socket.IO fan-out", None),
-                  ("LiteLLM peer", self.litellm_peer)]
+        phases = [("small", "small JSON", self.small_json),
+                  ("large", "16 MB answers", self.large_payload),
+                  ("sse", "SSE first partial", self.sse), ("fanout", "Socket.IO fan-out", None),
+                  ("litellm", "LiteLLM peer", self.litellm_peer),
+                  ("redis", "Redis mode, --workers 2", self.redis_mode),
+                  ("long", "long jobs", self.long_jobs)]
         meter.lap()
         machine_load = self.results["machine_load"] = {}
-        for name, phase in phases:
+        for section, name, phase in phases:
+            if section not in self.args.only:
+                continue
             log(f"{name} ...")
             self.fleet.check_alive()
             if phase is None:
@@ -294,34 +287,12 @@ model_list:
             log(f"  ({lap['seconds']:.0f}s; cores busy {lap['busy_cores']:.2f} of "
                 f"{os.cpu_count()}: this benchmark {lap['ours_cores']:.2f}, others "
                 f"{lap['others_cores']:.2f}, steal {lap['steal_cores']:.2f})")
-        self.results["loads"] = [asdict(r) for r in self.loads]
-        return self.results
-
-
-def machine() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
-        model = next((line.split(":", 1)[1].strip() for line in cpuinfo
-                      if line.startswith("model name")), "")
-    return {"cpus": os.cpu_count(), "cpu_model": model, "loadavg": os.getloadavg(),
-            "python": sys.version.split()[0], "aiohttp": aiohttp.__version__, **tree_state()}
-
-
-def tree_state() -> dict[str, Any]:
-    """Which gateway code was measured: the commit, and uncommitted files under proxy/."""
-    def git(*argv: str) -> str:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
-        return ""
-
-    changed = [line[3:] for line in git("status", "--porcelain", "--", "proxy").splitlines()]
-    return {"commit": git("rev-parse", "--short", "HEAD"), "proxy_uncommitted": changed}
 
 
 def run_bench(args: argparse.Namespace) -> int:
     import uvloop
 
+    raise_nofile()
     started = time.perf_counter()
     plan = PLANS["quick" if args.quick else "full"]
     loop = uvloop.new_event_loop()  # one loop, driven phase by phase
@@ -337,13 +308,16 @@ def run_bench(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="image-proxy-bench-"))
     bench = Bench(loop, args, tmp)
     load_before = os.getloadavg()
+    aborted = ""
     try:
-        results = bench.run(started)
+        bench.run(started)
     except BaseException:
-        if caught:
-            log(f"benchmark aborted: {caught[0]}")
-            return 130 if caught[0] == "SIGINT" else 1
-        raise
+        if not caught:
+            raise
+        aborted = caught[0]
+        log(f"benchmark aborted: {aborted}")
+        if aborted == "SIGINT":
+            return 130
     finally:
         bench.fleet.stop_all()
         if pending := asyncio.all_tasks(loop):
@@ -353,30 +327,22 @@ def run_bench(args: argparse.Namespace) -> int:
                 loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    total = time.perf_counter() - started
+    results = bench.results
+    results["loads"] = [asdict(r) for r in bench.loads]
     print(report.build_table(results))
-    info = machine()
-    load = info["loadavg"]
-    laps = results.get("machine_load", {})
-    others = ", ".join(f"{name} {lap['others_cores']:.2f}" for name, lap in laps.items()
-                       if lap["seconds"] >= 1)
-    print(f"\n{info['cpus']} CPUs ({info['cpu_model']}), loadavg {load_before[0]:.2f} before / "
-          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} after, Python {info['python']}, "
-          f"{'quick' if args.quick else 'full'} run, total {total:.0f}s.\n"
-          f"Cores used by other work on this machine while each phase ran: {others}.")
-    if args.json:
-        meta = {**info, "loadavg_before": load_before, "quick": args.quick,
-                "seconds": round(total, 1), "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
-        with open(args.json, "w") as out:
-            json.dump({"meta": meta, **results}, out, indent=2)
-    return 0
+    runinfo.footer(ROOT, results, load_before, args.quick, time.perf_counter() - started,
+                   args.json, aborted)
+    return 1 if aborted else 0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="a smoke run under a minute (fewer requests, 100 subscribers)")
+                    help="a smoke run under two minutes (fewer requests, 100 subscribers, "
+                         "200/500 long jobs of 3-6 s)")
     ap.add_argument("--json", metavar="FILE", help="also dump the raw numbers as JSON")
+    ap.add_argument("--only", default=",".join(SECTIONS),
+                    help=f"comma-separated sections to run, of: {','.join(SECTIONS)}")
     ap.add_argument("--sio-clients", type=int, default=0,
                     help="Socket.IO subscribers (default 1,000; --quick 100)")
     ap.add_argument("--sio-procs", type=int, default=0,
@@ -391,7 +357,20 @@ def main() -> None:
     ap.add_argument("--job-id", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--deadline", type=float, default=120.0, help=argparse.SUPPRESS)
+    ap.add_argument("--long-worker", action="store_true", help=argparse.SUPPRESS)
+    for name in ("kind", "tag", "go"):
+        ap.add_argument(f"--{name}", help=argparse.SUPPRESS)
+    for name in ("first", "count", "n", "seed"):
+        ap.add_argument(f"--{name}", type=int, help=argparse.SUPPRESS)
+    for name in ("low", "high", "ramp", "cap"):
+        ap.add_argument(f"--{name}", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.long_worker:
+        longclient.worker_main(args)
+        return
+    args.only = {name.strip() for name in args.only.split(",") if name.strip()}
+    if unknown := args.only - set(SECTIONS):
+        ap.error(f"--only: unknown sections {sorted(unknown)}; known: {', '.join(SECTIONS)}")
     if args.serve:
         servers.serve(args.serve, args.port, args.upstream)
         return

@@ -2,8 +2,10 @@
 waited for (bounded), stopped newest first on exit, error, Ctrl-C or SIGTERM.
 
 Children run in their own session (a terminal's Ctrl-C reaches only the benchmark, which then
-stops them in order) and get SIGTERM from the kernel if the benchmark dies without cleaning up
-(``PR_SET_PDEATHSIG``, Linux).
+stops them in order), get SIGTERM from the kernel if the benchmark dies without cleaning up
+(``PR_SET_PDEATHSIG``, Linux), and start with their open-file soft limit raised to the hard limit
+(thousands of concurrent connections per process). A child's own children (``--workers 2``) are
+in its process group, which is killed once the child has exited, should any be left.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -28,9 +31,21 @@ STOP_TIMEOUT_S = 5.0
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # runs in the child, between fork and exec
+def raise_nofile() -> int:
+    """Raise this process's soft open-file limit to its hard limit; the soft limit after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return soft
+
+
+def _child_setup() -> None:  # runs in the child, between fork and exec
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    with contextlib.suppress(Exception):
+        raise_nofile()
 
 
 def free_port() -> int:
@@ -49,12 +64,13 @@ class Fleet:
         """Start a child (its stdout discarded: ours carries only the table; stderr is kept)."""
         proc = subprocess.Popen(list(argv), cwd=cwd, stdout=stdout, stdin=subprocess.DEVNULL,
                                 start_new_session=True,
-                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                                preexec_fn=_child_setup if sys.platform == "linux" else None)
         self.procs.append((name, proc))
         return proc
 
     def stop(self, proc: subprocess.Popen[bytes]) -> None:
-        """Terminate, then kill after STOP_TIMEOUT_S; forget it."""
+        """Terminate, then kill after STOP_TIMEOUT_S; then whatever is left of its process
+        group (its session, started for it alone); forget it."""
         if proc.poll() is None:
             proc.terminate()
         try:
@@ -62,6 +78,11 @@ class Fleet:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=STOP_TIMEOUT_S)
+        finally:
+            # Linux never hands out a pid still in use as a process group id, so this group is
+            # the child's own (start_new_session) as long as any member of it is alive.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
         self.procs = [(n, p) for n, p in self.procs if p is not proc]
 
     def stop_all(self) -> None:
@@ -108,11 +129,50 @@ def memory(pid: int) -> dict[str, int]:
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (all its threads), in seconds."""
+def _stat(pid: int) -> list[str]:
     with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return stat.read().rsplit(")", 1)[1].split()  # fields from 3 (state) on
+
+
+def cpu_seconds(pid: int, *, reaped: bool = False) -> float:
+    """User + system CPU time a process has used so far (all its threads), in seconds; with
+    ``reaped``, plus that of its children it has waited for."""
+    fields = _stat(pid)
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def minor_faults(pid: int) -> int:
+    """Minor page faults a process has taken so far (each fresh page of a large allocation)."""
+    return int(_stat(pid)[7])
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (children, their children ...), from /proc."""
+    parent: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parent.setdefault(int(_stat(int(entry))[1]), []).append(int(entry))
+    out: list[int] = []
+    todo = [pid]
+    while todo and len(out) < 10_000:
+        for child in parent.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and of every process below it, alive or reaped by it (a
+    ``--workers N`` server: the supervisor and its workers)."""
+    total = 0.0
+    for member in (pid, *descendants(pid)):
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(member, reaped=True)
+    return total
 
 
 def reset_peak(pid: int) -> bool:
@@ -151,8 +211,8 @@ class PeakSampler:
 # ------------------------------------------------------------------------------ machine load
 class LoadMeter:
     """How busy the machine was during a phase, and how much of that was this benchmark (this
-    process, every child alive, every child already reaped): the rest is other people's work
-    on the same cores, which is what makes a shared machine's numbers move."""
+    process, every process below it alive, every one already reaped): the rest is other
+    people's work on the same cores, which is what makes a shared machine's numbers move."""
 
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
@@ -166,9 +226,11 @@ class LoadMeter:
         busy = sum(fields[:8]) - idle  # guest time is already inside user
         mine = os.times()
         ours = mine.user + mine.system + mine.children_user + mine.children_system
-        for _, proc in self.fleet.procs:
+        # A live descendant's own time plus that of the children it reaped: each CPU second
+        # is counted once, whether its process is alive, reaped by a child, or reaped by us.
+        for pid in descendants(os.getpid()):
             with contextlib.suppress(OSError):
-                ours += cpu_seconds(proc.pid)
+                ours += cpu_seconds(pid, reaped=True)
         tick = os.sysconf("SC_CLK_TCK")
         return time.monotonic(), busy / tick, steal / tick, ours
 

@@ -10,6 +10,7 @@ import asyncio
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,9 +58,10 @@ def combine(rounds: list[LoadResult]) -> LoadResult:
                      round(pct(lat, 0.50), 3), round(pct(lat, 0.99), 3),
                      round(sum(lat) / len(lat), 3), latencies_ms=lat)
     res.extra["rounds_req_s"] = [r.req_s for r in rounds]
-    cpu = [r.extra["cpu_ms_per_req"] for r in rounds if "cpu_ms_per_req" in r.extra]
-    if cpu:
-        res.extra["cpu_ms_per_req"] = round(statistics.median(cpu), 3)
+    for key in first.extra:  # CPU per request, cores used ...: the median round's
+        values = [r.extra.get(key) for r in rounds]
+        if all(isinstance(v, int | float) for v in values):
+            res.extra[key] = round(statistics.median(values), 3)
     return res
 
 
@@ -94,19 +96,29 @@ async def run_load(url: str, conns: int, n: int, body: bytes,
 
 
 async def measure(path: str, group: str, url: str, conns: int, n: int, body: bytes,
-                  warmup: int | None = None, server_pid: int | None = None) -> LoadResult:
+                  warmup: int | None = None, server_pid: int | None = None,
+                  cpu_meters: dict[str, Callable[[], float]] | None = None) -> LoadResult:
     """Warm up, then time ``n`` requests; with ``server_pid``, also the CPU the server process
-    spent per request (all its threads: the gateway's ledger writer included)."""
+    spent per request (all its threads: the gateway's ledger writer included). ``cpu_meters``
+    name other CPU-seconds readings (``server`` replaces ``server_pid``'s): each gives
+    ``cpu_ms_per_req[_name]`` and ``cores[_name]``, the cores it used while the run lasted."""
     await run_load(url, conns, warmup if warmup is not None else max(conns * 2, n // 10), body)
-    cpu0 = cpu_seconds(server_pid) if server_pid else 0.0
+    meters = dict(cpu_meters or {})
+    if server_pid and "server" not in meters:
+        meters["server"] = lambda: cpu_seconds(server_pid)
+    cpu0 = {name: read() for name, read in meters.items()}
     lat, errors, secs = await run_load(url, conns, n, body)
     res = LoadResult(path, group, conns, n, errors, round(secs, 3), round(n / secs, 1),
                      round(pct(lat, 0.50) * 1e3, 3), round(pct(lat, 0.99) * 1e3, 3),
                      round(sum(lat) / n * 1e3, 3), latencies_ms=[round(v * 1e3, 3) for v in lat])
-    if server_pid:
-        res.extra["cpu_ms_per_req"] = round((cpu_seconds(server_pid) - cpu0) / n * 1e3, 3)
+    for name, read in meters.items():
+        used = read() - cpu0[name]
+        suffix = "" if name == "server" else f"_{name}"
+        res.extra[f"cpu_ms_per_req{suffix}"] = round(used / n * 1e3, 3)
+        res.extra[f"cores{suffix}"] = round(used / secs, 3)
     flag = f"  ERRORS={errors}" if errors else ""
-    cpu = f"  server CPU {res.extra['cpu_ms_per_req']:.2f} ms/req" if server_pid else ""
+    cpu = (f"  server CPU {res.extra['cpu_ms_per_req']:.2f} ms/req"
+           if "server" in meters else "")
     log(f"  {group:<6} {path:<8} c={conns:<3} {res.req_s:>8.1f} req/s  p50={res.p50_ms:.2f}ms"
         f"  p99={res.p99_ms:.2f}ms{cpu}{flag}")
     return res
@@ -132,15 +144,15 @@ async def one_stream(session: aiohttp.ClientSession, url: str, body: bytes,
             return StreamResult(None, 0, False)
         async for chunk in r.content.iter_any():
             arrived = time.monotonic_ns()
-            search = max(0, len(buffer) - 1)  # earlier bytes hold no frame end
+            search = max(0, len(buffer) - 3)  # earlier bytes hold no frame end
             buffer += chunk
             while True:
-                end = buffer.find(b"\n\n", search)
+                end, after = payloads.frame_end(buffer, search)
                 search = 0
                 if end < 0:
                     break
                 frame = bytes(buffer[:end])
-                del buffer[:end + 2]
+                del buffer[:after]
                 if frame.startswith(b":"):
                     continue  # keep-alive comment
                 events += 1

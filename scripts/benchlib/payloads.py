@@ -1,5 +1,6 @@
 """What the fake upstream answers, built once: PNG-shaped base64 images, ``ImagesResponse``
-bodies and OpenAI image-stream SSE frames, plus the timing stamp carried in a partial image.
+bodies and OpenAI image-stream SSE frames, plus the timing stamp carried in a partial image (and
+in a long job's final image).
 
 The images are random bytes framed as a PNG (signature first, IEND chunk last), so the gateway's
 truncation check (``proxy.images.codec.b64_complete``) accepts them; nothing on any path
@@ -77,6 +78,18 @@ def completed_frame(raw_bytes: int) -> bytes:
     })
 
 
+def frame_end(buffer: bytes | bytearray, start: int = 0) -> tuple[int, int]:
+    """Where the next SSE event ends at or after ``start`` and where the one after it begins;
+    (-1, -1) if none has ended. Lines may end in LF, CRLF or CR (WHATWG): the gateway's
+    keep-alive comment is ``: keep-alive\\r\\n\\r\\n`` while its events use LF."""
+    best = (-1, -1)
+    for sep in (b"\n\n", b"\r\n\r\n", b"\r\r"):
+        at = buffer.find(sep, start, best[0] + len(sep) if best[0] >= 0 else len(buffer))
+        if at >= 0 and (best[0] < 0 or at < best[0]):
+            best = (at, at + len(sep))
+    return best
+
+
 def encode_stamp(ns: int) -> bytes:
     return base64.b64encode(ns.to_bytes(8, "big") + b"\0")
 
@@ -120,3 +133,68 @@ def parse_sse_prompt(prompt: object) -> tuple[int, float, float]:
     lead = min(max(float(spec["lead"]), 0.0), 10.0)
     gap = min(max(float(spec["gap"]), 0.0), 10.0)
     return partial, lead, gap
+
+
+# ------------------------------------------------------------------------------ long jobs
+# A long job is what a real image backend does: 10-20 s of work, two ~100 KB partial images
+# along the way (streamed), then a ~1.5 MB image. The request's prompt says how long
+# (``long_prompt``): each client draws its job's duration from a seeded generator, so every
+# path in a run (and every run with the same seed) gets the same durations.
+LONG_PARTIAL_RAW = 75 * 1024  # -> ~100 KB of base64
+LONG_FINAL_RAW = 1_179_648  # -> ~1.5 MB of base64
+LONG_PARTIALS = 2
+COMPLETED_KIND = b"image_generation.completed"
+
+
+@cache
+def long_partial_frames() -> tuple[bytes, ...]:
+    return tuple(_frame("image_generation.partial_image", {
+        "type": "image_generation.partial_image",
+        "b64_json": fake_png_b64(LONG_PARTIAL_RAW, seed=20 + i), "created_at": 1_700_000_000,
+        **REQUESTED, "partial_image_index": i,
+    }) for i in range(LONG_PARTIALS))
+
+
+@cache
+def long_completed_template() -> tuple[bytes, int]:
+    """The final ``image_generation.completed`` frame, and the offset of its stamp slot."""
+    frame = _frame("image_generation.completed", {
+        "type": "image_generation.completed", "b64_json": fake_png_b64(LONG_FINAL_RAW, seed=30),
+        "created_at": 1_700_000_000, **SETTINGS, "usage": USAGE,
+    })
+    return frame, frame.index(_B64_KEY) + len(_B64_KEY) + STAMP_AT
+
+
+@cache
+def long_json_template() -> tuple[bytes, int]:
+    """The long JSON answer (one ~1.5 MB image), and the offset of its stamp slot."""
+    body = images_response(1, LONG_FINAL_RAW)
+    return body, body.index(_B64_KEY) + len(_B64_KEY) + STAMP_AT
+
+
+def stamped(template: bytes, slot: int, ns: int) -> tuple[bytes, memoryview]:
+    """``template`` with the send time in its slot, as (head up to the stamp, the rest): the
+    1.5 MB rest is sent from the shared template, never copied per answer."""
+    head = template[:slot] + encode_stamp(ns)
+    return head, memoryview(template)[slot + STAMP_LEN:]
+
+
+def long_durations(seed: int, kind: str, n: int, low: float, high: float) -> list[float]:
+    rng = random.Random(f"{seed}:{kind}:{n}")
+    return [round(rng.uniform(low, high), 3) for _ in range(n)]
+
+
+def long_prompt(seconds: float, tag: str) -> str:
+    """A long job's prompt: how long it takes, and whose it is (the upstream counts per tag)."""
+    return f"bench-long dur={seconds} tag={tag}"
+
+
+def parse_long_prompt(prompt: object) -> tuple[float, str] | None:
+    if not isinstance(prompt, str) or not prompt.startswith("bench-long "):
+        return None
+    spec = dict(token.partition("=")[::2] for token in prompt.split()[1:])
+    try:
+        seconds = min(max(float(spec.get("dur", "1")), 0.0), 120.0)
+    except ValueError:
+        seconds = 1.0
+    return seconds, spec.get("tag", "")[:64]

@@ -47,6 +47,12 @@ class Table:
     def note(self, name: str, text: str) -> None:
         self.rows.append(f"| {name} | | | {text} | | | | |")
 
+    def raw(self, name: str, *, relay: str = "", gateway: str = "", ratio: str = "",
+            target: str = "", verdict: str = "") -> None:
+        """A row whose cells are written out (no direct column, the ratio given)."""
+        self.rows.append(f"| {name} | | {relay} | {gateway} | {ratio} | | {target} "
+                         f"| {verdict} |")
+
     def render(self) -> str:
         return "\n".join(self.rows)
 
@@ -55,7 +61,7 @@ def _by(results: list[dict[str, Any]], group: str, conns: int) -> dict[str, dict
     return {r["path"]: r for r in results if r["group"] == group and r["conns"] == conns}
 
 
-def _met(ok: bool, text: str) -> str:
+def met(ok: bool, text: str) -> str:
     return f"**met**: {text}" if ok else f"**MISSED**: {text}"
 
 
@@ -71,7 +77,7 @@ def build_table(res: dict[str, Any]) -> str:
         if conns == max(small_conns) and "relay" in rps and "gateway" in rps:
             ratio = rps["gateway"] / rps["relay"]
             target = f"gateway ≥ {RELAY_RATIO_MIN} x relay req/s"
-            verdict = _met(ratio >= RELAY_RATIO_MIN,
+            verdict = met(ratio >= RELAY_RATIO_MIN,
                            f"{ratio:.2f}x ({ratio - RELAY_RATIO_MIN:+.2f}x vs the floor)")
         t.add(f"{label}: req/s", rps, target=target, verdict=verdict, digits=0)
         p50 = {p: row[p]["p50_ms"] for p in row}
@@ -79,7 +85,7 @@ def build_table(res: dict[str, Any]) -> str:
         if conns == min(small_conns) and "direct" in p50 and "gateway" in p50:
             added = p50["gateway"] - p50["direct"]
             target = f"gateway p50 - direct p50 ≤ {ADDED_P50_MAX_MS:g} ms"
-            verdict = _met(added <= ADDED_P50_MAX_MS, f"+{added:.2f} ms added "
+            verdict = met(added <= ADDED_P50_MAX_MS, f"+{added:.2f} ms added "
                            f"({ADDED_P50_MAX_MS - added:+.2f} ms margin)")
         t.add(f"{label}: p50 ms", p50, target=target, verdict=verdict)
         t.add(f"{label}: p99 ms", {p: row[p]["p99_ms"] for p in row})
@@ -96,7 +102,7 @@ def build_table(res: dict[str, Any]) -> str:
             added = p50["gateway"] - p50["direct"]
             share = added / p50["direct"]
             target = f"gateway - direct ≤ {LARGE_ADDED_MAX:.0%} of direct p50"
-            verdict = _met(share <= LARGE_ADDED_MAX,
+            verdict = met(share <= LARGE_ADDED_MAX,
                            f"+{added:.1f} ms = {share:.0%} of direct "
                            f"(limit {LARGE_ADDED_MAX * p50['direct']:.1f} ms)")
         t.add(f"{label}: p50 ms", p50, target=target, verdict=verdict, digits=1)
@@ -113,7 +119,7 @@ def build_table(res: dict[str, Any]) -> str:
             target = (f"gateway peak RSS growth ≤ {RSS_FACTOR_MAX:g} x in flight "
                       f"({in_flight / MB:.0f} MB)")
             spare = (RSS_FACTOR_MAX - factor) * in_flight / MB
-            verdict = _met(factor <= RSS_FACTOR_MAX,
+            verdict = met(factor <= RSS_FACTOR_MAX,
                            f"{factor:.1f}x in flight ({spare:+.0f} MB margin)")
         t.add(f"{label}: peak RSS MB (growth over idle)",
               {p: g for p, g in growth.items()}, target=target, verdict=verdict, cells=cells)
@@ -126,7 +132,7 @@ def build_table(res: dict[str, Any]) -> str:
         if variant.get("judged") and "gateway" in p50:
             target = f"gateway ≤ {SSE_FIRST_MAX_MS:g} ms after the upstream sent it (p50)"
             added = p50["gateway"] - p50.get("direct", 0.0)
-            verdict = _met(p50["gateway"] <= SSE_FIRST_MAX_MS,
+            verdict = met(p50["gateway"] <= SSE_FIRST_MAX_MS,
                            f"{p50['gateway']:.2f} ms ({SSE_FIRST_MAX_MS - p50['gateway']:+.2f} ms "
                            f"margin; +{added:.2f} ms vs direct)")
         t.add(f"{label}: p50 ms", p50, target=target, verdict=verdict)
@@ -143,7 +149,7 @@ def build_table(res: dict[str, Any]) -> str:
         short = "" if fan["clients"] >= 1000 else f" (reduced from 1,000: {fan['why_fewer']})"
         t.add(f"Socket.IO `progress` to {n:,} websocket subscribers{short}: p50 / p99 / max ms",
               {"gateway": m["p99_ms"]}, target=f"p99 ≤ {FANOUT_P99_MAX_MS:g} ms, all received",
-              verdict=_met(m["p99_ms"] <= FANOUT_P99_MAX_MS and m["received"] == n,
+              verdict=met(m["p99_ms"] <= FANOUT_P99_MAX_MS and m["received"] == n,
                            f"p99 {m['p99_ms']:.1f} ms, {m['received']:,}/{n:,} received"),
               cells={"gateway": f"{m['p50_ms']:.1f} / {m['p99_ms']:.1f} / {m['max_ms']:.1f}"})
         if fan.get("stream_first_partial_ms") is not None:
@@ -152,6 +158,9 @@ def build_table(res: dict[str, Any]) -> str:
                   verdict="one stream, reported")
     elif fan:
         t.note("Socket.IO fan-out", f"failed: {fan.get('error', 'no measurement')}")
+    from benchlib import report_scale  # its rows come after the original sections
+
+    report_scale.add_rows(t, res)
     for name, text in res.get("notes", []):
         t.note(name, text)
     return t.render()
