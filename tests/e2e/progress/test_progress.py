@@ -132,9 +132,7 @@ async def test_client_disconnect_cancels_a_json_job(local_gateway) -> None:
 
 async def test_estimated_progress_for_a_backend_without_signal() -> None:
     def yaml(url: str) -> str:
-        return openai_models_yaml(f"{url}/v1").replace(
-            "  - name: openai/gpt-image-2",
-            "    expected_seconds: 4\n  - name: openai/gpt-image-2", 1)
+        return openai_models_yaml(f"{url}/v1", expected_seconds=4)
 
     # A non-streamed OpenAI call is silent until the image is done.
     job_id = str(uuid.uuid4())

@@ -42,9 +42,7 @@ async def test_every_subscriber_of_a_big_room_gets_every_update(local_gateway) -
 
 async def test_a_late_subscriber_to_a_silent_backend_gets_estimates() -> None:
     def yaml(url: str) -> str:
-        return openai_models_yaml(f"{url}/v1").replace(
-            "  - name: openai/gpt-image-2",
-            "    expected_seconds: 4\n  - name: openai/gpt-image-2", 1)
+        return openai_models_yaml(f"{url}/v1", expected_seconds=4)
 
     job_id = str(uuid.uuid4())
     with upstream_and_gateway(FakeOpenAI(delay=3.0), yaml) as (_, server):

@@ -24,15 +24,18 @@ from starlette.routing import Route
 API_KEY = "sk-fake-upstream-key"
 
 
-def openai_models_yaml(base_url: str, *, first_byte: float = 600.0, total: float = 900.0) -> str:
-    """Gateway config for models behind the fake OpenAI upstream at ``base_url`` (``.../v1``)."""
+def openai_models_yaml(base_url: str, *, first_byte: float = 600.0, total: float = 900.0,
+                       expected_seconds: float | None = None) -> str:
+    """Gateway config for models behind the fake OpenAI upstream at ``base_url`` (``.../v1``);
+    ``expected_seconds`` seeds gpt-image-1's progress estimate."""
+    expected = f"\n    expected_seconds: {expected_seconds}" if expected_seconds else ""
     return f"""
 models:
   - name: openai/gpt-image-1
     provider: openai
     base_url: {base_url}
     api_key: {API_KEY}
-    timeout: {{connect: 5, first_byte: {first_byte}, total: {total}}}
+    timeout: {{connect: 5, first_byte: {first_byte}, total: {total}}}{expected}
   - name: openai/gpt-image-2
     provider: openai
     base_url: {base_url}

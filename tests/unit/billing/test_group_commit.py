@@ -11,9 +11,8 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +22,7 @@ from proxy.billing import FILENAME, LedgerClosed, UsageLedger, UsageRecord
 from proxy.billing import ledger as ledger_module
 from proxy.billing.ledger import MAX_BATCH, ROWS_PER_STATEMENT, LedgerStats
 from proxy.billing.schema import COLUMNS
-
-T0 = 1_700_000_000.0
-
-
-def rec(i: int = 0, **changes: Any) -> UsageRecord:
-    base = UsageRecord(
-        job_id=f"job-{i}", key="alice", model="openai/gpt-image-1", provider="openai",
-        kind="generation", n=1, images=1, size="1024x1024", quality="high", input_tokens=10,
-        output_tokens=100, total_tokens=110, cost=0.01, latency_ms=1200, status="succeeded",
-        error_code=None, user=None, metadata=None, created_at=T0 + i)
-    return replace(base, **changes)
-
-
-@pytest.fixture
-async def ledger(tmp_path: Path) -> AsyncIterator[UsageLedger]:
-    async with UsageLedger(tmp_path / "data") as ledger:
-        yield ledger
+from tests.unit.billing.records import T0, rec
 
 
 def job_ids_on_disk(path: Path) -> set[str]:

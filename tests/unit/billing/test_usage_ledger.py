@@ -6,11 +6,8 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator
-from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -23,28 +20,11 @@ from proxy.billing import (
     SchemaTooNew,
     UsageLedger,
     UsageMeter,
-    UsageRecord,
 )
 from proxy.core.errors import GatewayError
 from proxy.core.events import Completed, Failed, Image, Usage
 from proxy.http.usage_query import parse_usage_query, usage_endpoint
-
-T0 = 1_700_000_000.0
-
-
-def rec(i: int = 0, **changes: Any) -> UsageRecord:
-    base = UsageRecord(
-        job_id=f"job-{i}", key="alice", model="openai/gpt-image-1", provider="openai",
-        kind="generation", n=1, images=1, size="1024x1024", quality="high", input_tokens=10,
-        output_tokens=100, total_tokens=110, cost=0.01, latency_ms=1200, status="succeeded",
-        error_code=None, user=None, metadata=None, created_at=T0 + i)
-    return replace(base, **changes)
-
-
-@pytest.fixture
-async def ledger(tmp_path: Path) -> AsyncIterator[UsageLedger]:
-    async with UsageLedger(tmp_path / "data") as ledger:
-        yield ledger
+from tests.unit.billing.records import T0, rec
 
 
 def rows_on_disk(path: Path) -> int:
