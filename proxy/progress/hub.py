@@ -100,8 +100,18 @@ class ProgressHub:
         self.local = local
 
     # ------------------------------------------------------------------ a job's life
-    async def open(self, tracker: Tracked) -> bool:
-        """Register a new job; False when its id is already in use."""
+    async def open(self, tracker: Tracked, claim: bool = True) -> bool:
+        """Register a new job; False when its id is already in use.
+
+        ``claim=False`` is for an id this gateway made for a job answered on its own connection:
+        nobody else can hold it or watch it yet, so with a shared store the opening write (a
+        round trip per job) is skipped; the job is stored by the next sync if it runs that long,
+        and at its end like every job."""
+        if not claim and self.store.shared:
+            self._live[tracker.job_id] = tracker
+            tracker.dirty = True
+            self._keep_in_sync()
+            return True
         snapshot = tracker.snapshot
         opened = await self.store.create(snapshot, tracker.room)
         if not opened.created:

@@ -107,9 +107,10 @@ class JobTracker:
         return round(elapsed * (100 - percent) / percent, 1)
 
     # ------------------------------------------------------------------ events
-    async def open(self) -> bool:
-        """Register the job (queued); False if the job id is taken."""
-        return await self.hub.open(self)
+    async def open(self, claim: bool = True) -> bool:
+        """Register the job (queued); False if the job id is taken. ``claim=False``: the id was
+        made here for a job answered on its own connection (see :meth:`ProgressHub.open`)."""
+        return await self.hub.open(self, claim)
 
     async def observe(self, event: Event) -> None:
         if isinstance(event, Progress):

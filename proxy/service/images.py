@@ -135,7 +135,9 @@ class ImageService:
         gateway = self.gateway
         tracker = JobTracker(gateway.hub, job.id, job.model.name, job.owner,
                              job.model.config.expected_seconds)
-        if not await tracker.open():
+        # A client-chosen id may be watched already or taken; an async job's id is read at
+        # once from anywhere: those are claimed in the shared store before the job starts.
+        if not await tracker.open(claim=order.watched or order.detached):
             raise GatewayError(409, f"Job id '{job.id}' is already in use.",
                                param=JOB_ID_HEADER, code="job_id_conflict")
         headers = dict(lease.headers)

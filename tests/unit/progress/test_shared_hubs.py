@@ -191,3 +191,21 @@ async def test_a_running_job_is_rewritten_about_once_per_refresh(
     seen = await reader.hub.get(job, "alice")
     assert seen is not None and seen.seq == 40
     await tracker.observe(Completed())
+
+
+async def test_an_id_made_here_for_its_own_connection_is_not_claimed_first(
+        redis_processes: Processes) -> None:
+    """No opening write for a gateway-minted id of an attached job: stored by the next sync
+    if it runs that long, and at its end."""
+    owner, viewer = redis_processes(), redis_processes()
+    owner.hub.sync_interval = 3600  # synced by hand below
+    job = str(uuid.uuid4())
+    tracker = JobTracker(owner.hub, job, "m", "alice")
+    assert await tracker.open(claim=False)
+    assert await viewer.hub.get(job, "alice") is None  # nothing stored yet
+    assert (await owner.hub.get(job, "alice")).status == "queued"  # the owner knows it
+    await tracker.observe(Progress(50.0, step=1, total_steps=2))
+    await owner.hub.sync()
+    assert (await viewer.hub.get(job, "alice")).status == "running"
+    await tracker.observe(Completed())
+    assert (await viewer.hub.get(job, "alice")).status == "succeeded"
