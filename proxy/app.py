@@ -19,6 +19,7 @@ from starlette.types import ASGIApp
 
 from proxy.config import GatewayConfig, load_config, load_default_config
 from proxy.core.errors import GatewayError
+from proxy.http.direct import INTERNAL_ERROR, Dispatch, Endpoint, direct_endpoint
 from proxy.http.files import file_route
 from proxy.http.middleware import RequestIdMiddleware
 from proxy.http.openapi import openapi_route
@@ -51,10 +52,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     # Starlette logs the traceback; the client gets the envelope, never the traceback.
-    return error_response(GatewayError(
-        500, "The gateway failed while handling this request; it has been logged.",
-        type="server_error", code="internal_error",
-    ))
+    return error_response(INTERNAL_ERROR)
 
 
 async def _healthz(request: Request) -> Response:
@@ -76,11 +74,10 @@ def build_routes(config: GatewayConfig, gateway: Gateway) -> list[Route]:
     if isinstance(gateway.store, LocalImageStore):
         # Hosted images: no key needed, the URL's signature is the credential.
         routes.append(file_route(gateway.store))
+    routes += [Route(path, endpoint, methods=["POST"])
+               for path, endpoint in image_routes(config).items()]
     for base in config.server.base_paths:
-        generation, edit = image_endpoints(config.server.response_format_by_path.get(base))
         routes += [
-            Route(f"{base}/images/generations", generation, methods=["POST"]),
-            Route(f"{base}/images/edits", edit, methods=["POST"]),
             Route(f"{base}/images/jobs/{{job_id}}", get_job, methods=["GET"]),
             Route(f"{base}/models", list_models, methods=["GET"]),
             Route(f"{base}/usage", get_usage, methods=["GET"]),
@@ -88,6 +85,16 @@ def build_routes(config: GatewayConfig, gateway: Gateway) -> list[Route]:
         ]
     routes += playground_routes(config.server.base_paths)
     routes.append(openapi_route(config))
+    return routes
+
+
+def image_routes(config: GatewayConfig) -> dict[str, Endpoint]:
+    """``POST {base}/images/generations`` and ``/images/edits`` of every mount."""
+    routes: dict[str, Endpoint] = {}
+    for base in config.server.base_paths:
+        generation, edit = image_endpoints(config.server.response_format_by_path.get(base))
+        routes[f"{base}/images/generations"] = generation
+        routes[f"{base}/images/edits"] = edit
     return routes
 
 
@@ -148,6 +155,8 @@ def create_app(config: GatewayConfig) -> ASGIApp:
     app.state.gateway = gateway
     app.state.service = ImageService(gateway)
     # Socket.IO answers /socket.io/ and hands everything else (lifespan included: no startup
-    # hooks are given to it) to Starlette.
-    return socketio.ASGIApp(sio, other_asgi_app=RequestIdMiddleware(app),
+    # hooks are given to it) to Starlette; image requests skip both (proxy/http/direct.py).
+    rest = socketio.ASGIApp(sio, other_asgi_app=RequestIdMiddleware(app),
                             socketio_path="socket.io")
+    return Dispatch({path: RequestIdMiddleware(direct_endpoint(endpoint, app))
+                     for path, endpoint in image_routes(config).items()}, rest)

@@ -59,8 +59,9 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            # The path without its query string: signed URLs must not reach the logs.
-            access.info("%s %s %d", scope["method"], scope["path"], status, extra={
-                "method": scope["method"], "path": scope["path"], "status": status,
-                "duration_ms": round((time.monotonic() - started) * 1000, 1)})
+            if access.isEnabledFor(logging.INFO):
+                # The path without its query string: signed URLs must not reach the logs.
+                access.info("%s %s %d", scope["method"], scope["path"], status, extra={
+                    "method": scope["method"], "path": scope["path"], "status": status,
+                    "duration_ms": round((time.monotonic() - started) * 1000, 1)})
             log_context.reset(token)

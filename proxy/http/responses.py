@@ -52,7 +52,8 @@ def _spliced(content: dict[str, Any]) -> list[bytes]:
     are (pure base64, nothing to escape)."""
     data = content.get("data")
     blobs: dict[str, bytes] = {}
-    if isinstance(data, list):
+    if isinstance(data, list) and any(isinstance(item, dict) and
+                                      isinstance(item.get("b64_json"), bytes) for item in data):
         nonce = secrets.token_hex(8)
         items = []
         for item in data:

@@ -1,10 +1,17 @@
-"""Jobs run in their own task, apart from whoever reads their events.
+"""The jobs running in this process, so a shutdown can wait for them and end stragglers.
 
-A run reads its job's events (``run_job``) and hands them to one reader through a small queue:
-the HTTP response of an attached request, or, for a detached (async) job, a collector that keeps
-the result. The queue is short on purpose: a slow reader slows the run instead of letting
-partial images pile up in memory. A reader that leaves cancels the run (the upstream is closed
-and the job ends ``cancelled``); a shutdown aborts it with an error the reader still receives.
+A streamed or detached job runs in its own task, apart from whoever reads its events: it reads
+the job's events (``run_job``) and hands them to one reader through a small queue (the SSE
+response, or a collector that keeps a detached job's result). The queue is short on purpose: a
+slow reader slows the run instead of letting partial images pile up in memory.
+
+An attached JSON job needs neither: its one reader collects the answer in the request's own
+task, so the run is *inline* and its events are read straight from ``run_job`` (no task, no
+queue, no hand-off per event on the hot path).
+
+Either way a reader that leaves cancels the run (the upstream is closed and the job ends
+``cancelled``), and a shutdown aborts it with an error the reader still receives as its last
+event.
 """
 
 from __future__ import annotations
@@ -33,16 +40,23 @@ class JobRun:
         # client can send its next request.
         self._on_end = on_end
         self._events = events
-        self._queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_SIZE)
+        self._queue: asyncio.Queue[Event] | None = None
         self._runs = runs
-        self.task: asyncio.Task[None] | None = None
+        # The task the job's events are read in: its own, or (inline) its reader's.
+        self.task: asyncio.Task[Any] | None = None
 
     def start(self) -> JobRun:
+        self._queue = asyncio.Queue(QUEUE_SIZE)
         self.task = asyncio.create_task(self._run(), name=f"job {self.job.id}")
         self._runs.track(self.task)
         return self
 
+    @property
+    def inline(self) -> bool:
+        return self._queue is None
+
     async def _run(self) -> None:
+        assert self._queue is not None
         try:
             async with aclosing(self._events) as events:
                 async for event in events:
@@ -53,12 +67,40 @@ class JobRun:
             # Aborted (the gateway is stopping): the reader learns why, as its last event.
             await self._queue.put(Failed(self.job.aborted))
 
-    async def stream(self) -> AsyncGenerator[Event, None]:
+    def stream(self) -> AsyncGenerator[Event, None]:
         """The job's events, ending with its terminal one. Leaving early cancels the job."""
+        return self._read_inline() if self._queue is None else self._read_queue(self._queue)
+
+    async def _read_inline(self) -> AsyncGenerator[Event, None]:
+        """An inline run: the job's events read in the reader's task, to their very end (the
+        job's finisher included), so the run is over when this is."""
+        task = self.task = asyncio.current_task()
+        assert task is not None
+        self._runs.track(task, self, until_forgotten=True)
+        try:
+            async with aclosing(self._events) as events:
+                try:
+                    async for event in events:
+                        if isinstance(event, (Completed, Failed)) and self._on_end is not None:
+                            self._on_end()
+                        yield event
+                except asyncio.CancelledError:
+                    if self.job.aborted is None:
+                        raise  # the reader left (its task was cancelled): nobody to tell
+                    # Aborted (the gateway is stopping): the job has ended, the reader goes
+                    # on and learns why, as its last event.
+                    task.uncancel()
+                    if self._on_end is not None:
+                        self._on_end()
+                    yield Failed(self.job.aborted)
+        finally:
+            self._runs.forget(task)
+
+    async def _read_queue(self, queue: asyncio.Queue[Event]) -> AsyncGenerator[Event, None]:
         ended = False
         try:
             while True:
-                event = await self._queue.get()
+                event = await queue.get()
                 ended = isinstance(event, (Completed, Failed))
                 if ended and self._on_end is not None:
                     self._on_end()
@@ -93,22 +135,29 @@ class Runs:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def track(self, task: asyncio.Task[Any], run: JobRun | None = None) -> None:
+    def track(self, task: asyncio.Task[Any], run: JobRun | None = None, *,
+              until_forgotten: bool = False) -> None:
+        """Count ``task`` (running ``run``, if any) until it is done, or (an inline run, in
+        its reader's task) until ``forget``."""
         self.active[task] = run
         self._idle.clear()
-        task.add_done_callback(self._forget)
+        if not until_forgotten:
+            task.add_done_callback(self.forget)
 
-    def _forget(self, task: asyncio.Task[Any]) -> None:
+    def forget(self, task: asyncio.Task[Any]) -> None:
         self.active.pop(task, None)
         if not self.active:
             self._idle.set()
 
     def start(self, job: Job, events: AsyncGenerator[Event, None],
-              on_end: Callable[[], None] | None = None) -> JobRun:
+              on_end: Callable[[], None] | None = None, *, inline: bool = False) -> JobRun:
+        """Run ``job`` (``events`` are ``run_job``'s): in a task of its own, or ``inline``,
+        read in the task of its one reader (an attached JSON request)."""
         run = JobRun(job, events, self, on_end)
-        run.start()
-        assert run.task is not None
-        self.active[run.task] = run
+        if not inline:
+            run.start()
+            assert run.task is not None
+            self.active[run.task] = run
         return run
 
     def detach(self, work: Callable[[], Awaitable[None]], job: Job) -> None:

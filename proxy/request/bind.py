@@ -99,7 +99,8 @@ def apply_rules(
     if rules.passthrough:
         # The upstream is the judge; forward what the client sent, only type-checked.
         for name in OPENAI_OPTIONAL:
-            setattr(request, name, known.get(name))
+            if name in known:  # the rest keep their default, None
+                setattr(request, name, known[name])
         request.extra = {k: v for k, v in known.items()
                          if k not in OPENAI_OPTIONAL and k not in CORE} | unknown
         return request

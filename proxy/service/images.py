@@ -8,6 +8,7 @@ result back. Nothing here knows about HTTP, so the whole path runs in a test wit
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -88,6 +89,13 @@ class Submission:
                 "percent": wire["percent"]}
 
 
+def _ledger_outcome(written: asyncio.Future[None]) -> None:
+    """A record the ledger could not write has been logged by its writer; reading the error
+    here keeps asyncio from reporting it a second time."""
+    if not written.cancelled():
+        written.exception()
+
+
 class ImageService:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
@@ -145,9 +153,11 @@ class ImageService:
             # Names come from the client: percent-encoded so any name fits in a header.
             headers["x-dropped-params"] = ",".join(quote(name, safe="-_.[]")
                                                    for name in job.request.dropped)
+        # An attached JSON job is read whole by its request: inline, in the request's task.
+        inline = not order.detached and not job.request.stream
         run = gateway.runs.start(job, run_job(job, tracker, gateway.reliability.events,
                                               self._finisher(key, job, lease, slot)),
-                                 on_end=slot.release)
+                                 on_end=slot.release, inline=inline)
         gateway.metrics.jobs_in_flight.inc()
         submission = Submission(job, tracker, run, headers, order.base_url, self)
         if order.detached:
@@ -202,7 +212,9 @@ class ImageService:
             if record.cost:
                 gateway.guard.add_spend(key, record.cost, record.created_at)
             if gateway.usage is not None:
-                await gateway.usage.record(record)
+                # Queued now (written even if nobody waits), committed by the ledger's writer
+                # in its next group; the answer does not wait for the disk.
+                gateway.usage.record_nowait(record).add_done_callback(_ledger_outcome)
 
         return finished
 

@@ -3,7 +3,7 @@ order for the image service, then answer with the job's JSON, its SSE stream, or
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -13,6 +13,7 @@ from starlette.responses import Response
 from proxy.auth import Key
 from proxy.core.errors import GatewayError
 from proxy.core.events import Failed
+from proxy.http.direct import Endpoint
 from proxy.http.disconnect import CLIENT_CLOSED, ClientGone, ClientWatch
 from proxy.http.edit_body import load_images, read_body
 from proxy.http.responses import ImagesBody, JSONBody, error_response
@@ -32,9 +33,6 @@ def job_id_for(request: Request) -> str:
         raise GatewayError(400, f"Invalid '{JOB_ID_HEADER}' header: it must be a UUID.",
                            param=JOB_ID_HEADER, code="invalid_job_id")
     return job_id
-
-
-Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def image_endpoints(response_format: str | None) -> tuple[Endpoint, Endpoint]:
