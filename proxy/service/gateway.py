@@ -36,7 +36,7 @@ from proxy.progress.hub import ProgressHub
 from proxy.progress.latency import LatencyBook
 from proxy.progress.snapshots import MemorySnapshotStore, RedisSnapshotStore, SnapshotStore
 from proxy.routing import ModelTable, build_models, check_raw, plan_models
-from proxy.service.memory import trim_when_idle, tune_allocator
+from proxy.service.memory import release_collector, trim_when_idle, tune_allocator, tune_collector
 from proxy.storage import ImageStore, build_store
 from proxy.upstream.client import UpstreamClient
 
@@ -112,6 +112,7 @@ class Gateway:
         await self.store.start()
         if self.usage is not None:
             await self.usage.start()
+        tune_collector()  # last: what start-up made is frozen
 
     async def _watch_for_exit(self) -> None:
         """Notice SIGTERM: uvicorn handles the signal and sets its server's ``should_exit``;
@@ -155,6 +156,7 @@ class Gateway:
             self._trimmer.cancel()
         if self.usage is not None:
             await self.usage.aclose()
+        release_collector()
         await self.fetcher.aclose()
         await self.store.aclose()
         await self.models.aclose()
