@@ -192,6 +192,8 @@ class ReliabilityConfig(Strict):
     backoff_max: float = Field(8.0, ge=0)
     # A longer retry-after than this is not waited for: the next fallback, or the 429, instead.
     retry_after_max: float = Field(30.0, ge=0)
+    # Upstream failures in a row that open its circuit; seconds it stays open before one
+    # request probes it (proxy/jobs/breaker.py).
     circuit_failures: int = Field(5, ge=1)
     circuit_cooldown: float = Field(30.0, gt=0)
 

@@ -83,23 +83,22 @@ class Reliability:
             visible = False
             started = time.monotonic()
             try:
-                breaker.check(model.upstream_key)
-                async with aclosing(model.provider.generate(job.call())) as events:
-                    async for event in events:
-                        if isinstance(event, Failed):
-                            raise event.error  # the one way to fail is to raise
-                        visible = visible or isinstance(event, _VISIBLE)
-                        if isinstance(event, Completed):
-                            # Recorded before handing it on: a reader stops at the terminal
-                            # event, and nothing after this loop would run.
-                            breaker.success()
-                            self._timed(model, started, "ok")
-                        yield event
+                # The breaker records how the call ends, whatever way it ends (cancelled too).
+                with breaker.call(model.upstream_key) as call:
+                    async with aclosing(model.provider.generate(job.call())) as events:
+                        async for event in events:
+                            if isinstance(event, Failed):
+                                raise event.error  # the one way to fail is to raise
+                            visible = visible or isinstance(event, _VISIBLE)
+                            if isinstance(event, Completed):
+                                # Recorded before handing it on: a reader stops at the
+                                # terminal event, and nothing after this loop would run.
+                                call.succeeded()
+                                self._timed(model, started, "ok")
+                            yield event
                 return
             except GatewayError as error:
                 self._timed(model, started, error.code or "error")
-                if error.type == "upstream_error" and error.code != "upstream_circuit_open":
-                    breaker.failure()
                 if visible or not error.transient or error.code == "upstream_circuit_open":
                     raise
                 wait = self.delay(attempt, error) if attempt < retries else None
