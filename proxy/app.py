@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from types import FrameType
+from typing import Any
 
 import socketio
 from sse_starlette.sse import AppStatus
@@ -98,6 +103,85 @@ def image_routes(config: GatewayConfig) -> dict[str, Endpoint]:
     return routes
 
 
+SignalHandler = Callable[[int, FrameType | None], Any]
+
+
+class ServerStop:
+    """How the process stops when uvicorn serves the app (``image-proxy serve``, and each
+    process of ``serve --workers N``). uvicorn installs its signal handlers before it starts the
+    app; the lifespan finds the server through them and wraps them.
+
+    - SIGTERM drains first. The listening socket stays open while the gateway refuses new image
+      requests (503 ``server_shutting_down``, with ``retry-after``), ``/readyz`` answers 503, and
+      the running jobs (JSON, SSE, async) go on for up to ``server.shutdown_grace`` seconds (those
+      that outstay it are ended). Only then is the server told to stop: it closes its socket,
+      waits for the answers still being written, runs the lifespan's shutdown, and the process
+      exits 0. A second SIGTERM hands over to the server's own shutdown at once.
+    - SIGINT (Ctrl-C) is the server's own: it closes its socket at once (a second one forces the
+      exit); the gateway still refuses new jobs and gives the running ones the grace.
+    """
+
+    def __init__(self, gateway: Gateway, server: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.gateway = gateway
+        self.server = server
+        self.loop = loop
+        self._server_handlers: dict[int, SignalHandler] = {
+            sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        self._ours: dict[int, SignalHandler] = {signal.SIGTERM: self._on_sigterm,
+                                                signal.SIGINT: self._on_sigint}
+        self._draining = False
+        self._drain: asyncio.Task[None] | None = None
+
+    @classmethod
+    def install(cls, gateway: Gateway) -> ServerStop | None:
+        """Take SIGTERM and SIGINT over from the uvicorn server running this app; None (nothing
+        done) when there is none: a server in a thread, or another ASGI server."""
+        if threading.current_thread() is not threading.main_thread():
+            return None  # only the main thread handles signals
+        server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+        if not hasattr(server, "should_exit"):
+            return None
+        stop = cls(gateway, server, asyncio.get_running_loop())
+        for sig, handler in stop._ours.items():
+            signal.signal(sig, handler)
+        return stop
+
+    def uninstall(self) -> None:
+        """Give the signals back to the server (when it did not already take them back)."""
+        for sig, handler in self._ours.items():
+            if signal.getsignal(sig) == handler:
+                signal.signal(sig, self._server_handlers[sig])
+        if self._drain is not None:
+            self._drain.cancel()
+
+    def _on_sigterm(self, sig: int, frame: FrameType | None) -> None:
+        if self._draining or self.server.should_exit:
+            self._hand_over(sig, frame)  # again, or already stopping: the server's way, now
+            return
+        self._draining = True
+        self.loop.call_soon_threadsafe(self._start_drain)
+
+    def _on_sigint(self, sig: int, frame: FrameType | None) -> None:
+        self.loop.call_soon_threadsafe(self.gateway.begin_shutdown)
+        self._hand_over(sig, frame)
+
+    def _hand_over(self, sig: int, frame: FrameType | None) -> None:
+        handler = self._server_handlers[sig]
+        if callable(handler):
+            handler(sig, frame)
+
+    def _start_drain(self) -> None:
+        self._drain = self.loop.create_task(self._drain_then_stop(), name="drain")
+
+    async def _drain_then_stop(self) -> None:
+        try:
+            await self.gateway.drain()
+        finally:
+            # Set directly, not through the server's handler: a drained process exits 0, where
+            # uvicorn would raise the signal again once it stopped.
+            self.server.should_exit = True
+
+
 # How ``serve --workers N`` hands the configuration to each worker process.
 CONFIG_ENV = "IMAGE_PROXY_CONFIG"
 OVERRIDES_ENV = "IMAGE_PROXY_SERVER_OVERRIDES"
@@ -137,9 +221,12 @@ def create_app(config: GatewayConfig) -> ASGIApp:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
+        stop = ServerStop.install(gateway)
         try:
             yield
         finally:
+            if stop is not None:
+                stop.uninstall()
             await sio.shutdown()
             await gateway.aclose()
 

@@ -75,7 +75,10 @@ def _serve(args: argparse.Namespace) -> int:
     # Every job holds sockets: use all the open files the system allows this process (its
     # workers inherit it); jobs.max_concurrent "auto" is sized from the result.
     raise_open_file_limit()
-    timeout = config.server.shutdown_grace + 5  # above the gateway's own grace
+    # On SIGTERM each process drains first (proxy.app.ServerStop: the socket stays open, new
+    # jobs get 503, running ones up to server.shutdown_grace); uvicorn's own graceful shutdown
+    # then only waits for the answers still being written.
+    timeout = config.server.shutdown_grace + 5
     if args.workers > 1:
         # Each worker builds its own gateway from the same file (see proxy.app.from_environment).
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve()) if args.config else ""

@@ -54,8 +54,10 @@ class ServerConfig(Strict):
     # Largest multipart edit upload accepted (bytes): up to 16 images of 50 MB each are allowed
     # by OpenAI; this caps the request as a whole.
     max_upload_bytes: int = Field(200 * 1024 * 1024, gt=0)
-    # On SIGTERM: how long running jobs may go on before they are ended (streams get an error
-    # event, jobs are marked failed); the process then exits.
+    # On SIGTERM the gateway drains for at most this long: it keeps listening, refuses new
+    # image requests (503 server_shutting_down, retry-after) and answers /readyz 503, while the
+    # running jobs go on. It stops as soon as they are done; those still running at the end are
+    # ended (streams get an error event, jobs are marked failed).
     shutdown_grace: float = Field(25.0, ge=0)
     # Seconds between SSE keep-alive comments while a stream has nothing to send.
     sse_keepalive: float = Field(15.0, gt=0)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,9 @@ from proxy.service.memory import release_collector, trim_when_idle, tune_allocat
 from proxy.storage import ImageStore, build_store
 from proxy.upstream.client import UpstreamClient
 
+# How long jobs ended at the end of the shutdown grace get to record how they ended.
+ABORTED_WIND_DOWN = 5.0
+
 
 @dataclass
 class Gateway:
@@ -61,7 +63,6 @@ class Gateway:
     _drain: asyncio.Future[None] | None = field(default=None, repr=False)
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     redis: Redis | None = field(default=None, repr=False)
-    _exit_watch: asyncio.Future[None] | None = field(default=None, repr=False)
     _trimmer: asyncio.Future[None] | None = field(default=None, repr=False)
 
     @classmethod
@@ -104,7 +105,6 @@ class Gateway:
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self._exit_watch = asyncio.ensure_future(self._watch_for_exit())
         tune_allocator()
         self._trimmer = asyncio.ensure_future(trim_when_idle(lambda: self.capacity.running))
         await self.http.start()
@@ -114,29 +114,30 @@ class Gateway:
             await self.usage.start()
         tune_collector()  # last: what start-up made is frozen
 
-    async def _watch_for_exit(self) -> None:
-        """Notice SIGTERM: uvicorn handles the signal and sets its server's ``should_exit``;
-        the server is found through the installed handler (in every worker process too)."""
-        while not self.shutting_down:
-            server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
-            if getattr(server, "should_exit", False):
-                self.begin_shutdown()
-                return
-            await asyncio.sleep(0.25)
-
     def begin_shutdown(self) -> None:
-        """SIGTERM: new jobs are refused; running ones get ``server.shutdown_grace`` seconds,
-        then are ended (their streams with an error event, their snapshots failed)."""
+        """Stop taking jobs: new ones are refused (503 ``server_shutting_down``) and ``/readyz``
+        answers 503; running ones get ``server.shutdown_grace`` seconds, then are ended (their
+        streams with an error event, their snapshots failed)."""
         if not self.shutting_down:
             self.shutting_down = True
             self._drain = asyncio.ensure_future(self._end_stragglers())
 
+    async def drain(self) -> None:
+        """:meth:`begin_shutdown`, and return once no job runs: every one finished, or the
+        grace ran out and the ones that outstayed it were ended."""
+        self.begin_shutdown()
+        assert self._drain is not None
+        await asyncio.shield(self._drain)
+
     async def _end_stragglers(self) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.runs.idle(), self.config.server.shutdown_grace)
-        self.runs.abort_all(GatewayError(
-            503, "The gateway is shutting down and this job could not finish in time.",
-            type="server_error", code="server_shutting_down", retryable=False))
+        if self.runs.abort_all(GatewayError(
+                503, "The gateway is shutting down and this job could not finish in time.",
+                type="server_error", code="server_shutting_down", retryable=False)):
+            # Their readers get the error and record the failure (ledger, async result).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.runs.idle(), ABORTED_WIND_DOWN)
 
     async def ready(self) -> str | None:
         """Why the gateway cannot serve (None when it can): Redis must answer if configured."""
@@ -150,8 +151,6 @@ class Gateway:
         return None
 
     async def aclose(self) -> None:
-        if self._exit_watch is not None:
-            self._exit_watch.cancel()
         if self._trimmer is not None:
             self._trimmer.cancel()
         if self.usage is not None:

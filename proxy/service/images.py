@@ -36,6 +36,8 @@ log = logging.getLogger("proxy.service")
 
 # The header a client sends to choose the job id (named in errors about it).
 JOB_ID_HEADER = "x-job-id"
+# Seconds a request refused during shutdown is told to wait before it is sent again.
+SHUTDOWN_RETRY_AFTER = 5
 
 
 @dataclass(slots=True)
@@ -100,15 +102,21 @@ class ImageService:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
 
+    def ensure_open(self) -> None:
+        """Refuse a new job while the gateway drains (SIGTERM): 503 ``server_shutting_down``;
+        the official SDKs retry after ``retry-after``, by then on another instance."""
+        if self.gateway.shutting_down:
+            raise GatewayError(503, "The gateway is shutting down; send the request again to "
+                               "another instance or in a moment.", type="server_error",
+                               code="server_shutting_down",
+                               headers={"retry-after": str(SHUTDOWN_RETRY_AFTER)})
+
     async def submit(self, key: Key, order: Order) -> Submission:
         """Start the job ``order`` describes for ``key``; a ``GatewayError`` when it is refused
         (a watcher of a client-chosen id then learns that the job will never run)."""
         gateway = self.gateway
         try:
-            if gateway.shutting_down:
-                raise GatewayError(503, "The gateway is shutting down; send the request again to "
-                                   "another instance or in a moment.", type="server_error",
-                                   code="server_shutting_down", headers={"retry-after": "5"})
+            self.ensure_open()
             known, unknown = parse_params(order.fields, from_form=order.from_form)
             parsed = ParsedRequest(known, unknown, order.response_format, order.editing,
                                    order.images, order.mask, order.listed)

@@ -58,6 +58,7 @@ async def _create(request: Request, *, edit_route: bool,
     server = gateway.config.server
     try:
         async with _refusals(service, key, job_id, watched):
+            service.ensure_open()  # before reading (and fetching) what would be refused
             body = await read_body(request, edit=edit_route, json_limit=server.max_body_bytes,
                                    upload_limit=server.max_upload_bytes)
         # From here on the client is watched: if it leaves, the work is stopped, upstream too.

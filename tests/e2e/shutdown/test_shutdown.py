@@ -78,8 +78,8 @@ async def test_sigterm_during_jobs(tmp_path) -> None:
     assert last["type"] == "error"
     assert last["error"]["code"] == "server_shutting_down"
     assert 1.5 < ended_after < 6, "the long job got the grace period, then was ended"
-    # uvicorn re-raises the signal once its graceful shutdown is done: exit status -SIGTERM.
-    assert returncode in (0, -signal.SIGTERM) and exited_after < 10, "never hangs"
+    # A drained process exits 0 (uvicorn alone would raise the signal again: -SIGTERM).
+    assert returncode == 0 and exited_after < 10, "never hangs"
 
     ledger = sqlite3.connect(tmp_path / "data" / "usage.sqlite3")
     rows = dict(ledger.execute("SELECT model, status || ':' || coalesce(error_code, '') "
