@@ -11,8 +11,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from proxy.config.fetch import FetchSettings
 from proxy.config.storage import LocalStoreSettings, StorageSettings
@@ -201,8 +210,29 @@ class ReliabilityConfig(Strict):
 
 
 class UsageConfig(Strict):
-    # Record every request in the ledger (SQLite in the data directory).
+    # Record every request in the usage ledger: SQLite in the data directory, or the PostgreSQL
+    # database at database_url.
     enabled: bool = True
+    # postgresql://user:password@host:5432/dbname (or postgres://): one ledger, and so one
+    # spend per key, for every instance that names it. ${VAR} keeps the password out of the
+    # file. A secret: never shown in logs, errors or the config's repr.
+    database_url: SecretStr | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is None:
+            return None
+        # The messages never quote the value: it may hold a password.
+        try:
+            parts = urlsplit(url.get_secret_value())
+            parts.port  # noqa: B018 (a bad port raises here)
+        except ValueError:
+            raise ValueError("not a valid URL (the value is not shown: it may hold a "
+                             "password)") from None
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql:// (or postgres://) URL")
+        return url
 
 
 def default_data_dir() -> Path:

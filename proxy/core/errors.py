@@ -114,3 +114,14 @@ def bad_value(name: str, value: Any, allowed: list[str] | tuple[str, ...]) -> Ga
     """A value outside the field's (or the model's) closed set, in OpenAI's words."""
     listed = ", ".join(f"'{v}'" for v in allowed)
     return invalid_param(name, f"Invalid value: '{value}'. Supported values are: {listed}.")
+
+
+# Seconds a client is asked to wait while the usage ledger's database cannot be read.
+LEDGER_RETRY_AFTER = 5
+
+
+def ledger_unavailable(message: str) -> GatewayError:
+    """503 while the usage ledger's database cannot be read (a shared ledger whose server is
+    down): nothing was done, the same request may succeed shortly."""
+    return GatewayError(503, message, type="server_error", code="usage_ledger_unavailable",
+                        headers={"retry-after": str(LEDGER_RETRY_AFTER)}, retryable=True)

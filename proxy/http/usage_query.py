@@ -3,7 +3,8 @@
 Query parameters: ``start_time`` (inclusive) and ``end_time`` (exclusive), unix seconds;
 ``model``; ``limit`` (1..1000, default 100); ``offset``; and, for admins only, ``key`` to narrow
 the report to one key. A bad value is a 400 naming the parameter; a non-admin asking for another
-key's usage is a 403.
+key's usage is a 403. A ledger whose database cannot be read right now is a 503 with
+``retry-after``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Any
 
 from starlette.requests import Request
 
-from proxy.billing.ledger import UsageLedger
-from proxy.core.errors import GatewayError, invalid_param
+from proxy.billing.ledger import LedgerUnavailable, UsageLedger
+from proxy.core.errors import GatewayError, invalid_param, ledger_unavailable
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -83,6 +84,10 @@ async def usage_endpoint(request: Request, ledger: UsageLedger, *, key_name: str
                          is_admin: bool) -> dict[str, Any]:
     """The JSON body of ``GET /v1/usage`` for the authenticated ``key_name``."""
     q = parse_usage_query(request.query_params, key_name=key_name, is_admin=is_admin)
-    report = await ledger.query(key=q.key, since=q.since, until=q.until, model=q.model,
-                                limit=q.limit, offset=q.offset)
+    try:
+        report = await ledger.query(key=q.key, since=q.since, until=q.until, model=q.model,
+                                    limit=q.limit, offset=q.offset)
+    except LedgerUnavailable:
+        raise ledger_unavailable("The usage ledger cannot be read right now. Try again "
+                                 "shortly.") from None
     return report.to_dict()

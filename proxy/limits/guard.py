@@ -2,7 +2,9 @@
 
 Refusals are 429s with OpenAI's headers: ``retry-after`` and ``x-ratelimit-*`` (the official
 SDKs read ``retry-after``). A spent budget is 429 ``insufficient_quota`` with
-``x-should-retry: false``: retrying cannot help until the period turns over.
+``x-should-retry: false``: retrying cannot help until the period turns over. A spend that cannot
+be read (a shared ledger whose database is down) is the spend query's error: the service makes
+it a 503 with ``retry-after``, for keys with a budget only.
 """
 
 from __future__ import annotations
@@ -65,9 +67,14 @@ class Lease:
 
 
 class Guard:
-    def __init__(self, counters: Counters, spend: SpendQuery | None) -> None:
+    def __init__(self, counters: Counters, spend: SpendQuery | None, *,
+                 shared_spend: bool = False) -> None:
+        """``shared_spend``: other instances charge the same keys (a ledger they share), so a
+        key's spend is read from the ledger at each admission. Otherwise it is read once per
+        period and then kept current here, as this instance's jobs finish."""
         self.counters = counters
         self.spend = spend
+        self.shared_spend = shared_spend
         # Spend per (key, period start), read from the ledger once and then kept current.
         self._spent: dict[tuple[str, float], float] = {}
 
@@ -91,6 +98,8 @@ class Guard:
 
     async def spent(self, key: Key, now: float) -> float:
         start = period_start(key.budget_period, now)
+        if self.shared_spend:
+            return await self.spend(key.name, start) if self.spend else 0.0
         cached = self._spent.get((key.name, start))
         if cached is None:
             cached = await self.spend(key.name, start) if self.spend else 0.0

@@ -13,7 +13,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from proxy.auth import KeyRing
-from proxy.billing import UsageLedger
+from proxy.billing import LedgerUnavailable, SQLiteLedger, UsageLedger
 from proxy.config import (
     GatewayConfig,
     Loc,
@@ -22,7 +22,7 @@ from proxy.config import (
     load_default_config,
     problems_in,
 )
-from proxy.core.errors import GatewayError
+from proxy.core.errors import GatewayError, ledger_unavailable
 from proxy.fetching import AllowList, ImageFetcher
 from proxy.jobs.reliability import Reliability
 from proxy.jobs.results import MemoryResultStore, RedisResultStore, ResultStore
@@ -87,7 +87,7 @@ class Gateway:
         else:
             snapshots = MemorySnapshotStore(retention=retention)
             results, counters = MemoryResultStore(retention), MemoryCounters()
-        usage = UsageLedger(config.data_path) if config.usage.enabled else None
+        usage = _usage_ledger(config)
         models = build_models(config, http)
         metrics = Metrics()
         latency = LatencyBook()
@@ -98,7 +98,8 @@ class Gateway:
         return cls(config=config, http=http, models=models, metrics=metrics, capacity=capacity,
                    keys=KeyRing(config.keys), hub=ProgressHub(snapshots, latency),
                    fetcher=ImageFetcher(config.fetch), usage=usage,
-                   guard=Guard(counters, _spend_reader(usage)),
+                   guard=Guard(counters, _spend_reader(usage),
+                               shared_spend=usage is not None and usage.shared),
                    store=build_store(config.storage, config.data_path), runs=Runs(),
                    reliability=Reliability(config.reliability, models, metrics),
                    results=results, redis=redis)
@@ -165,14 +166,33 @@ class Gateway:
             await self.redis.aclose()
 
 
+def _usage_ledger(config: GatewayConfig) -> UsageLedger | None:
+    """SQLite in the data directory, or the PostgreSQL database ``usage.database_url`` names."""
+    if not config.usage.enabled:
+        return None
+    url = config.usage.database_url
+    if url is None:
+        return SQLiteLedger(config.data_path)
+    # Imported only when configured: it brings asyncpg.
+    from proxy.billing.ledger_postgres import PostgresLedger
+
+    return PostgresLedger(url.get_secret_value(), config.data_path)
+
+
 def _spend_reader(usage: UsageLedger | None) -> SpendQuery | None:
-    """Budgets read what a key spent from the ledger (once per period; then kept current)."""
+    """Budgets read what a key spent from the ledger: once per period and then kept current,
+    or, from a ledger other instances share, at every admission. A shared ledger that cannot
+    be read refuses the job with 503 and ``retry-after`` (the budget cannot be checked)."""
     if usage is None:
         return None
 
     async def spent(key: str, since: float) -> float:
-        report = await usage.query(key=key, since=since, limit=1)
-        return float(report.totals.cost)
+        try:
+            return float(await usage.spent(key, since))
+        except LedgerUnavailable:
+            raise ledger_unavailable(
+                f"The usage ledger cannot be read right now, so the budget of key '{key}' "
+                "cannot be checked. Try again shortly.") from None
 
     return spent
 

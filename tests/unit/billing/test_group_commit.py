@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
-from proxy.billing import FILENAME, LedgerClosed, UsageLedger, UsageRecord
-from proxy.billing import ledger as ledger_module
-from proxy.billing.ledger import MAX_BATCH, ROWS_PER_STATEMENT, LedgerStats
+from proxy.billing import FILENAME, LedgerClosed, SQLiteLedger, UsageRecord
+from proxy.billing import ledger_sqlite as ledger_module
+from proxy.billing.ledger import LedgerStats
+from proxy.billing.ledger_sqlite import MAX_BATCH, ROWS_PER_STATEMENT
 from proxy.billing.schema import COLUMNS
 from tests.unit.billing.records import T0, rec
 
@@ -66,7 +67,7 @@ def counting_threadsafe_calls(loop: asyncio.AbstractEventLoop) -> Iterator[list[
 
 
 async def test_concurrent_records_share_a_few_commits_and_wake_ups(
-        ledger: UsageLedger) -> None:
+        ledger: SQLiteLedger) -> None:
     n = 1000
     with counting_threadsafe_calls(asyncio.get_running_loop()) as wakeups:
         with write_lock_held(ledger.path) as blocker:
@@ -85,7 +86,7 @@ async def test_concurrent_records_share_a_few_commits_and_wake_ups(
     assert len(job_ids_on_disk(ledger.path)) == n
 
 
-async def test_a_lone_record_is_committed_alone_and_at_once(ledger: UsageLedger) -> None:
+async def test_a_lone_record_is_committed_alone_and_at_once(ledger: SQLiteLedger) -> None:
     """Nothing waits for company: one record at a time is one commit and one wake-up each."""
     before = ledger.stats
     took = []
@@ -101,7 +102,7 @@ async def test_a_lone_record_is_committed_alone_and_at_once(ledger: UsageLedger)
 
 
 async def test_every_acknowledged_record_is_readable_from_another_connection(
-        ledger: UsageLedger) -> None:
+        ledger: SQLiteLedger) -> None:
     """When ``record`` returns, the row is committed: another connection (another process,
     after a crash) sees it at that very moment, with no await in between."""
     other = sqlite3.connect(ledger.path, isolation_level=None)
@@ -123,7 +124,7 @@ async def test_every_acknowledged_record_is_readable_from_another_connection(
 
 
 async def test_aclose_writes_everything_queued(tmp_path: Path) -> None:
-    ledger = UsageLedger(tmp_path)
+    ledger = SQLiteLedger(tmp_path)
     await ledger.start()
     futures = [ledger.record_nowait(rec(i)) for i in range(2 * MAX_BATCH + 10)]
     await ledger.aclose()
@@ -135,7 +136,7 @@ async def test_aclose_writes_everything_queued(tmp_path: Path) -> None:
 
 
 async def test_aclose_waits_for_a_commit_that_is_held_up(tmp_path: Path) -> None:
-    ledger = UsageLedger(tmp_path)
+    ledger = SQLiteLedger(tmp_path)
     await ledger.start()
     with write_lock_held(ledger.path) as blocker:
         futures = [ledger.record_nowait(rec(i)) for i in range(100)]
@@ -159,7 +160,7 @@ def varied(i: int) -> UsageRecord:
                created_at=T0 + i / 7)
 
 
-async def write_in_one_batch(ledger: UsageLedger, records: list[UsageRecord]) -> None:
+async def write_in_one_batch(ledger: SQLiteLedger, records: list[UsageRecord]) -> None:
     """Queue every record behind a held-up commit, so (all but the first) share one batch."""
     with write_lock_held(ledger.path) as blocker:
         writing = asyncio.gather(*(ledger.record(r) for r in records))
@@ -168,7 +169,7 @@ async def write_in_one_batch(ledger: UsageLedger, records: list[UsageRecord]) ->
         await asyncio.wait_for(writing, 10)
 
 
-async def test_a_big_batch_keeps_every_field_and_the_order(ledger: UsageLedger) -> None:
+async def test_a_big_batch_keeps_every_field_and_the_order(ledger: SQLiteLedger) -> None:
     records = [varied(i) for i in range(3 * ROWS_PER_STATEMENT + 7)]  # several statements
     await write_in_one_batch(ledger, records)
     assert ledger.stats.commits <= 2
@@ -186,15 +187,15 @@ async def test_a_batch_fits_a_low_sqlite_parameter_limit(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Built against a SQLite that allows few parameters per statement, a batch goes in as
     more, smaller statements (still one transaction)."""
-    connect = UsageLedger._connect
+    connect = SQLiteLedger._connect
 
-    def low_limit(self: UsageLedger, **kwargs: Any) -> sqlite3.Connection:
+    def low_limit(self: SQLiteLedger, **kwargs: Any) -> sqlite3.Connection:
         conn = connect(self, **kwargs)
         conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 5 * len(COLUMNS) + 3)
         return conn
 
-    monkeypatch.setattr(UsageLedger, "_connect", low_limit)
-    async with UsageLedger(tmp_path) as ledger:
+    monkeypatch.setattr(SQLiteLedger, "_connect", low_limit)
+    async with SQLiteLedger(tmp_path) as ledger:
         records = [varied(i) for i in range(53)]
         await write_in_one_batch(ledger, records)
         assert ledger.stats.commits <= 2 and ledger.stats.records == 53
@@ -203,7 +204,7 @@ async def test_a_batch_fits_a_low_sqlite_parameter_limit(
 
 
 async def test_a_refused_row_fails_only_its_own_caller_in_a_shared_batch(
-        ledger: UsageLedger) -> None:
+        ledger: SQLiteLedger) -> None:
     admin = sqlite3.connect(ledger.path, isolation_level=None)
     try:
         admin.execute("CREATE TRIGGER refuse BEFORE INSERT ON usage "
@@ -230,7 +231,7 @@ async def test_a_database_wide_error_fails_the_batch_at_once(
     """Locked past the busy timeout: every record of the batch gets the error after one
     timeout, not one timeout per row; once the lock goes, records are written again."""
     monkeypatch.setattr(ledger_module, "BUSY_TIMEOUT_MS", 200)
-    async with UsageLedger(tmp_path) as ledger:
+    async with SQLiteLedger(tmp_path) as ledger:
         with write_lock_held(ledger.path):
             started = time.perf_counter()
             results = await asyncio.gather(*(ledger.record(rec(i)) for i in range(50)),
@@ -245,7 +246,7 @@ async def test_a_database_wide_error_fails_the_batch_at_once(
 
 
 async def test_records_from_two_event_loops_each_get_their_answer(
-        ledger: UsageLedger) -> None:
+        ledger: SQLiteLedger) -> None:
     async def from_another_loop() -> None:
         await asyncio.gather(*(ledger.record(rec(i)) for i in range(100, 200)))
 
@@ -258,10 +259,10 @@ async def test_records_from_two_event_loops_each_get_their_answer(
 
 _WRITER = textwrap.dedent("""
     import asyncio, os, sys
-    from proxy.billing import UsageLedger, UsageRecord
+    from proxy.billing import SQLiteLedger, UsageRecord
 
     async def main() -> None:
-        async with UsageLedger(sys.argv[1]) as ledger:
+        async with SQLiteLedger(sys.argv[1]) as ledger:
             async def worker(k: int) -> None:
                 for i in range(k, 1_000_000, 16):
                     await ledger.record(UsageRecord(

@@ -1,4 +1,5 @@
-"""The usage ledger against a real SQLite file: writes, queries, exact sums, restarts, load."""
+"""The usage ledger against a real SQLite file (and, for what both backends must do alike, a real
+PostgreSQL database): writes, queries, exact sums, restarts, load."""
 
 from __future__ import annotations
 
@@ -18,12 +19,14 @@ from proxy.billing import (
     SCHEMA_VERSION,
     LedgerClosed,
     SchemaTooNew,
+    SQLiteLedger,
     UsageLedger,
     UsageMeter,
 )
 from proxy.core.errors import GatewayError
 from proxy.core.events import Completed, Failed, Image, Usage
 from proxy.http.usage_query import parse_usage_query, usage_endpoint
+from tests.unit.billing.conftest import BOTH_BACKENDS
 from tests.unit.billing.records import T0, rec
 
 
@@ -37,7 +40,7 @@ def rows_on_disk(path: Path) -> int:
 
 async def test_creates_the_file_in_wal_mode_with_a_schema_version(tmp_path: Path) -> None:
     data = tmp_path / "nested" / "data"
-    async with UsageLedger(data):
+    async with SQLiteLedger(data):
         conn = sqlite3.connect(data / FILENAME)
         try:
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -50,6 +53,7 @@ async def test_creates_the_file_in_wal_mode_with_a_schema_version(tmp_path: Path
             conn.close()
 
 
+@BOTH_BACKENDS
 async def test_every_field_round_trips(ledger: UsageLedger) -> None:
     full = rec(1, kind="edit", n=3, images=2, quality=None, cost=0.123456, status="failed",
                error_code="upstream_timeout", user="user-42", input_tokens=None,
@@ -64,6 +68,7 @@ async def test_every_field_round_trips(ledger: UsageLedger) -> None:
                                            "emoji": "🎨"}
 
 
+@BOTH_BACKENDS
 async def test_metadata_none_and_empty_stay_distinct(ledger: UsageLedger) -> None:
     await ledger.record(rec(1, metadata=None))
     await ledger.record(rec(2, metadata={}))
@@ -71,6 +76,7 @@ async def test_metadata_none_and_empty_stay_distinct(ledger: UsageLedger) -> Non
     assert rows == {"job-1": None, "job-2": {}}
 
 
+@BOTH_BACKENDS
 async def test_filters_by_key_model_and_time(ledger: UsageLedger) -> None:
     for i in range(10):
         await ledger.record(rec(i, key="alice" if i % 2 else "bob",
@@ -89,6 +95,7 @@ async def test_filters_by_key_model_and_time(ledger: UsageLedger) -> None:
     assert (await ledger.query(key="nobody")).totals.requests == 0
 
 
+@BOTH_BACKENDS
 async def test_pages_carry_exact_totals_over_all_rows(ledger: UsageLedger) -> None:
     for i in range(25):
         await ledger.record(rec(i, cost=0.1, images=2, model="m-a" if i % 5 else "m-b"))
@@ -108,6 +115,7 @@ async def test_pages_carry_exact_totals_over_all_rows(ledger: UsageLedger) -> No
     assert past_end.rows == [] and not past_end.has_more and past_end.totals.requests == 25
 
 
+@BOTH_BACKENDS
 async def test_cost_sums_are_exact(ledger: UsageLedger) -> None:
     for i, cost in enumerate([0.1, 0.1, 0.1, 0.2, None]):
         await ledger.record(rec(i, cost=cost))
@@ -121,6 +129,7 @@ async def test_cost_sums_are_exact(ledger: UsageLedger) -> None:
     assert [r["cost"] for r in body["data"]] == [None, 0.2, 0.1, 0.1, 0.1]
 
 
+@BOTH_BACKENDS
 async def test_cost_sums_do_not_drift_like_floats(ledger: UsageLedger) -> None:
     costs = [0.1] * 10
     assert sum(costs) != 1.0  # what summing floats (SQL SUM over REAL) would give
@@ -130,26 +139,42 @@ async def test_cost_sums_do_not_drift_like_floats(ledger: UsageLedger) -> None:
     assert report.to_dict()["totals"]["cost"] == 1.0
 
 
+@BOTH_BACKENDS
+async def test_spent_is_what_a_key_was_charged_since_a_moment(ledger: UsageLedger) -> None:
+    day = 86400.0
+    start = (T0 // day) * day  # a budget period starts at a UTC midnight
+    for i, (moment, cost) in enumerate([(start - 1, 0.5), (start, 0.25), (start + 10, 0.125),
+                                        (start + day, 1.0), (start + 20, None)]):
+        await ledger.record(rec(i, created_at=moment, cost=cost))
+    await ledger.record(rec(9, key="bob", created_at=start, cost=7.0))
+    assert await ledger.spent("alice", 0) == Decimal("1.875")
+    assert await ledger.spent("alice", start) == Decimal("1.375")
+    assert await ledger.spent("alice", start + 5) == Decimal("1.125")
+    assert await ledger.spent("alice", start + day) == Decimal("1")
+    assert await ledger.spent("carol", 0) == 0
+
+
+@BOTH_BACKENDS
 async def test_many_small_costs_sum_exactly(ledger: UsageLedger) -> None:
     await asyncio.gather(*(ledger.record(rec(i, cost=0.000001)) for i in range(1000)))
     assert (await ledger.query(key=None)).totals.cost == Decimal("0.001")
 
 
-async def test_acknowledged_records_are_committed(ledger: UsageLedger) -> None:
+async def test_acknowledged_records_are_committed(ledger: SQLiteLedger) -> None:
     # Another connection (another process, after a crash) sees it the moment record returns.
     await ledger.record(rec(1))
     assert rows_on_disk(ledger.path) == 1
 
 
 async def test_restart_keeps_every_record_and_total(tmp_path: Path) -> None:
-    first = UsageLedger(tmp_path)
+    first = SQLiteLedger(tmp_path)
     await first.start()
     await asyncio.gather(*(first.record(rec(i, cost=0.1, key=f"k{i % 3}")) for i in range(60)))
     before = await first.query(key=None, limit=1000)
     await first.aclose()
     await first.aclose()  # idempotent
 
-    async with UsageLedger(tmp_path) as second:
+    async with SQLiteLedger(tmp_path) as second:
         after = await second.query(key=None, limit=1000)
         assert after.totals == before.totals
         assert after.by_model == before.by_model
@@ -159,6 +184,7 @@ async def test_restart_keeps_every_record_and_total(tmp_path: Path) -> None:
         assert (await second.query(key=None)).totals.requests == 61
 
 
+@BOTH_BACKENDS
 async def test_concurrent_records_all_land(ledger: UsageLedger) -> None:
     await asyncio.gather(*(ledger.record(rec(i, key=f"k{i % 7}")) for i in range(200)))
     report = await ledger.query(key=None, limit=1000)
@@ -166,7 +192,7 @@ async def test_concurrent_records_all_land(ledger: UsageLedger) -> None:
     assert {r.job_id for r in report.rows} == {f"job-{i}" for i in range(200)}
 
 
-async def test_record_waits_off_the_event_loop(ledger: UsageLedger) -> None:
+async def test_record_waits_off_the_event_loop(ledger: SQLiteLedger) -> None:
     """Hold the database's write lock elsewhere: ``record`` must wait for it without stalling
     the loop, and must not return before its row is committed."""
     blocker = sqlite3.connect(ledger.path, isolation_level=None)
@@ -195,6 +221,7 @@ async def test_record_waits_off_the_event_loop(ledger: UsageLedger) -> None:
     assert rows_on_disk(ledger.path) == 1
 
 
+@BOTH_BACKENDS
 async def test_reads_proceed_while_records_stream_in(ledger: UsageLedger) -> None:
     writes = asyncio.gather(*(ledger.record(rec(i)) for i in range(100)))
     reads = [await ledger.query(key="alice") for _ in range(5)]
@@ -203,6 +230,7 @@ async def test_reads_proceed_while_records_stream_in(ledger: UsageLedger) -> Non
     assert (await ledger.query(key="alice")).totals.requests == 100
 
 
+@BOTH_BACKENDS
 async def test_invalid_records_fail_their_own_call(ledger: UsageLedger) -> None:
     with pytest.raises(ValueError, match="kind"):
         await ledger.record(rec(1, kind="variation"))  # type: ignore[arg-type]
@@ -214,7 +242,7 @@ async def test_invalid_records_fail_their_own_call(ledger: UsageLedger) -> None:
     assert [r.job_id for r in (await ledger.query(key=None)).rows] == ["job-4"]
 
 
-async def test_a_cancelled_caller_still_gets_its_record_written(ledger: UsageLedger) -> None:
+async def test_a_cancelled_caller_still_gets_its_record_written(ledger: SQLiteLedger) -> None:
     task = asyncio.create_task(ledger.record(rec(1)))
     await asyncio.sleep(0)
     task.cancel()
@@ -224,7 +252,7 @@ async def test_a_cancelled_caller_still_gets_its_record_written(ledger: UsageLed
 
 
 async def test_closed_ledger_refuses(tmp_path: Path) -> None:
-    ledger = UsageLedger(tmp_path)
+    ledger = SQLiteLedger(tmp_path)
     with pytest.raises(LedgerClosed):
         await ledger.record(rec(1))
     await ledger.start()
@@ -236,14 +264,14 @@ async def test_closed_ledger_refuses(tmp_path: Path) -> None:
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
-    async with UsageLedger(tmp_path):
+    async with SQLiteLedger(tmp_path):
         pass
     conn = sqlite3.connect(tmp_path / FILENAME)
     with conn:
         conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
     conn.close()
     with pytest.raises(SchemaTooNew):
-        await UsageLedger(tmp_path).start()
+        await SQLiteLedger(tmp_path).start()
 
 
 # ---- GET /v1/usage -------------------------------------------------------------------------
@@ -296,6 +324,7 @@ def _request(query: str) -> Request:
                     "query_string": query.encode()})
 
 
+@BOTH_BACKENDS
 async def test_endpoint_scopes_to_the_callers_key(ledger: UsageLedger) -> None:
     for i in range(6):
         await ledger.record(rec(i, key="alice" if i < 4 else "bob", cost=0.1))

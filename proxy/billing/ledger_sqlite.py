@@ -1,0 +1,347 @@
+"""The SQLite usage ledger, the embedded default: every image request, durably, in
+``<data_dir>/usage.sqlite3``. One per host (see ``ledger.py`` for the PostgreSQL twin a fleet
+shares).
+
+Writes go through one writer thread that owns the only write connection (group commit):
+
+- ``record`` validates the record on the event loop, puts it on a queue and waits on a future;
+- the thread takes everything queued so far (up to ``MAX_BATCH`` rows), inserts it in one
+  transaction and commits it (WAL, ``synchronous=FULL``: fsynced before the commit returns).
+  The rows go in as multi-row INSERTs, one SQLite step per ``ROWS_PER_STATEMENT`` rows: each
+  step gives up the GIL and takes it back from the busy event loop, which ``executemany`` would
+  do once per row;
+- then it wakes each event loop that has records in the batch once, with one
+  ``call_soon_threadsafe`` whose callback resolves every future of the batch on that loop.
+
+Under load, records that arrive while a commit is in flight share the next commit and the next
+wake-up, so many writers cost one fsync and one loop wake-up; a lone record is committed at once
+(no timer waits for company). Nothing is acknowledged before it is on disk.
+
+Reads run on a small pool of threads, each with its own read-only connection; WAL lets them
+read while the writer writes. A query's totals, breakdown and page come from one read
+transaction, so they describe the same snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import itertools
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+from proxy.billing.ledger import (
+    LedgerClosed,
+    LedgerStats,
+    UsageLedger,
+    check_page,
+    where_clause,
+)
+from proxy.billing.record import (
+    ModelUsage,
+    UsageRecord,
+    UsageReport,
+    UsageTotals,
+    from_row,
+    micros_to_decimal,
+    to_row,
+)
+from proxy.billing.schema import COLUMN_LIST, COLUMNS, insert_rows, migrate
+
+log = logging.getLogger("proxy.billing")
+
+FILENAME = "usage.sqlite3"
+# Rows per transaction at most; the rest wait for the next commit (which follows at once).
+MAX_BATCH = 512
+# Rows per INSERT statement at most (fewer if SQLite allows fewer parameters): a batch of up to
+# this many is one statement and one step of SQLite; the writer caches one statement per size.
+ROWS_PER_STATEMENT = 64
+# How long a connection waits for a lock another connection (or process) holds.
+BUSY_TIMEOUT_MS = 10_000
+READ_THREADS = 2
+
+T = TypeVar("T")
+# A queued record: its row, the future its caller awaits, and the loop that future belongs to.
+_Pending = tuple[tuple[Any, ...], asyncio.Future[None], asyncio.AbstractEventLoop]
+# What a record's caller learns: None once its row is committed, else the error.
+_Outcome = tuple[asyncio.Future[None], BaseException | None]
+
+_SUMS = ('COUNT(*), COALESCE(SUM(images), 0), COALESCE(SUM(input_tokens), 0), '
+         'COALESCE(SUM(output_tokens), 0), COALESCE(SUM(total_tokens), 0), '
+         'COALESCE(SUM(cost_micros), 0), COUNT(*) - COUNT(cost_micros)')
+
+
+def _acknowledge(outcomes: Sequence[_Outcome]) -> None:
+    """On the event loop: resolve every future of one batch, in one callback."""
+    for future, error in outcomes:
+        if future.done():  # the caller was cancelled; its record is written all the same
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+
+def _row_specific(error: Exception) -> bool:
+    """Whether ``error`` may concern only some rows of a batch (a constraint, a value), so the
+    batch is worth retrying row by row. ``OperationalError`` concerns the database as a whole
+    (locked past the busy timeout, I/O error, disk full, read-only): every row would meet it
+    again, each after its own busy timeout."""
+    return not isinstance(error, sqlite3.OperationalError)
+
+
+class SQLiteLedger(UsageLedger):
+    """The durable usage ledger in one SQLite file (see the module docstring): ``start``, then
+    ``record``, ``query`` and ``spent`` from the event loop, then ``aclose``."""
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir / FILENAME
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._readers: concurrent.futures.ThreadPoolExecutor | None = None
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open = False
+        # Written by the writer thread only; read through ``stats``.
+        self._records = self._failed = self._commits = self._wakeups = 0
+        self._rows_per_statement = 1
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the directory and file if missing, migrate the schema, start the writer."""
+        if self._writer is not None:
+            raise RuntimeError("the usage ledger is already started")
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._queue = queue.SimpleQueue()
+        self._records = self._failed = self._commits = self._wakeups = 0
+        self._writer = threading.Thread(target=self._write_loop, args=(ready, self._queue),
+                                        name="usage-ledger-writer", daemon=True)
+        self._writer.start()
+        try:
+            await asyncio.wrap_future(ready)
+        except BaseException:
+            # Failed (the thread has ended) or cancelled (it ends once set up): either way it
+            # must not keep waiting for records.
+            self._queue.put(None)
+            self._writer = None
+            raise
+        self._readers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=READ_THREADS, thread_name_prefix="usage-ledger-reader")
+        self._open = True
+
+    async def aclose(self) -> None:
+        """Write everything already queued, then close. Idempotent."""
+        if self._writer is None:
+            return
+        self._open = False
+        readers, self._readers = self._readers, None
+        if readers is not None:
+            await asyncio.to_thread(readers.shutdown, wait=True)
+        with self._lock:
+            conns, self._reader_conns = self._reader_conns, []
+        for conn in conns:
+            conn.close()
+        self._queue.put(None)
+        writer, self._writer = self._writer, None
+        await asyncio.to_thread(writer.join)
+
+    @property
+    def stats(self) -> LedgerStats:
+        """What the writer did since ``start`` (a snapshot; the counters only grow)."""
+        return LedgerStats(records=self._records, failed=self._failed, commits=self._commits,
+                           wakeups=self._wakeups)
+
+    # ---- writing ---------------------------------------------------------------------------
+
+    def record_nowait(self, rec: UsageRecord) -> asyncio.Future[None]:
+        """Queue ``rec`` and return a future that resolves once it is committed.
+
+        The record is queued before this returns, so it is written even if nobody awaits the
+        future (or the awaiting task is cancelled). ValueError for an invalid record,
+        LedgerClosed after ``aclose``.
+        """
+        if not self._open:
+            raise LedgerClosed("the usage ledger is not running")
+        row = to_row(rec)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.put((row, future, loop))
+        return future
+
+    def _connect(self, *, cached_statements: int = 128) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                               cached_statements=cached_statements)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return conn
+
+    def _write_loop(self, ready: concurrent.futures.Future[None],
+                    pending: queue.SimpleQueue[_Pending | None]) -> None:
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            # Room for an INSERT of every size up to ROWS_PER_STATEMENT, and a few more.
+            conn = self._connect(cached_statements=ROWS_PER_STATEMENT + 32)
+        except BaseException as exc:
+            ready.set_exception(exc)
+            return
+        try:
+            try:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    raise RuntimeError(f"cannot put the usage ledger in WAL mode (got {mode})")
+                # FULL: each commit is fsynced, so an acknowledged record survives power loss.
+                conn.execute("PRAGMA synchronous = FULL")
+                migrate(conn)
+                self._rows_per_statement = max(1, min(
+                    ROWS_PER_STATEMENT,
+                    conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMNS)))
+            except BaseException as exc:
+                ready.set_exception(exc)
+                return
+            ready.set_result(None)
+            self._drain(conn, pending)
+        finally:
+            conn.close()
+
+    def _drain(self, conn: sqlite3.Connection,
+               pending: queue.SimpleQueue[_Pending | None]) -> None:
+        """Commit whatever is queued, batch after batch, until the ``None`` that ``aclose``
+        queues behind the last record."""
+        stopping = False
+        while not stopping:
+            first = pending.get()  # waits only while nothing is queued
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = pending.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._notify(batch, self._write_batch(conn, batch))
+
+    def _write_batch(self, conn: sqlite3.Connection,
+                     batch: list[_Pending]) -> list[BaseException | None]:
+        """Insert ``batch`` in one transaction; each record's error, None once committed."""
+        try:
+            self._insert(conn, [row for row, _, _ in batch], self._rows_per_statement)
+        except Exception as exc:
+            if len(batch) == 1 or not _row_specific(exc):
+                log.error("usage ledger: could not write %d record(s): %s", len(batch), exc)
+                self._failed += len(batch)
+                return [exc] * len(batch)
+            # One at a time, so a row the database refuses fails only its own caller.
+            return [error for item in batch for error in self._write_batch(conn, [item])]
+        self._commits += 1
+        self._records += len(batch)
+        return [None] * len(batch)
+
+    def _notify(self, batch: list[_Pending], errors: list[BaseException | None]) -> None:
+        """Wake each event loop with records in ``batch`` once, to resolve all of them."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+        for (_, future, loop), error in zip(batch, errors, strict=True):
+            by_loop.setdefault(loop, []).append((future, error))
+        for loop, outcomes in by_loop.items():
+            self._wakeups += 1
+            with contextlib.suppress(RuntimeError):  # that loop is already closed
+                loop.call_soon_threadsafe(_acknowledge, outcomes)
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]],
+                rows_per_statement: int) -> None:
+        """Insert ``rows`` in one transaction, committed (and fsynced) before this returns.
+
+        Up to ``rows_per_statement`` rows are one statement in autocommit mode, which is a
+        transaction of its own: one step of SQLite for the whole batch. More take a few
+        statements between BEGIN IMMEDIATE and COMMIT.
+        """
+        if len(rows) <= rows_per_statement:
+            conn.execute(insert_rows(len(rows)), list(itertools.chain.from_iterable(rows)))
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for start in range(0, len(rows), rows_per_statement):
+                chunk = rows[start:start + rows_per_statement]
+                conn.execute(insert_rows(len(chunk)),
+                             list(itertools.chain.from_iterable(chunk)))
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+            with self._lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if not self._open or self._readers is None:
+            raise LedgerClosed("the usage ledger is not running")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, lambda: work(self._reader()))
+
+    async def query(self, *, key: str | None, since: float | None = None,
+                    until: float | None = None, model: str | None = None, limit: int = 100,
+                    offset: int = 0) -> UsageReport:
+        """Usage of ``key`` (None: every key) with ``since <= created_at < until``.
+
+        ``key`` has no default on purpose: reading everyone's usage must be asked for.
+        """
+        check_page(limit, offset)
+        clause, args = where_clause(lambda _: "?", key=key, since=since, until=until,
+                                    model=model)
+
+        def run(conn: sqlite3.Connection) -> UsageReport:
+            conn.execute("BEGIN")  # one snapshot for all three statements
+            try:
+                totals = UsageTotals.from_sums(
+                    *conn.execute(f"SELECT {_SUMS} FROM usage{clause}", args).fetchone())
+                by_model = [
+                    ModelUsage(model=row[0], totals=UsageTotals.from_sums(*row[1:]))
+                    for row in conn.execute(
+                        f"SELECT model, {_SUMS} FROM usage{clause} GROUP BY model "
+                        "ORDER BY model", args)
+                ]
+                rows = [
+                    from_row(row) for row in conn.execute(
+                        f"SELECT {COLUMN_LIST} FROM usage{clause} "
+                        "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+                        [*args, limit, offset])
+                ]
+            finally:
+                conn.execute("COMMIT")
+            return UsageReport(totals=totals, by_model=by_model, rows=rows,
+                               has_more=offset + len(rows) < totals.requests)
+
+        return await self._read(run)
+
+    async def spent(self, key: str, since: float) -> Decimal:
+        """What ``key`` was charged since ``since`` (the ``("key", created_at)`` index)."""
+
+        def run(conn: sqlite3.Connection) -> int:
+            row = conn.execute('SELECT COALESCE(SUM(cost_micros), 0) FROM usage '
+                               'WHERE "key" = ? AND created_at >= ?', (key, float(since)))
+            return int(row.fetchone()[0])
+
+        return micros_to_decimal(await self._read(run))
