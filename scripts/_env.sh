@@ -76,3 +76,73 @@ PY
   echo "redis-server did not start" >&2
   return 1
 }
+
+# The usage ledger's PostgreSQL tests need a PostgreSQL that user postgres may use without a
+# password (tests/support/postgres.py; IMAGE_PROXY_TEST_POSTGRES names another). Use the one
+# answering on 127.0.0.1:5432; else start Debian's cluster if one is installed but stopped;
+# else initdb a throwaway one in /tmp (trust auth, 127.0.0.1:5432), installing Debian's
+# postgresql first if it is missing. Tests create and drop their own databases, so a shared
+# server is safe.
+PG_TEST_URL="${IMAGE_PROXY_TEST_POSTGRES:-postgresql://postgres@127.0.0.1:5432/postgres}"
+
+pg_answers() {
+  "$VENV/bin/python" - "$PG_TEST_URL" <<'PY' 2>/dev/null
+import asyncio, sys
+import asyncpg
+async def main() -> None:
+    await (await asyncpg.connect(sys.argv[1], timeout=3)).close()
+asyncio.run(main())
+PY
+}
+
+pg_wait() {
+  for _ in $(seq 100); do
+    pg_answers && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# initdb + pg_ctl in DIR on 127.0.0.1:PORT, trust auth for user postgres. initdb refuses to run
+# as root: then the cluster belongs to the postgres user Debian's package creates.
+start_pg_cluster() {
+  local port="$1" dir="$2" bin as=()
+  bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+  [ -x "$bin/initdb" ] || { echo "no initdb under /usr/lib/postgresql" >&2; return 1; }
+  [ "$(id -u)" -eq 0 ] && as=(runuser -u postgres --)
+  if [ ! -f "$dir/PG_VERSION" ]; then
+    mkdir -p "$dir"
+    [ "$(id -u)" -eq 0 ] && chown postgres "$dir"
+    "${as[@]}" "$bin/initdb" -D "$dir" -U postgres --auth=trust >/dev/null
+  fi
+  "${as[@]}" "$bin/pg_ctl" -D "$dir" -l "$dir.log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k /tmp" start >/dev/null
+}
+
+ensure_postgres() {
+  pg_answers && return 0
+  local sudo="" version
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    command -v apt-get >/dev/null 2>&1 || { echo "the tests need PostgreSQL" >&2; return 1; }
+    echo "installing Debian's postgresql for the usage ledger tests ..." >&2
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    pg_wait && return 0
+  fi
+  version="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)"
+  if [ -n "$version" ] && [ -d "/etc/postgresql/$version/main" ]; then
+    echo "starting Debian's PostgreSQL $version cluster ..." >&2
+    $sudo pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null || true
+    pg_wait && return 0
+  fi
+  if "$VENV/bin/python" -c 'import socket; socket.create_connection(("127.0.0.1", 5432), 1)' \
+      2>/dev/null; then
+    echo "a PostgreSQL answers on 127.0.0.1:5432 but not to $PG_TEST_URL (no password):" \
+         "set IMAGE_PROXY_TEST_POSTGRES to a URL the tests may use" >&2
+    return 1
+  fi
+  echo "starting a throwaway PostgreSQL on 127.0.0.1:5432 (/tmp/image-proxy-test-pg) ..." >&2
+  start_pg_cluster 5432 /tmp/image-proxy-test-pg
+  pg_wait || { echo "PostgreSQL did not start" >&2; return 1; }
+}
