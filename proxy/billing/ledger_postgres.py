@@ -145,15 +145,17 @@ class PostgresLedger(UsageLedger):
         self._open = True
 
     async def aclose(self) -> None:
-        """Write what is buffered (``CLOSE_GRACE`` seconds at most; what is left goes to a
-        spill file), then close. Idempotent."""
+        """Write what is buffered (``CLOSE_GRACE`` seconds at most, none if writing already
+        fails: what is left goes to a spill file), then close. Idempotent."""
         writer = self._writer
         if writer is None:
             return
         self._open, self._closing = False, True
         self._wake.set()
+        # Writing already fails: waiting for the database would only delay the exit.
+        grace = self._close_grace if self._write_down is None else 0
         try:
-            await asyncio.wait_for(asyncio.shield(writer), self._close_grace)
+            await asyncio.wait_for(asyncio.shield(writer), grace)
         except TimeoutError:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
