@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from proxy.config import ConfigError, load_config_text, load_default_config
@@ -112,3 +115,35 @@ models:
     assert own.retries == 4
     assert problems("providers:\n  openai: {timeout: {total: -1}}\n")[0].startswith(
         "gw.yaml:2: providers.openai.timeout.total:")
+
+
+def test_usage_database_url_from_the_environment_is_a_secret(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_LEDGER_URL", "postgresql://gw:pa55word@db.internal:5432/ledger")
+    config = load_checked_text("models: [{name: local, provider: local}]\n"
+                               "usage:\n  database_url: ${TEST_LEDGER_URL}\n")
+    url = config.usage.database_url
+    assert url is not None
+    assert url.get_secret_value() == "postgresql://gw:pa55word@db.internal:5432/ledger"
+    assert "pa55word" not in repr(config) and "pa55word" not in str(config.usage)
+    assert load_checked_text("models: [{name: local, provider: local}]").usage.database_url \
+        is None  # SQLite in data_dir
+
+
+@pytest.mark.parametrize("url", ["mysql://gw:pa55word@db/ledger", "redis://127.0.0.1:6379/0",
+                                 "postgresql://gw:pa55word@db:99999/ledger", "db.internal"])
+def test_usage_database_url_must_be_postgres_and_is_never_echoed(url: str) -> None:
+    found = problems("models: [{name: local, provider: local}]\n"
+                     f"usage: {{database_url: {url}}}\n")
+    assert len(found) == 1 and found[0].startswith("gw.yaml:2: usage.database_url: ")
+    assert "pa55word" not in found[0] and url not in found[0]
+
+
+def test_check_config_accepts_a_postgres_ledger(tmp_path) -> None:
+    config = tmp_path / "gw.yaml"
+    config.write_text("models: [{name: local, provider: local}]\n"
+                      "usage: {database_url: 'postgres://gw:pa55word@127.0.0.1:1/ledger'}\n")
+    done = subprocess.run([sys.executable, "-m", "proxy", "check-config", "--config",
+                           str(config)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr  # checked, not connected to
+    assert "configuration OK" in done.stdout and "pa55word" not in done.stdout + done.stderr
