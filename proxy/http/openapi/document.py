@@ -49,8 +49,10 @@ _ERRORS = {
     502: ("BadGateway", "The upstream failed: 5xx, refused the gateway's credentials "
                         "(`upstream_auth_failed`), unreachable, dropped the connection, or sent "
                         "no valid answer."),
-    503: ("ServiceUnavailable", "The gateway is shutting down (`server_shutting_down`), or the "
-                                "upstream's circuit is open after repeated failures."),
+    503: ("ServiceUnavailable", "The gateway is shutting down (`server_shutting_down`), the "
+                                "upstream's circuit is open after repeated failures, or the "
+                                "usage ledger's database cannot be read to check a key's "
+                                "budget or report usage (`usage_ledger_unavailable`)."),
     504: ("GatewayTimeout", "The upstream did not answer in time (`upstream_timeout`, "
                             "`x-should-retry: false`: it may already be drawing and billing)."),
 }
@@ -265,7 +267,7 @@ def _mount_paths(base: str, keyed: tuple[int, ...]) -> dict[str, Schema]:
             parameters=[_param("ModelId")], tags=["models"])},
         f"{base}/usage": {"get": _get(
             f"getUsage{suffix}", "The calling key's usage: totals, per model, and rows",
-            _ok("The usage report.", "UsageReport"), 400, *keyed, 404,
+            _ok("The usage report.", "UsageReport"), 400, *keyed, 404, 503,
             parameters=[_param(p) for p in ("StartTime", "EndTime", "UsageModel", "Limit",
                                             "Offset", "Key")], tags=["usage"])},
     }
