@@ -72,7 +72,8 @@ log = logging.getLogger("proxy.billing")
 MAX_BATCH = 512  # rows per statement at most; the rest go with the next, at once
 MAX_BUFFERED = 50_000  # records kept in memory while the database cannot be written
 READ_CONNECTIONS = 4  # the pool that answers GET /v1/usage and budget checks
-TIMEOUT = 5.0  # seconds to connect, or for one statement
+TIMEOUT = 5.0  # seconds to connect, for a write, or for a budget check's read
+QUERY_TIMEOUT = 60.0  # seconds for the statements of one GET /v1/usage (an admin's may be big)
 CLOSE_GRACE = 5.0  # aclose waits this long for the database before spilling what is left
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
 
@@ -127,6 +128,7 @@ class PostgresLedger(UsageLedger):
             raise RuntimeError("the usage ledger is already started")
         self._loop = asyncio.get_running_loop()
         self._wake, self._closing = asyncio.Event(), False
+        self._write_down, self._read_down = None, False
         self._records = self._failed = self._commits = self._spilled = 0
         try:
             await self._writer_conn()
@@ -137,10 +139,13 @@ class PostgresLedger(UsageLedger):
         except Exception as exc:
             raise RuntimeError("the usage ledger cannot use its PostgreSQL database: "
                                f"{self._describe(exc)}") from None
-        # min_size 0: created without connecting; connections are opened as reads need them.
-        self._pool = await asyncpg.create_pool(
-            self._url, min_size=0, max_size=READ_CONNECTIONS, timeout=self._timeout,
-            command_timeout=self._timeout)
+        try:  # min_size 0: made without connecting; reads open connections as they need them
+            self._pool = await asyncpg.create_pool(
+                self._url, min_size=0, max_size=READ_CONNECTIONS, timeout=self._timeout,
+                command_timeout=QUERY_TIMEOUT)
+        except BaseException:
+            self._drop_connection()
+            raise
         self._writer = asyncio.create_task(self._write_loop(), name="usage-ledger-writer")
         self._open = True
 
@@ -163,9 +168,7 @@ class PostgresLedger(UsageLedger):
         if self._buffer:
             await self._spill(len(self._buffer))
         self._writer = None
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.terminate()
+        self._drop_connection()
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -248,10 +251,14 @@ class PostgresLedger(UsageLedger):
         self._conn = conn
         return conn
 
-    def _lost(self, exc: BaseException) -> None:
+    def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.terminate()
+
+    def _lost(self, exc: BaseException) -> None:
+        """Writing failed: start afresh on a new connection, and say so once per outage."""
+        self._drop_connection()
         if self._write_down is None:
             self._write_down = self._describe(exc)
             log.warning("usage ledger: cannot write to PostgreSQL (%s); %d record(s) kept until "
@@ -386,7 +393,9 @@ class PostgresLedger(UsageLedger):
         unsent = sum(micros for created, micros in self._unsent.get(key, ()) if created >= since)
         day, rest = divmod(since, DAY)
         if rest == 0:
-            committed = await self._read(lambda c: c.fetchval(SPENT_SINCE_DAY, key, int(day)))
+            committed = await self._read(lambda c: c.fetchval(SPENT_SINCE_DAY, key, int(day),
+                                                              timeout=self._timeout))
         else:
-            committed = await self._read(lambda c: c.fetchval(SPENT_SINCE, key, since))
+            committed = await self._read(lambda c: c.fetchval(SPENT_SINCE, key, since,
+                                                              timeout=self._timeout))
         return micros_to_decimal(int(committed) + unsent)
