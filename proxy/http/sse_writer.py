@@ -52,13 +52,18 @@ async def sse_events(job: Job, first: Event, events: AsyncIterator[Event]) -> As
                 settings = {**requested, **resolved_settings(job.request, job.model.rules, event)}
                 usage = (event.usage or Usage()).to_dict()
                 usage.pop("output_tokens_details", None)  # not part of the stream's ImagesUsage
-                for image in sorted(finished, key=lambda i: i.index):
-                    yield encode_image_event(f"{prefix}.completed", {
+                finished.sort(key=lambda i: i.index, reverse=True)
+                while finished:
+                    # Each image is let go as its frame is made: while a slow client reads
+                    # the frame, the image is held once (the frame), not twice.
+                    frame = encode_image_event(f"{prefix}.completed", {
                         "type": f"{prefix}.completed",
                         "created_at": int(time.time()),
                         **settings,
                         "usage": usage,
-                    }, image.b64_json or "")
+                    }, finished.pop().b64_json or "")
+                    yield frame
+                    del frame
                 return
             elif isinstance(event, Failed):
                 yield error_event(event.error.body())

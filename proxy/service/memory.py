@@ -21,8 +21,9 @@ the system the moment it is freed; smaller ones (a stream's ~1.5 MB final image 
 come from the heap, where freed blocks are reused without page faults (with the threshold at
 256 KiB each such buffer was a fresh mapping: ~2,100 page faults and 10 ms of CPU per streamed
 job against ~470 and 7 ms now, scripts/bench --quick --only long). Once the gateway has had no
-job for a few seconds, ``malloc_trim`` hands back what the heap still holds. Elsewhere than
-glibc both are skipped.
+job for a few seconds, the collector collects what the burst left in reference cycles and
+``malloc_trim`` hands back what the heap still holds. Elsewhere than glibc the allocator's part
+is skipped.
 """
 
 from __future__ import annotations
@@ -103,5 +104,10 @@ async def trim_when_idle(running: Callable[[], int], every: float = IDLE_SECONDS
             dirty = True
         elif dirty:
             dirty = False
+            # First the garbage in reference cycles a burst left behind (finished responses,
+            # their tasks and buffers): an idle process makes too few objects for the young
+            # collection to come round, so without this it would hold them until the next
+            # burst. A few milliseconds, when nothing runs.
+            gc.collect()
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(trim)

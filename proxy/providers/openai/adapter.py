@@ -20,7 +20,7 @@ from proxy.images.codec import b64_complete
 from proxy.providers.base import Call, Provider, ProviderSettings
 from proxy.providers.openai.errors import error_from_upstream, parse_usage
 from proxy.upstream.lifted import lift_images
-from proxy.upstream.sse import SSEDecoder
+from proxy.upstream.sse import SSEDecoder, SSEMessage
 
 _ECHOED = ("size", "quality", "background", "output_format")
 
@@ -116,27 +116,42 @@ class OpenAIProvider(Provider):
             yield event
 
     async def _relay_stream(self, call: Call, content: Any) -> AsyncGenerator[Event, None]:
+        """The upstream's SSE events as ours. Nothing large outlives its use here: the chunk
+        and the raw event are let go before their events are handed on (a 1.5 MB final image
+        waiting for a slow client is then held once, as its outgoing frame, not three times)."""
         decoder = SSEDecoder()
         expected = max(call.request.partial_images, 0) + 1
         async for chunk in content.iter_any():
-            for message in decoder.feed(chunk):
-                data, lifted = parse_lifting(message.data)
-                if not isinstance(data, dict):
-                    raise invalid_response("an SSE event whose data is not a JSON object")
-                if data.get("error"):
-                    raise self._error(500, message.data, {}, mid_stream=True)
-                kind = str(data.get("type") or message.event)
-                if kind.endswith(".partial_image"):
-                    index = _int(data.get("partial_image_index"), "partial_image_index")
-                    yield PartialImage(0, index, _b64(data, lifted))
-                    done = min(index + 1, expected - 1)
-                    yield Progress(100.0 * done / expected, step=done, total_steps=expected)
-                elif kind.endswith(".completed"):
-                    yield Image(0, b64_json=_b64(data, lifted))
-                    yield Completed(parse_usage(data.get("usage")), _resolved(data))
-                    return
+            messages = decoder.feed(chunk)
+            del chunk
+            while messages:
+                events = self._stream_events(messages.pop(0), expected)
+                while events:
+                    event = events.pop(0)
+                    yield event
+                    if isinstance(event, Completed):
+                        return
+                    del event
         raise upstream_error("The upstream stream ended before the image was completed.",
                              code="upstream_incomplete")
+
+    def _stream_events(self, message: SSEMessage, expected: int) -> list[Event]:
+        """Our events for one upstream SSE event (none for an event we do not relay)."""
+        data, lifted = parse_lifting(message.data)
+        if not isinstance(data, dict):
+            raise invalid_response("an SSE event whose data is not a JSON object")
+        if data.get("error"):
+            raise self._error(500, message.data, {}, mid_stream=True)
+        kind = str(data.get("type") or message.event)
+        if kind.endswith(".partial_image"):
+            index = _int(data.get("partial_image_index"), "partial_image_index")
+            done = min(index + 1, expected - 1)
+            return [PartialImage(0, index, _b64(data, lifted)),
+                    Progress(100.0 * done / expected, step=done, total_steps=expected)]
+        if kind.endswith(".completed"):
+            return [Image(0, b64_json=_b64(data, lifted)),
+                    Completed(parse_usage(data.get("usage")), _resolved(data))]
+        return []
 
 
 def endpoint(call: Call) -> str:
