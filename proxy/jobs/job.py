@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -14,8 +15,38 @@ from proxy.request.bound import ImageRequest
 from proxy.routing.table import ServedModel
 
 
+class _RandomIds:
+    """Version-4 UUIDs from random bytes drawn 4 KiB at a time (one ``getrandom`` call per 256
+    ids, not one each; the same randomness as :func:`uuid.uuid4`). A forked child starts with
+    a pool of its own, never its parent's."""
+
+    SIZE = 16 * 256
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._at = 0
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._pool, self._at = b"", 0
+
+    def next(self) -> str:
+        if self._at >= len(self._pool):
+            self._pool, self._at = os.urandom(self.SIZE), 0
+        raw = bytearray(self._pool[self._at:self._at + 16])
+        self._at += 16
+        raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = raw.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_IDS = _RandomIds()
+
+
 def new_job_id() -> str:
-    return str(uuid.uuid4())
+    """A fresh job id: a random (version 4) UUID in its canonical form."""
+    return _IDS.next()
 
 
 def parse_job_id(value: Any) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
@@ -39,6 +41,26 @@ class Metrics:
             ["model"], registry=r)
         self.fallbacks = Counter(
             "image_proxy_fallbacks", "Jobs handed to a fallback model.", ["model"], registry=r)
+
+        # Label children of the per-job metrics, found once per label set (``labels()`` checks
+        # and locks on every call; a finished job counts into four of them).
+        self._finished: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
+        self._final_bytes = self.image_bytes.labels("final")
+        self._partial_bytes = self.image_bytes.labels("partial")
+
+    def job_finished(self, model: str, provider: str, kind: str, status: str, seconds: float,
+                     final_bytes: int, partial_bytes: int) -> None:
+        """Count one finished job (its status, duration and image bytes)."""
+        key = (model, provider, kind, status)
+        children = self._finished.get(key)
+        if children is None:
+            children = self._finished[key] = (self.requests.labels(*key),
+                                              self.job_seconds.labels(model, provider))
+        requests, job_seconds = children
+        requests.inc()
+        job_seconds.observe(seconds)
+        self._final_bytes.inc(final_bytes)
+        self._partial_bytes.inc(partial_bytes)
 
     async def endpoint(self, request: Request) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

@@ -211,12 +211,9 @@ class ImageService:
             record = meter.finish(cancelled=cancelled, cost=job.cost)
             metrics = gateway.metrics
             metrics.jobs_in_flight.dec()
-            metrics.requests.labels(record.model, record.provider, record.kind,
-                                    record.status).inc()
-            metrics.job_seconds.labels(record.model, record.provider).observe(
-                record.latency_ms / 1000)
-            metrics.image_bytes.labels("final").inc(meter.image_bytes)
-            metrics.image_bytes.labels("partial").inc(meter.partial_bytes)
+            metrics.job_finished(record.model, record.provider, record.kind, record.status,
+                                 record.latency_ms / 1000, meter.image_bytes,
+                                 meter.partial_bytes)
             if record.cost:
                 gateway.guard.add_spend(key, record.cost, record.created_at)
             if gateway.usage is not None:
