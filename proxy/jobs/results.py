@@ -15,6 +15,9 @@ class ResultStore(Protocol):
 
     async def get(self, job_id: str) -> dict[str, Any] | None: ...
 
+    async def delete(self, job_id: str) -> None:
+        """Forget a job's result (its id is used again, by a new attempt)."""
+
 
 class MemoryResultStore:
     """In memory, expiring with the job snapshots (``jobs.retention_seconds``)."""
@@ -35,6 +38,9 @@ class MemoryResultStore:
             return None
         return item[1]
 
+    async def delete(self, job_id: str) -> None:
+        self._items.pop(job_id, None)
+
 
 class RedisResultStore:
     def __init__(self, redis: Redis, prefix: str, retention: float) -> None:
@@ -48,3 +54,6 @@ class RedisResultStore:
     async def get(self, job_id: str) -> dict[str, Any] | None:
         raw = await self.redis.get(self.prefix + job_id)
         return orjson.loads(raw) if raw else None
+
+    async def delete(self, job_id: str) -> None:
+        await self.redis.delete(self.prefix + job_id)

@@ -12,6 +12,11 @@ queue, no hand-off per event on the hot path).
 Either way a reader that leaves cancels the run (the upstream is closed and the job ends
 ``cancelled``), and a shutdown aborts it with an error the reader still receives as its last
 event.
+
+A job whose client chose its id (and a detached job) runs in a task of its own into a *feed*
+(:class:`~proxy.jobs.feed.JobFeed`) instead: any number of readers follow it, each from where
+it asks, and the run does not wait for them. It is cancelled when its last reader leaves before
+the end, unless it was started to ``keep_running`` (``on_disconnect: finish``, or detached).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 
 from proxy.core.errors import GatewayError
 from proxy.core.events import Completed, Event, Failed
+from proxy.jobs.feed import JobFeed
 from proxy.jobs.job import Job
 
 log = logging.getLogger("proxy.jobs.runs")
@@ -33,7 +39,8 @@ QUEUE_SIZE = 2
 
 class JobRun:
     def __init__(self, job: Job, events: AsyncGenerator[Event, None], runs: Runs,
-                 on_end: Callable[[], None] | None = None) -> None:
+                 on_end: Callable[[], None] | None = None, feed: JobFeed | None = None,
+                 keep_running: bool = False) -> None:
         self.job = job
         # Called (synchronously) as the reader receives the terminal event: what the job held
         # that its answer should not outlive (its capacity slot) is given back before the
@@ -44,16 +51,24 @@ class JobRun:
         self._runs = runs
         # The task the job's events are read in: its own, or (inline) its reader's.
         self.task: asyncio.Task[Any] | None = None
+        # A run with a feed: followed by any number of readers (counted), and cancelled when
+        # the last one leaves early unless it keeps running.
+        self.feed = feed
+        self.keep_running = keep_running
+        self.readers = 0
 
     def start(self) -> JobRun:
-        self._queue = asyncio.Queue(QUEUE_SIZE)
-        self.task = asyncio.create_task(self._run(), name=f"job {self.job.id}")
+        if self.feed is not None:
+            self.task = asyncio.create_task(self._run_into(self.feed), name=f"job {self.job.id}")
+        else:
+            self._queue = asyncio.Queue(QUEUE_SIZE)
+            self.task = asyncio.create_task(self._run(), name=f"job {self.job.id}")
         self._runs.track(self.task)
         return self
 
     @property
     def inline(self) -> bool:
-        return self._queue is None
+        return self._queue is None and self.feed is None
 
     async def _run(self) -> None:
         assert self._queue is not None
@@ -67,9 +82,48 @@ class JobRun:
             # Aborted (the gateway is stopping): the reader learns why, as its last event.
             await self._queue.put(Failed(self.job.aborted))
 
+    async def _run_into(self, feed: JobFeed) -> None:
+        try:
+            async with aclosing(self._events) as events:
+                async for event in events:
+                    if isinstance(event, (Completed, Failed)) and self._on_end is not None:
+                        self._on_end()
+                    feed.push(event)
+        except asyncio.CancelledError:
+            if self.job.aborted is None:
+                raise  # its last reader left: the feed closes without a terminal event
+            if self._on_end is not None:
+                self._on_end()
+            feed.push(Failed(self.job.aborted))
+        finally:
+            feed.close()
+
     def stream(self) -> AsyncGenerator[Event, None]:
         """The job's events, ending with its terminal one. Leaving early cancels the job."""
+        if self.feed is not None:
+            return self.follow()
         return self._read_inline() if self._queue is None else self._read_queue(self._queue)
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncGenerator[None, None]:
+        """A reader of a run with a feed, for as long as the block lasts: when the last one
+        leaves before the job ended, the job is cancelled (unless it keeps running)."""
+        assert self.feed is not None
+        self.readers += 1
+        try:
+            yield
+        finally:
+            self.readers -= 1
+            if not self.readers and not self.keep_running and not self.feed.ended:
+                await self.cancel()
+
+    async def follow(self, start: int = 0) -> AsyncGenerator[Event, None]:
+        """A run with a feed: its kept events from index ``start``, then the rest as they
+        come, as one counted reader."""
+        assert self.feed is not None
+        async with self.reading():
+            async for event in self.feed.follow(start):
+                yield event
 
     async def _read_inline(self) -> AsyncGenerator[Event, None]:
         """An inline run: the job's events read in the reader's task, to their very end (the
@@ -150,10 +204,12 @@ class Runs:
             self._idle.set()
 
     def start(self, job: Job, events: AsyncGenerator[Event, None],
-              on_end: Callable[[], None] | None = None, *, inline: bool = False) -> JobRun:
-        """Run ``job`` (``events`` are ``run_job``'s): in a task of its own, or ``inline``,
-        read in the task of its one reader (an attached JSON request)."""
-        run = JobRun(job, events, self, on_end)
+              on_end: Callable[[], None] | None = None, *, inline: bool = False,
+              feed: JobFeed | None = None, keep_running: bool = False) -> JobRun:
+        """Run ``job`` (``events`` are ``run_job``'s): in a task of its own (into ``feed``,
+        for any number of readers, if given), or ``inline``, read in the task of its one
+        reader (an attached JSON request)."""
+        run = JobRun(job, events, self, on_end, feed, keep_running)
         if not inline:
             run.start()
             assert run.task is not None

@@ -100,20 +100,23 @@ class ProgressHub:
         self.local = local
 
     # ------------------------------------------------------------------ a job's life
-    async def open(self, tracker: Tracked, claim: bool = True) -> bool:
+    async def open(self, tracker: Tracked, claim: bool = True, replace: bool = False) -> bool:
         """Register a new job; False when its id is already in use.
 
         ``claim=False`` is for an id this gateway made for a job answered on its own connection:
         nobody else can hold it or watch it yet, so with a shared store the opening write (a
         round trip per job) is skipped; the job is stored by the next sync if it runs that long,
-        and at its end like every job."""
+        and at its end like every job. ``replace``: the id was reserved elsewhere
+        (:mod:`proxy.jobs.claims`), and this job's first snapshot replaces whatever an earlier
+        attempt under that id left."""
         if not claim and self.store.shared:
             self._live[tracker.job_id] = tracker
             tracker.dirty = True
             self._keep_in_sync()
             return True
         snapshot = tracker.snapshot
-        opened = await self.store.create(snapshot, tracker.room)
+        opened = await (self.store.create(snapshot, tracker.room, replace=True) if replace
+                        else self.store.create(snapshot, tracker.room))
         if not opened.created:
             return False
         self._live[tracker.job_id] = tracker

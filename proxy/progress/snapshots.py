@@ -39,9 +39,10 @@ class SnapshotStore(Protocol):
     shared: bool
     watch_ttl: float  # seconds a watch mark lives unless it is set again
 
-    async def create(self, snapshot: JobSnapshot, room: str) -> Opened:
-        """Store the first snapshot of a job unless its id is taken, and say whether its
-        ``room`` is marked as watched (one round trip)."""
+    async def create(self, snapshot: JobSnapshot, room: str, replace: bool = False) -> Opened:
+        """Store the first snapshot of a job unless its id is taken (``replace``: whatever
+        an earlier attempt under that id left), and say whether its ``room`` is marked as
+        watched (one round trip)."""
 
     async def put(self, snapshot: JobSnapshot) -> None:
         """Replace a job's snapshot (and restart its retention clock)."""
@@ -98,10 +99,10 @@ class MemorySnapshotStore:
     def _marked(self, room: str, now: float) -> bool:
         return self._marks.get(room, now) is not None
 
-    async def create(self, snapshot: JobSnapshot, room: str) -> Opened:
+    async def create(self, snapshot: JobSnapshot, room: str, replace: bool = False) -> Opened:
         now = time.monotonic()
         self._jobs.sweep(now)
-        if self._jobs.get(snapshot.job_id, now) is not None:
+        if not replace and self._jobs.get(snapshot.job_id, now) is not None:
             return Opened(False, False)
         self._jobs.set(snapshot.job_id, snapshot, now + self.retention)
         return Opened(True, self._marked(room, now))
@@ -192,9 +193,10 @@ class RedisSnapshotStore:
         return ("SET", self.prefix + snapshot.job_id, orjson.dumps(snapshot.to_store()),
                 "EX", self.retention)
 
-    async def create(self, snapshot: JobSnapshot, room: str) -> Opened:
-        created, marked = await self.batch.run((*self._set(snapshot), "NX"),
-                                               ("EXISTS", self.marks + room))
+    async def create(self, snapshot: JobSnapshot, room: str, replace: bool = False) -> Opened:
+        created, marked = await self.batch.run(
+            self._set(snapshot) if replace else (*self._set(snapshot), "NX"),
+            ("EXISTS", self.marks + room))
         return Opened(bool(created), bool(marked))
 
     async def put(self, snapshot: JobSnapshot) -> None:

@@ -40,7 +40,7 @@ class JobTracker:
     hub is told when the job opens, changes while watched, and ends."""
 
     def __init__(self, hub: ProgressHub, job_id: str, model: str, owner: str,
-                 expected_seconds: float | None = None) -> None:
+                 expected_seconds: float | None = None, seq: int = 0) -> None:
         self.hub = hub
         self.job_id = job_id
         self.owner = owner
@@ -48,8 +48,10 @@ class JobTracker:
         self.watched = False
         self.dirty = False  # changed since the hub last wrote it to a shared store
         now = time.time()
+        # ``seq``: where a new attempt under a used id starts, after the last update of the
+        # attempt before it, so watchers who drop stale updates by ``seq`` keep following.
         self._fields: dict[str, Any] = JobSnapshot(
-            job_id=job_id, seq=0, status="queued", percent=0.0, model=model, created_at=now,
+            job_id=job_id, seq=seq, status="queued", percent=0.0, model=model, created_at=now,
             updated_at=now, owner=owner).to_store()
         self._snapshot: JobSnapshot | None = None
         self._started = time.monotonic()
@@ -107,10 +109,11 @@ class JobTracker:
         return round(elapsed * (100 - percent) / percent, 1)
 
     # ------------------------------------------------------------------ events
-    async def open(self, claim: bool = True) -> bool:
+    async def open(self, claim: bool = True, replace: bool = False) -> bool:
         """Register the job (queued); False if the job id is taken. ``claim=False``: the id was
-        made here for a job answered on its own connection (see :meth:`ProgressHub.open`)."""
-        return await self.hub.open(self, claim)
+        made here for a job answered on its own connection; ``replace``: the id was reserved
+        elsewhere (see :meth:`ProgressHub.open`)."""
+        return await self.hub.open(self, claim, replace)
 
     async def observe(self, event: Event) -> None:
         if isinstance(event, Progress):

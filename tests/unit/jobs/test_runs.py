@@ -13,6 +13,7 @@ import pytest
 
 from proxy.core.errors import GatewayError
 from proxy.core.events import Completed, Event, Failed, Progress
+from proxy.jobs.feed import JobFeed
 from proxy.jobs.runs import Runs
 
 SHUTDOWN = GatewayError(503, "stopping", type="server_error", code="server_shutting_down")
@@ -104,3 +105,67 @@ async def test_a_reader_that_leaves_cancels_the_job(inline: bool) -> None:
         await reader
     await asyncio.wait_for(runs.idle(), 1)
     assert source.outcome == "cancelled" and source.finished_at_end and not ended
+
+
+# -- runs with a feed: any number of readers ----------------------------------------------------
+
+
+async def _read_all(run) -> list[Event]:  # type: ignore[no-untyped-def]
+    return [event async for event in run.follow()]
+
+
+async def test_a_run_with_a_feed_goes_on_while_one_reader_remains() -> None:
+    runs, source, ended = Runs(), Source(), []
+    run = runs.start(_job(), source.events(), on_end=lambda: ended.append(True),
+                     feed=JobFeed(partial_images=0))
+    staying = asyncio.create_task(_read_all(run))
+    leaving = asyncio.create_task(_read_all(run))
+    await asyncio.sleep(0.01)
+    assert run.readers == 2
+    leaving.cancel()  # one client hung up
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    await asyncio.sleep(0.01)
+    assert source.outcome == "running" and run.readers == 1
+    late = asyncio.create_task(_read_all(run))  # a repeat attaches: it gets what it missed
+    source.release.set()
+    got = await asyncio.wait_for(staying, 1)
+    assert [type(e) for e in got] == [Progress, Completed] == [
+        type(e) for e in await asyncio.wait_for(late, 1)]
+    assert source.outcome == "completed" and ended == [True]
+    await asyncio.wait_for(runs.idle(), 1)
+
+
+@pytest.mark.parametrize("keep_running", [False, True], ids=["cancel", "finish"])
+async def test_the_last_reader_leaving_cancels_the_job_unless_it_keeps_running(
+        keep_running: bool) -> None:
+    runs, source = Runs(), Source()
+    feed = JobFeed(partial_images=0)
+    run = runs.start(_job(), source.events(), feed=feed, keep_running=keep_running)
+    reader = asyncio.create_task(_read_all(run))
+    await asyncio.sleep(0.01)
+    reader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    await asyncio.sleep(0.01)
+    if keep_running:
+        assert source.outcome == "running" and not feed.ended
+        source.release.set()  # it runs to its end for whoever comes back
+        await asyncio.wait_for(feed.finished(), 1)
+        assert source.outcome == "completed" and isinstance(feed.terminal, Completed)
+    else:
+        assert source.outcome == "cancelled" and feed.ended and feed.terminal is None
+    await asyncio.wait_for(runs.idle(), 1)
+
+
+async def test_a_run_with_a_feed_aborted_by_a_shutdown_ends_with_the_error() -> None:
+    runs, source, ended = Runs(), Source(), []
+    job = _job()
+    run = runs.start(job, source.events(), on_end=lambda: ended.append(True),
+                     feed=JobFeed(partial_images=0), keep_running=True)
+    reader = asyncio.create_task(_read_all(run))
+    await asyncio.sleep(0.01)
+    assert runs.abort_all(SHUTDOWN) == 1
+    got = await asyncio.wait_for(reader, 1)
+    assert isinstance(got[-1], Failed) and got[-1].error is SHUTDOWN and ended == [True]
+    await asyncio.wait_for(runs.idle(), 1)

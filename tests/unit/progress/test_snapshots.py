@@ -48,6 +48,16 @@ async def test_create_claims_the_id_once(store: SnapshotStore) -> None:
     assert await store.get(str(uuid.uuid4())) is None
 
 
+async def test_create_replacing_an_earlier_attempt(store: SnapshotStore) -> None:
+    """A client-chosen id freed by its last attempt (reserved in the claim store): the new
+    attempt's first snapshot replaces the old one's."""
+    job = str(uuid.uuid4())
+    await store.create(snapshot(job, seq=4, status="failed"), f"job:alice:{job}")
+    assert (await store.create(snapshot(job, seq=5), f"job:alice:{job}", replace=True)).created
+    stored = await store.get(job)
+    assert stored is not None and (stored.seq, stored.status) == (5, "queued")
+
+
 async def test_watch_marks_are_seen_at_create_and_expire(store: SnapshotStore) -> None:
     watched, other = str(uuid.uuid4()), str(uuid.uuid4())
     room = f"job:alice:{watched}"
