@@ -1,72 +1,47 @@
-"""Write a job's events as OpenAI image-stream SSE.
+"""A job's stream on the wire: its numbered frames (made by :mod:`proxy.service.stream`) as a
+``text/event-stream`` response with keep-alive comments, counted in the open-streams gauge.
 
-``image_generation.partial_image`` (or ``image_edit.*`` for edits) for each preview, then one
-``*.completed`` per image carrying the usage. A failure after the stream began is an ``error``
-event whose data holds ``{"error": {...}}``: that is what makes the official SDKs raise.
+The keep-alive is one comment line *without* a blank line after it. Decoders keep the last
+``id:`` they saw (as the SSE spec says) and the OpenAI SDK's, like httpx-sse's, dispatches an
+event at every blank line once an id is known: ``: keep-alive`` followed by a blank line would
+reach the SDK as an event with empty data, and ``json.loads("")`` raises. A lone comment line is
+ignored by every decoder, wherever it falls between frames.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
-from typing import Any
 
-from proxy.core.events import Completed, Event, Failed, Image, PartialImage, Usage
-from proxy.jobs.job import Job
-from proxy.request.echo import requested_settings, resolved_settings
-from proxy.service.results import NO_IMAGE
-from proxy.upstream.sse import encode_event, encode_image_event
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from proxy.service.gateway import Gateway
+from proxy.service.stream import LiveStream
 
 
-def error_event(error_body: dict[str, Any]) -> bytes:
-    return encode_event("error", {"type": "error", **error_body})
+class KeepAlive(ServerSentEvent):
+    """``: keep-alive`` on a line of its own, and nothing else (see the module's docstring)."""
+
+    def encode(self) -> bytes:
+        return b": keep-alive\n"
 
 
-async def sse_events(job: Job, first: Event, events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
-    """SSE frames for ``first`` and everything after it. Closes ``events`` however it ends."""
-    prefix = "image_edit" if job.kind == "edit" else "image_generation"
-    requested = requested_settings(job.request)
-    finished: list[Image] = []
-
-    async def all_events() -> AsyncIterator[Event]:
-        yield first
-        async for event in events:
-            yield event
-
+async def _counted(frames: AsyncIterator[bytes], gateway: Gateway) -> AsyncIterator[bytes]:
+    """The SSE frames, counted in the open-streams gauge while they are written."""
+    gateway.metrics.sse_streams.inc()
     try:
-        async for event in all_events():
-            if isinstance(event, PartialImage):
-                yield encode_image_event(f"{prefix}.partial_image", {
-                    "type": f"{prefix}.partial_image",
-                    "created_at": int(time.time()),
-                    **requested,
-                    "partial_image_index": event.partial_index,
-                }, event.b64_json)
-            elif isinstance(event, Image):
-                # Held until Completed brings the usage the completed event must carry.
-                finished.append(event)
-            elif isinstance(event, Completed):
-                if not finished:
-                    yield error_event(NO_IMAGE.body())
-                    return
-                settings = {**requested, **resolved_settings(job.request, job.model.rules, event)}
-                usage = (event.usage or Usage()).to_dict()
-                usage.pop("output_tokens_details", None)  # not part of the stream's ImagesUsage
-                finished.sort(key=lambda i: i.index, reverse=True)
-                while finished:
-                    # Each image is let go as its frame is made: while a slow client reads
-                    # the frame, the image is held once (the frame), not twice.
-                    frame = encode_image_event(f"{prefix}.completed", {
-                        "type": f"{prefix}.completed",
-                        "created_at": int(time.time()),
-                        **settings,
-                        "usage": usage,
-                    }, finished.pop().b64_json or "")
-                    yield frame
-                    del frame
-                return
-            elif isinstance(event, Failed):
-                yield error_event(event.error.body())
-                return
+        async for frame in frames:
+            yield frame
     finally:
-        await events.aclose()  # type: ignore[attr-defined]
+        gateway.metrics.sse_streams.dec()
+
+
+def sse_response(stream: LiveStream, headers: dict[str, str],
+                 gateway: Gateway) -> EventSourceResponse:
+    """``stream`` (opened: its job did not fail before streaming) as the response."""
+    return EventSourceResponse(
+        _counted(stream.frames(), gateway),
+        headers=headers,
+        sep="\n",
+        ping=gateway.config.server.sse_keepalive,
+        ping_message_factory=KeepAlive,
+    )

@@ -50,14 +50,19 @@ def openai_schemas() -> dict[str, Schema]:
 
 
 def _sse_frame(events: dict[str, str]) -> Schema:
-    """One Server-Sent Event: its ``event`` name and its ``data``, JSON of the named schema."""
-    return {"type": "object", "required": ["event", "data"], "anyOf": [
-        {"properties": {"event": {"const": event},
-                        "data": {"type": "string", "contentMediaType": "application/json",
-                                 "contentSchema": _ref(schema)}}}
-        for event, schema in events.items()
-    ], "description": "One event of the stream (`event:` and `data:` lines). Keep-alives are "
-                      "`: keep-alive` comments."}
+    """One Server-Sent Event: its ``id``, its ``event`` name and its ``data``, JSON of the
+    named schema."""
+    return {"type": "object", "required": ["id", "event", "data"], "properties": {
+        "id": {"type": "string", "pattern": "^[1-9][0-9]*$",
+               "description": "The event's number within the job (1, 2, …)."}},
+        "anyOf": [
+            {"properties": {"event": {"const": event},
+                            "data": {"type": "string", "contentMediaType": "application/json",
+                                     "contentSchema": _ref(schema)}}}
+            for event, schema in events.items()
+        ], "description": "One event of the stream (`id:`, `event:` and `data:` lines). "
+                          "Keep-alives are `: keep-alive` comment lines on their own, never "
+                          "followed by a blank line."}
 
 
 def response_schemas() -> dict[str, Schema]:

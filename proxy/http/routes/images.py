@@ -6,21 +6,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import Response
 
 from proxy.auth import Key
 from proxy.core.errors import GatewayError
-from proxy.core.events import Failed
 from proxy.http.direct import Endpoint
 from proxy.http.disconnect import CLIENT_CLOSED, ClientGone, ClientWatch
 from proxy.http.edit_body import load_images, read_body
 from proxy.http.responses import ImagesBody, JSONBody, error_response
-from proxy.http.sse_writer import sse_events
+from proxy.http.sse_writer import sse_response
 from proxy.jobs.job import parse_job_id
-from proxy.service.gateway import Gateway
 from proxy.service.images import JOB_ID_HEADER, ImageService, Order
+from proxy.service.stream import LiveStream
 
 
 def job_id_for(request: Request) -> str:
@@ -81,20 +79,13 @@ async def _create(request: Request, *, edit_route: bool,
                 return ImagesBody(await submission.result(), headers=submission.headers)
             # The first event is awaited before committing to a 200 stream, so a request the
             # upstream refuses outright gets a real status code (the SDKs raise on it).
-            events = submission.events()
-            first = await anext(events)
+            stream = LiveStream(submission.job, submission.events())
+            failed = await stream.open()
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED)
-    if isinstance(first, Failed):
-        await events.aclose()
-        return error_response(first.error, submission.headers)
-    return EventSourceResponse(
-        _counted(sse_events(submission.job, first, events), gateway),
-        headers=submission.headers,
-        sep="\n",
-        ping=server.sse_keepalive,
-        ping_message_factory=lambda: ServerSentEvent(comment="keep-alive"),
-    )
+    if failed is not None:
+        return error_response(failed, submission.headers)
+    return sse_response(stream, submission.headers, gateway)
 
 
 @asynccontextmanager
@@ -107,16 +98,6 @@ async def _refusals(service: ImageService, key: Key, job_id: str,
         if watched:
             await service.refuse(key, job_id, error)
         raise
-
-
-async def _counted(frames: AsyncIterator[bytes], gateway: Gateway) -> AsyncIterator[bytes]:
-    """The SSE frames, counted in the open-streams gauge while they are written."""
-    gateway.metrics.sse_streams.inc()
-    try:
-        async for frame in frames:
-            yield frame
-    finally:
-        gateway.metrics.sse_streams.dec()
 
 
 def wants_async(request: Request) -> bool:

@@ -172,7 +172,7 @@ def test_client_gone_mid_stream_interrupts_the_prompt(comfy) -> None:
     }) as response:
         prompt_id = response.headers["x-request-id"]
         first = next(response.iter_bytes())
-        assert first.startswith(b"event: image_generation.partial_image")
+        assert first.startswith(b"id: 1\nevent: image_generation.partial_image")
     deadline = time.monotonic() + 5
     while prompt_id not in fake.queue_deletes and time.monotonic() < deadline:
         time.sleep(0.02)

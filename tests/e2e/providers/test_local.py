@@ -100,12 +100,12 @@ def test_stream_wire_format_matches_openai_schema(local_gateway) -> None:
     frames = [f for f in raw.split("\n\n") if f.strip()]
     events = []
     for frame in frames:
-        lines = frame.split("\n")
-        if all(line.startswith(":") for line in lines):
-            continue  # keep-alive comment
-        assert lines[0].startswith("event: ") and lines[1].startswith("data: ")
-        payload = json.loads(lines[1][6:])
-        assert payload["type"] == lines[0][7:]
+        # Keep-alive comments are lines of their own, never followed by a blank line.
+        lines = [line for line in frame.split("\n") if not line.startswith(":")]
+        assert len(lines) == 3 and lines[0] == f"id: {len(events) + 1}"
+        assert lines[1].startswith("event: ") and lines[2].startswith("data: ")
+        payload = json.loads(lines[2][6:])
+        assert payload["type"] == lines[1][7:]
         validate("ImageGenStreamEvent", payload)
         events.append(payload)
     assert [e["type"] for e in events] == ["image_generation.partial_image",

@@ -11,11 +11,13 @@ import base64
 import time
 
 import httpx
+import openai
 import pytest
 from httpx_sse import aconnect_sse
 
 from tests.support.fakes.comfyui import COMFY_MODEL as MODEL
 from tests.support.fakes.comfyui import FakeComfyUI, comfy_yaml
+from tests.support.fakes.openai_upstream import FakeOpenAI, openai_models_yaml
 from tests.support.stack import upstream_and_gateway
 
 STEP_DELAY = 0.1  # seconds per sampler step; "high" quality = 40 steps = 4 s of sampling
@@ -56,3 +58,19 @@ async def test_long_job_streams_previews_kept_alive_by_comments() -> None:
         "silences longer than the read timeout were bridged by keep-alives"
     for _, data, _ in events:
         assert base64.b64decode(data["b64_json"])[:4] == b"\x89PNG"
+
+
+def test_the_sdk_reads_numbered_events_through_keep_alives() -> None:
+    """Every event carries ``id:``, and decoders keep the last id and dispatch an event at every
+    blank line once they have one: a keep-alive comment followed by a blank line would reach the
+    official SDK as an event with empty data (``JSONDecodeError``). Keep-alives are lone comment
+    lines, so the SDK reads the stream through them."""
+    def gateway_yaml(url: str) -> str:
+        return openai_models_yaml(f"{url}/v1") + "server: {sse_keepalive: 0.05}\n"
+
+    with upstream_and_gateway(FakeOpenAI(event_gap=0.3), gateway_yaml) as stack:
+        client = openai.OpenAI(base_url=f"{stack.gateway.url}/v1", api_key="unused",
+                               max_retries=0, timeout=30)
+        kinds = [event.type for event in client.images.generate(
+            model="openai/gpt-image-1", prompt="p", stream=True, partial_images=2)]
+    assert kinds == ["image_generation.partial_image"] * 2 + ["image_generation.completed"]

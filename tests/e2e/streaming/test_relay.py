@@ -85,7 +85,10 @@ def test_raw_error_event_shape(openai_gateway) -> None:
     with httpx.stream("POST", f"{server.url}/v1/images/generations", timeout=30,
                       json={"model": "openai/gpt-image-1", "prompt": "p", "stream": True}) as r:
         text = r.read().decode()
-    frame = next(f for f in text.split("\n\n") if f.startswith("event: error"))
-    payload = json.loads(frame.split("\ndata: ", 1)[1])
+    frames = [f.split("\n") for f in text.split("\n\n") if f.strip()]
+    # Every frame is numbered within the job (a client that lost it resumes after it).
+    assert [f[0] for f in frames] == [f"id: {n}" for n in range(1, len(frames) + 1)]
+    frame = next(f for f in frames if "event: error" in f)
+    payload = json.loads(frame[-1].removeprefix("data: "))
     assert payload["type"] == "error"
     validate("ErrorResponse", {"error": payload["error"]})
