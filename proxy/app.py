@@ -31,7 +31,7 @@ from proxy.http.openapi import openapi_route
 from proxy.http.playground import playground_routes
 from proxy.http.responses import JSONBody, error_response
 from proxy.http.routes.images import image_endpoints
-from proxy.http.routes.jobs import get_job
+from proxy.http.routes.jobs import get_job, get_job_events
 from proxy.http.routes.models import get_model, list_models
 from proxy.http.routes.usage import get_usage
 from proxy.http.socket import ProcessManager, ProgressNamespace, RedisManager, watchers_here
@@ -84,6 +84,7 @@ def build_routes(config: GatewayConfig, gateway: Gateway) -> list[Route]:
     for base in config.server.base_paths:
         routes += [
             Route(f"{base}/images/jobs/{{job_id}}", get_job, methods=["GET"]),
+            Route(f"{base}/images/jobs/{{job_id}}/events", get_job_events, methods=["GET"]),
             Route(f"{base}/models", list_models, methods=["GET"]),
             Route(f"{base}/usage", get_usage, methods=["GET"]),
             Route(f"{base}/models/{{model:path}}", get_model, methods=["GET"]),

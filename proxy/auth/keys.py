@@ -39,6 +39,9 @@ class Key:
     concurrent_jobs: int | None = None
     budget_usd: float | None = None
     budget_period: str = "month"
+    # "cancel" or "finish": what this key's client-chosen jobs do when their client hangs up
+    # (None: the model's setting decides).
+    on_disconnect: str | None = None
     config: KeyConfig | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -62,7 +65,8 @@ class Key:
         return cls(name=config.name, capabilities=frozenset(config.capabilities),
                    models=tuple(config.models), requests_per_minute=config.requests_per_minute,
                    concurrent_jobs=config.concurrent_jobs, budget_usd=config.budget_usd,
-                   budget_period=config.budget_period, config=config)
+                   budget_period=config.budget_period, on_disconnect=config.on_disconnect,
+                   config=config)
 
 
 ANONYMOUS = Key(name="")

@@ -90,7 +90,15 @@ class ServerConfig(Strict):
 
 
 # Model keys a providers: section may set for all of that provider's models.
-PROVIDER_WIDE = frozenset({"timeout", "retries", "expected_seconds", "max_concurrent_jobs"})
+PROVIDER_WIDE = frozenset({"timeout", "retries", "expected_seconds", "max_concurrent_jobs",
+                           "on_disconnect"})
+
+# What a client that hangs up does to its job when it chose the job id (X-Job-Id or
+# Idempotency-Key): ``cancel`` stops it (the upstream call too, which saves money); ``finish``
+# lets it run on, its answer kept for a re-attach (``GET {base}/images/jobs/{id}/events``) or a
+# repeat of the request. A job whose id the gateway made is always cancelled: nobody could
+# find it again.
+OnDisconnect = Literal["cancel", "finish"]
 
 
 class ModelConfig(BaseModel):
@@ -119,6 +127,9 @@ class ModelConfig(BaseModel):
     # What a job on this model usually takes (seconds), until the gateway has measured it:
     # the basis of estimated progress for backends that report none.
     expected_seconds: float | None = Field(None, gt=0)
+    # A client-chosen job on this model whose client hangs up: cancelled or finished (see
+    # ``OnDisconnect``). None: the key's setting, else ``jobs.on_disconnect``.
+    on_disconnect: OnDisconnect | None = None
     # Prices for this model (same shape as a pricing.yaml entry), e.g. a self-hosted model's
     # running cost; replaces the published prices the gateway ships.
     pricing: dict[str, Any] | None = None
@@ -163,6 +174,9 @@ class KeyConfig(Strict):
     # Spend allowed per period (USD); past it, requests get 429 insufficient_quota.
     budget_usd: float | None = Field(None, ge=0)
     budget_period: Literal["day", "month", "total"] = "month"
+    # This key's client-chosen jobs when their client hangs up (see ``OnDisconnect``); wins
+    # over the model's setting. None: the model's, else ``jobs.on_disconnect``.
+    on_disconnect: OnDisconnect | None = None
 
 
 class JobsConfig(Strict):
@@ -172,6 +186,12 @@ class JobsConfig(Strict):
     # ``gateway_busy`` and a ``retry-after`` (never parked out of sight). "auto": as many as
     # its open-file limit allows (each job holds a client and an upstream connection).
     max_concurrent: int | Literal["auto"] = Field("auto")
+    # How long a finished job whose client chose its id keeps its answer (images, error or
+    # stream events) for repeats of the request and re-attaching streams: its id stays
+    # reserved that long. In memory, or in Redis with ``redis_url``: size it for the images.
+    replay_seconds: float = Field(600.0, gt=0)
+    # A client-chosen job whose client hangs up, unless its key or model says otherwise.
+    on_disconnect: OnDisconnect = "cancel"
 
     @field_validator("max_concurrent")
     @classmethod

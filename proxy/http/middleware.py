@@ -42,7 +42,8 @@ class RequestIdMiddleware:
         # A client-chosen job id (a UUID in X-Job-Id) is also the request id, so the
         # x-request-id header, the response id and the progress room all agree.
         request_id = _client_job_id(scope) or new_job_id()
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
         token = log_context.set(request_id)
         started = time.monotonic()
         status = 500
@@ -53,7 +54,8 @@ class RequestIdMiddleware:
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
                 if "x-request-id" not in headers:
-                    headers.append("x-request-id", request_id)
+                    # The job id, when the route learnt it from the request (Idempotency-Key).
+                    headers.append("x-request-id", state["request_id"])
             await send(message)
 
         try:

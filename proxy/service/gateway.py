@@ -24,6 +24,7 @@ from proxy.config import (
 )
 from proxy.core.errors import GatewayError, ledger_unavailable
 from proxy.fetching import AllowList, ImageFetcher
+from proxy.jobs.claims import ClaimStore, MemoryClaimStore, RedisClaimStore
 from proxy.jobs.reliability import Reliability
 from proxy.jobs.results import MemoryResultStore, RedisResultStore, ResultStore
 from proxy.jobs.runs import Runs
@@ -59,6 +60,8 @@ class Gateway:
     results: ResultStore
     metrics: Metrics
     capacity: Capacity
+    # Client-chosen job ids: reserved while their job runs, then holding its answer.
+    claims: ClaimStore = field(default_factory=MemoryClaimStore)
     shutting_down: bool = False
     _drain: asyncio.Future[None] | None = field(default=None, repr=False)
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
@@ -79,14 +82,17 @@ class Gateway:
         snapshots: SnapshotStore
         results: ResultStore
         counters: Counters
+        claims: ClaimStore
         if redis is not None:
             prefix = config.redis_prefix
             snapshots = RedisSnapshotStore(redis, prefix, retention)
             results = RedisResultStore(redis, prefix, retention)
             counters = RedisCounters(redis, prefix)
+            claims = RedisClaimStore(redis, prefix)
         else:
             snapshots = MemorySnapshotStore(retention=retention)
             results, counters = MemoryResultStore(retention), MemoryCounters()
+            claims = MemoryClaimStore()
         usage = _usage_ledger(config)
         models = build_models(config, http)
         metrics = Metrics()
@@ -102,7 +108,7 @@ class Gateway:
                                shared_spend=usage is not None and usage.shared),
                    store=build_store(config.storage, config.data_path), runs=Runs(),
                    reliability=Reliability(config.reliability, models, metrics),
-                   results=results, redis=redis)
+                   results=results, claims=claims, redis=redis)
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()

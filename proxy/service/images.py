@@ -2,93 +2,82 @@
 finish (cost, spend, usage, metrics).
 
 Attached JSON, streamed and asynchronous jobs all go through :meth:`ImageService.submit`; HTTP
-only reads the request into an :class:`Order` and writes the :class:`Submission`'s events or
-result back. Nothing here knows about HTTP, so the whole path runs in a test without a server.
+only reads the request into an :class:`Order` and writes the reply's events or result back.
+Nothing here knows about HTTP, so the whole path runs in a test without a server.
+
+A job id the client chose (``X-Job-Id``, ``Idempotency-Key``) is an idempotency key. It is
+reserved (:mod:`proxy.jobs.claims`) only when its job really starts, so a request refused before
+that leaves it free. A repeat of the same request (same fingerprint, same key) attaches to the
+running job or replays its kept answer: one upstream call, one charge. Any other request under
+a used id is a 409. Such a job runs into a feed for any number of readers
+(:mod:`proxy.service.kept`); in another process of a fleet, a repeat waits for the job to end
+(polling the shared claim) and then replays its answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import aclosing
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from proxy.auth import Key
 from proxy.billing.meter import UsageMeter
 from proxy.core.errors import GatewayError, invalid_param
-from proxy.core.events import Failed, b64_text
-from proxy.images.inputs import InputImage
+from proxy.core.events import Failed
+from proxy.jobs.claims import Claim
+from proxy.jobs.feed import JobFeed
 from proxy.jobs.job import Job
 from proxy.jobs.run import JobFinished, run_job
-from proxy.jobs.runs import JobRun
 from proxy.limits.capacity import Slot
 from proxy.limits.guard import Lease
 from proxy.progress.tracker import JobTracker
 from proxy.request.bind import ParsedRequest, bind
+from proxy.request.bound import ImageRequest
+from proxy.request.fingerprint import fingerprint
 from proxy.request.parse import parse_params
+from proxy.routing.table import ServedModel
 from proxy.service.gateway import Gateway
-from proxy.service.hosting import host_images
-from proxy.service.results import collect_response
+from proxy.service.kept import (
+    CLAIM_SECONDS,
+    REPLAYED_HEADER,
+    Answer,
+    Attached,
+    KeptJob,
+    Replayed,
+    keep_answer,
+)
+from proxy.service.replies import (
+    JOB_ID_HEADER,
+    JobStream,
+    Order,
+    Reply,
+    Submission,
+    conflict,
+    dropped_headers,
+    not_found,
+    not_streamed,
+)
+from proxy.service.stream import LiveStream, ReplayedStream
+
+__all__ = ["JOB_ID_HEADER", "ImageService", "Order", "Reply"]
 
 log = logging.getLogger("proxy.service")
 
-# The header a client sends to choose the job id (named in errors about it).
-JOB_ID_HEADER = "x-job-id"
 # Seconds a request refused during shutdown is told to wait before it is sent again.
 SHUTDOWN_RETRY_AFTER = 5
+# How often a repeat waiting for a job that runs in another process asks about it (seconds).
+POLL_FIRST, POLL_MAX = 0.02, 1.0
 
 
 @dataclass(slots=True)
-class Order:
-    """An image request as the transport read it: the fields as sent, and the images."""
+class Pending:
+    """A client-chosen id this process claimed: its job starting (``started``: the job, or None
+    when it was refused) and then running, until its answer is settled."""
 
-    job_id: str
-    fields: dict[str, Any]
-    # Form fields arrive as strings and are converted before they are checked.
-    from_form: bool = False
-    # An edit: the edit endpoint, or images (or a mask) in the body.
-    editing: bool = False
-    images: list[InputImage] = field(default_factory=list)
-    mask: InputImage | None = None
-    listed: bool = False
-    # The response_format of the mount it came through, when the request names none.
-    response_format: str | None = None
-    # Answer at once (202) and keep the result for ``GET {base}/images/jobs/{id}``.
-    detached: bool = False
-    # The client chose the job id: someone may be watching it already.
-    watched: bool = False
-    # Where hosted image URLs point (the gateway's own address, as the client reached it).
-    base_url: str = ""
-
-
-@dataclass(slots=True)
-class Submission:
-    """A running job: read its events (attached) or its result; ``headers`` go to the client."""
-
-    job: Job
-    tracker: JobTracker
-    run: JobRun
-    headers: dict[str, str]
-    base_url: str
-    service: ImageService
-
-    def events(self) -> Any:
-        """The job's events, ending with its terminal one; leaving early cancels the job."""
-        return self.run.stream()
-
-    async def result(self) -> dict[str, Any]:
-        """The job's ``ImagesResponse`` (images hosted when the client asked for URLs); raises
-        the job's ``GatewayError`` when it failed."""
-        return await self.service.answer(self.job, self.events(), self.base_url)
-
-    def accepted(self) -> dict[str, Any]:
-        """The 202 body of a detached job: where to find it, and how far it is."""
-        wire = self.tracker.snapshot.to_wire()
-        return {"id": self.job.id, "object": "image.job", "model": self.job.model.name,
-                "created": self.job.created, "status": wire["status"],
-                "percent": wire["percent"]}
+    claim: Claim
+    started: asyncio.Future[KeptJob | None]
 
 
 def _ledger_outcome(written: asyncio.Future[None]) -> None:
@@ -101,6 +90,8 @@ def _ledger_outcome(written: asyncio.Future[None]) -> None:
 class ImageService:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        # Client-chosen ids this process claimed, from the claim until their answer is settled.
+        self.live: dict[str, Pending] = {}
 
     def ensure_open(self) -> None:
         """Refuse a new job while the gateway drains (SIGTERM): 503 ``server_shutting_down``;
@@ -111,28 +102,16 @@ class ImageService:
                                code="server_shutting_down",
                                headers={"retry-after": str(SHUTDOWN_RETRY_AFTER)})
 
-    async def submit(self, key: Key, order: Order) -> Submission:
-        """Start the job ``order`` describes for ``key``; a ``GatewayError`` when it is refused
-        (a watcher of a client-chosen id then learns that the job will never run)."""
-        gateway = self.gateway
+    async def submit(self, key: Key, order: Order) -> Reply:
+        """Start the job ``order`` describes for ``key`` (or, for a repeat under a client-chosen
+        id, attach to it or replay its answer); a ``GatewayError`` when it is refused (a
+        watcher of a client-chosen id then learns that the job will never run)."""
         try:
             self.ensure_open()
-            known, unknown = parse_params(order.fields, from_form=order.from_form)
-            parsed = ParsedRequest(known, unknown, order.response_format, order.editing,
-                                   order.images, order.mask, order.listed)
-            served = gateway.models.resolve(known.get("model"))
-            request = bind(parsed, served)
-            key.require("images:edit" if order.editing else "images")
-            key.require_model(known.get("model") or served.name, served.name)
-            if order.detached and request.stream:
-                raise invalid_param("stream", "A job answered asynchronously (Prefer: "
-                                    "respond-async) cannot also be streamed.")
-            slot = gateway.capacity.acquire(served.name, served.config.max_concurrent_jobs)
-            try:
-                lease = await gateway.guard.admit(key)
-            except BaseException:
-                slot.release()
-                raise
+            parsed, served, request = self._bind(key, order)
+            if order.watched:
+                return await self._submit_chosen(key, order, parsed, served, request)
+            slot, lease = await self._admit(key, served)
         except GatewayError as error:
             if order.watched:
                 await self.refuse(key, order.job_id, error)
@@ -146,59 +125,179 @@ class ImageService:
             await lease.release()
             raise
 
-    async def _start(self, key: Key, job: Job, lease: Lease, slot: Slot,
-                     order: Order) -> Submission:
+    def _bind(self, key: Key, order: Order) -> tuple[ParsedRequest, ServedModel, ImageRequest]:
+        known, unknown = parse_params(order.fields, from_form=order.from_form)
+        parsed = ParsedRequest(known, unknown, order.response_format, order.editing,
+                               order.images, order.mask, order.listed)
+        served = self.gateway.models.resolve(known.get("model"))
+        request = bind(parsed, served)
+        key.require("images:edit" if order.editing else "images")
+        key.require_model(known.get("model") or served.name, served.name)
+        if order.detached and request.stream:
+            raise invalid_param("stream", "A job answered asynchronously (Prefer: "
+                                "respond-async) cannot also be streamed.")
+        return parsed, served, request
+
+    async def _admit(self, key: Key, served: ServedModel) -> tuple[Slot, Lease]:
         gateway = self.gateway
+        slot = gateway.capacity.acquire(served.name, served.config.max_concurrent_jobs)
+        try:
+            return slot, await gateway.guard.admit(key)
+        except BaseException:
+            slot.release()
+            raise
+
+    async def _submit_chosen(self, key: Key, order: Order, parsed: ParsedRequest,
+                             served: ServedModel, request: ImageRequest) -> Reply:
+        """A client-chosen id: start its job, attach to it, or replay its answer."""
+        claim = Claim(fingerprint(key.name, parsed, detached=order.detached), key.name,
+                      uuid.uuid4().hex, stream=request.stream)
+        repeat = {**dropped_headers(request), REPLAYED_HEADER: "true"}
+        while True:
+            pending = self.live.get(order.job_id)
+            if pending is not None:  # claimed here: attach once it started
+                if (pending.claim.owner, pending.claim.fingerprint) != (
+                        claim.owner, claim.fingerprint):
+                    raise conflict(order.job_id, order.id_param)
+                kept = await asyncio.shield(pending.started)
+                if kept is not None:
+                    return Attached(kept, repeat)
+                continue  # refused before it started: the id is free again
+            held = await self.gateway.claims.claim(order.job_id, claim, CLAIM_SECONDS)
+            if held is None:
+                return await self._start_chosen(key, order, Job(
+                    id=order.job_id, parsed=parsed, model=served, request=request,
+                    owner=key.name, kind="edit" if order.editing else "generation"), claim)
+            if (held.owner, held.fingerprint) != (claim.owner, claim.fingerprint):
+                raise conflict(order.job_id, order.id_param)
+            if not held.running:
+                return self._replay(key, order.job_id, held, repeat)
+            await self._until_settled(order.job_id)  # its job runs in another process
+
+    async def _start_chosen(self, key: Key, order: Order, job: Job, claim: Claim) -> Reply:
+        """The id is ours: admit the job and start it, or give the id back."""
+        pending = Pending(claim, asyncio.get_running_loop().create_future())
+        self.live[order.job_id] = pending
+        try:
+            slot, lease = await self._admit(key, job.model)
+            try:
+                started = await self._start(key, job, lease, slot, order, claim)
+            except BaseException:
+                slot.release()
+                await lease.release()
+                raise
+        except BaseException:
+            # Never started: the id is free again (and a repeat waiting here tries it anew).
+            del self.live[order.job_id]
+            pending.started.set_result(None)
+            try:
+                await asyncio.shield(self.gateway.claims.release(order.job_id, claim.token,
+                                                                 None, 0))
+            except GatewayError:  # its store is away: the claim lapses by itself, soon
+                log.warning("job %s: its claim could not be given back", order.job_id)
+            raise
+        assert isinstance(started, Attached)
+        pending.started.set_result(started.kept)
+        return started
+
+    async def _until_settled(self, job_id: str) -> None:
+        """Wait while ``job_id``'s job runs in another process (its claim lapses if that process
+        dies), or until a job under it starts here."""
+        delay = POLL_FIRST
+        while job_id not in self.live:
+            held = await self.gateway.claims.get(job_id)
+            if held is None or not held.running:
+                return
+            await asyncio.sleep(delay)
+            delay = min(POLL_MAX, delay * 2)
+
+    def _replay(self, key: Key, job_id: str, held: Claim, headers: dict[str, str]) -> Replayed:
+        assert held.answer is not None
+
+        async def view() -> dict[str, Any] | None:
+            return await self.job_view(key, job_id)
+
+        return Replayed(job_id, Answer.from_record(held.answer), headers, held.stream, view)
+
+    async def _start(self, key: Key, job: Job, lease: Lease, slot: Slot, order: Order,
+                     claim: Claim | None = None) -> Reply:
+        gateway = self.gateway
+        # A client-chosen id may be watched already, and may have been used before (its last
+        # attempt freed it): the new attempt's updates follow the old ones. An async job's id
+        # is read at once from anywhere: it is stored before the job starts too.
+        previous = await gateway.hub.find(job.id) if claim is not None else None
         tracker = JobTracker(gateway.hub, job.id, job.model.name, job.owner,
-                             job.model.config.expected_seconds)
-        # A client-chosen id may be watched already or taken; an async job's id is read at
-        # once from anywhere: those are claimed in the shared store before the job starts.
-        if not await tracker.open(claim=order.watched or order.detached):
-            raise GatewayError(409, f"Job id '{job.id}' is already in use.",
-                               param=JOB_ID_HEADER, code="job_id_conflict")
-        headers = dict(lease.headers)
-        if job.request.dropped:
-            # Names come from the client: percent-encoded so any name fits in a header.
-            headers["x-dropped-params"] = ",".join(quote(name, safe="-_.[]")
-                                                   for name in job.request.dropped)
-        # An attached JSON job is read whole by its request: inline, in the request's task.
-        inline = not order.detached and not job.request.stream
-        run = gateway.runs.start(job, run_job(job, tracker, gateway.reliability.events,
-                                              self._finisher(key, job, lease, slot)),
-                                 on_end=slot.release, inline=inline)
+                             job.model.config.expected_seconds,
+                             seq=0 if previous is None else previous.seq + 1)
+        if not await tracker.open(claim=order.watched or order.detached,
+                                  replace=claim is not None):
+            raise conflict(job.id, order.id_param)
+        if previous is not None and order.detached:
+            await gateway.results.delete(job.id)  # the earlier attempt's answer
+        headers = {**lease.headers, **dropped_headers(job.request)}
+        events = run_job(job, tracker, gateway.reliability.events,
+                         self._finisher(key, job, lease, slot))
         gateway.metrics.jobs_in_flight.inc()
-        submission = Submission(job, tracker, run, headers, order.base_url, self)
-        if order.detached:
-            gateway.runs.detach(lambda: self._keep_result(submission), job)
-        return submission
+        if not (order.watched or order.detached):
+            # An attached JSON job is read whole by its request: inline, in the request's task.
+            run = gateway.runs.start(job, events, on_end=slot.release,
+                                     inline=not job.request.stream)
+            return Submission(job, tracker, run, headers, order.base_url, gateway)
+        feed = JobFeed(job.request.partial_images * max(1, job.request.n))
+        run = gateway.runs.start(job, events, on_end=slot.release, feed=feed,
+                                 keep_running=order.detached or self._finishes(key, job))
+        kept = KeptJob(job, tracker, run, order.base_url, claim, order.detached)
+        gateway.runs.detach(lambda: self._keep(kept), job)
+        return Attached(kept, headers)
+
+    def _finishes(self, key: Key, job: Job) -> bool:
+        """``on_disconnect``: the key's setting, else the model's, else the gateway's."""
+        setting = (key.on_disconnect or job.model.config.on_disconnect
+                   or self.gateway.config.jobs.on_disconnect)
+        return setting == "finish"
+
+    async def _keep(self, kept: KeptJob) -> None:
+        try:
+            await keep_answer(kept, self.gateway)
+        finally:
+            pending = self.live.get(kept.job.id)
+            if pending is not None and pending.claim is kept.claim:
+                del self.live[kept.job.id]
+
+    async def reattach(self, key: Key, job_id: str, after: int) -> JobStream:
+        """A stream that lost its connection, from the frame after ``after``: live when its
+        job runs here, replayed once it ended (waiting for it when it runs elsewhere)."""
+        while True:
+            pending = self.live.get(job_id)
+            if pending is not None and pending.claim.owner == key.name:
+                kept = await asyncio.shield(pending.started)
+                if kept is None:
+                    continue
+                if not kept.job.request.stream:
+                    raise not_streamed(job_id)
+                return LiveStream(kept.job, kept.run.follow(), after)
+            held = await self.gateway.claims.get(job_id)
+            if held is None or held.owner != key.name:
+                raise not_found(job_id)
+            if not held.stream:
+                raise not_streamed(job_id)
+            if held.answer is not None:
+                answer = Answer.from_record(held.answer)
+                return ReplayedStream(answer.frames, answer.error, after)
+            if held.free:
+                raise not_found(job_id)
+            await self._until_settled(job_id)
 
     async def refuse(self, key: Key, job_id: str, error: GatewayError) -> None:
         """A request refused before its job started: a watcher already subscribed to its id
-        must learn that the job will never run."""
+        must learn that the job will never run. Only its snapshot says so (when the id has
+        none yet): the id itself stays free."""
         tracker = JobTracker(self.gateway.hub, job_id, model="", owner=key.name)
-        if await tracker.open():
-            await tracker.observe(Failed(error))
-
-    async def answer(self, job: Job, events: Any, base_url: str) -> dict[str, Any]:
-        """Collect ``events`` into the job's response body, hosting its images if asked."""
-        async with aclosing(events):  # leaving early (a cancelled reader) cancels the job
-            body = await collect_response(job, events)
-        if job.request.host_images:
-            await host_images(body, job.id, self.gateway.store, base_url)
-        return body
-
-    async def _keep_result(self, submission: Submission) -> None:
-        """Read a detached job to its end and keep its answer (or error) for the jobs
-        endpoint."""
-        results = self.gateway.results
         try:
-            body = await submission.result()
-            for item in body.get("data", []):
-                if "b64_json" in item:
-                    item["b64_json"] = b64_text(item["b64_json"])  # kept as JSON
-            await results.put(submission.job.id, {"result": body})
-        except GatewayError as error:
-            await results.put(submission.job.id, error.body())
+            if await tracker.open():
+                await tracker.observe(Failed(error))
+        except Exception:  # best effort: the request's own error is what the client gets
+            log.warning("job %s: its refusal could not be published", job_id, exc_info=True)
 
     def _finisher(self, key: Key, job: Job, lease: Lease, slot: Slot) -> JobFinished:
         """What happens when a job is over: its slot freed, its usage recorded, its cost booked

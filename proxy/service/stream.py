@@ -5,13 +5,15 @@
 event whose data holds ``{"error": {...}}``: that is what makes the official SDKs raise.
 
 Every frame carries ``id:``, its number within the job (1, 2, …): the frames are a function of
-the job's events, so they are numbered alike however often they are made.
+the job's events, so every reader of the same job (and a replay of its kept frames) numbers
+them alike, and a client that lost its connection resumes after the last one it received
+(``Last-Event-ID``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 
 from proxy.core.errors import GatewayError
 from proxy.core.events import Completed, Event, Failed, Image, PartialImage, Usage
@@ -70,6 +72,12 @@ class StreamRenderer:
             for image in sorted(self.finished, key=lambda i: i.index)]
 
 
+def render_all(job: Job, events: Iterable[Event]) -> list[bytes]:
+    """Every frame of a finished job's events (what its answer keeps for replays)."""
+    renderer = StreamRenderer(job)
+    return [frame for event in events for frame in renderer.frames(event)]
+
+
 def numbered(number: int, frame: bytes) -> bytes:
     return b"id: %d\n" % number + frame
 
@@ -120,3 +128,25 @@ class LiveStream:
             yield numbered(number + 1, error_frame(JOB_CANCELLED))
         finally:
             await self._events.aclose()
+
+
+class ReplayedStream:
+    """A finished job's kept frames (or its error, when it failed before streaming anything),
+    from the frame after ``after``."""
+
+    def __init__(self, frames: list[bytes] | None, error: GatewayError | None,
+                 after: int = 0) -> None:
+        self._frames = frames or []
+        self._error = error
+        self._after = after
+
+    async def open(self) -> GatewayError | None:
+        return self._error
+
+    async def aclose(self) -> None:
+        return None
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        for number, frame in enumerate(self._frames, 1):
+            if number > self._after:
+                yield numbered(number, frame)

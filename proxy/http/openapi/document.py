@@ -20,10 +20,10 @@ from starlette.routing import Route
 from proxy import __version__
 from proxy.config import GatewayConfig
 from proxy.config.storage import LocalStoreSettings
+from proxy.http.openapi.parameters import HEADERS, PARAMETERS
 from proxy.http.openapi.responses import openai_schemas, response_schemas
-from proxy.http.openapi.schemas import UUID, Schema, request_schemas
+from proxy.http.openapi.schemas import Schema, request_schemas
 from proxy.http.responses import JSONBody
-from proxy.http.usage_query import MAX_LIMIT
 from proxy.storage.local import DEFAULT_URL_PATH
 
 DOCUMENT_PATH = "/openapi.json"
@@ -38,7 +38,9 @@ _ERRORS = {
                        "model (`model_not_allowed`, `param: model`)."),
     404: ("NotFound", "Not found: `model_not_found` (with close matches), `job_not_found`, "
                       "`usage_disabled`, `file_not_found`."),
-    409: ("Conflict", "The `X-Job-Id` is already in use (`job_id_conflict`)."),
+    409: ("Conflict", "The job id (`X-Job-Id`, `Idempotency-Key`) is in use by a different "
+                      "request: another body, or another key (`job_id_conflict`, "
+                      "`x-should-retry: false`)."),
     410: ("Gone", "The image URL has expired (`url_expired`); its file is deleted."),
     413: ("PayloadTooLarge", "The body is larger than `server.max_body_bytes` "
                             "(`server.max_upload_bytes` for multipart), or an image is larger "
@@ -50,35 +52,17 @@ _ERRORS = {
                         "(`upstream_auth_failed`), unreachable, dropped the connection, or sent "
                         "no valid answer."),
     503: ("ServiceUnavailable", "The gateway is shutting down (`server_shutting_down`), the "
-                                "upstream's circuit is open after repeated failures, or the "
+                                "upstream's circuit is open after repeated failures, the "
                                 "usage ledger's database cannot be read to check a key's "
-                                "budget or report usage (`usage_ledger_unavailable`)."),
+                                "budget or report usage (`usage_ledger_unavailable`), or the "
+                                "store of job ids cannot be read to check a client-chosen id "
+                                "(`job_store_unavailable`)."),
     504: ("GatewayTimeout", "The upstream did not answer in time (`upstream_timeout`, "
                             "`x-should-retry: false`: it may already be drawing and billing)."),
 }
 _IMAGE_ERRORS = (400, 401, 403, 404, 409, 413, 429, 502, 503, 504)
 
 
-def _header(description: str, schema: Schema | None = None) -> Schema:
-    return {"description": description, "schema": schema or {"type": "string"}}
-
-
-HEADERS: dict[str, Schema] = {
-    "RequestId": {**_header("The request's id; for image requests also the job id and the "
-                            "response `id`."), "required": True},
-    "DroppedParams": _header("Comma-separated parameters the model could not use (or the "
-                             "gateway does not know), dropped instead of refused."),
-    "RetryAfter": _header("Seconds to wait before trying again.",
-                          {"type": "string", "pattern": "^[0-9]+$"}),
-    "ShouldRetry": _header("`false` when the official SDKs must not retry on their own.",
-                           {"enum": ["true", "false"]}),
-    "RateLimitLimit": _header("Requests per minute the key may make."),
-    "RateLimitRemaining": _header("Requests left in the current minute."),
-    "RateLimitReset": _header("When the window frees a request, e.g. `12s`, `1m30s`."),
-    "Location": _header("Where to poll the job: `{base}/images/jobs/{id}`."),
-    "PreferenceApplied": _header("`respond-async` when the job was detached.",
-                                 {"const": "respond-async"}),
-}
 _RATE_HEADERS = {"x-ratelimit-limit-requests": "RateLimitLimit",
                  "x-ratelimit-remaining-requests": "RateLimitRemaining",
                  "x-ratelimit-reset-requests": "RateLimitReset"}
@@ -88,6 +72,7 @@ def _headers(*names: str, **by_header: str) -> dict[str, Schema]:
     known = {"x-request-id": "RequestId", "x-dropped-params": "DroppedParams",
              "retry-after": "RetryAfter", "x-should-retry": "ShouldRetry",
              "location": "Location", "preference-applied": "PreferenceApplied",
+             "idempotent-replayed": "Replayed",
              **_RATE_HEADERS, **by_header}
     return {name: {"$ref": f"#/components/headers/{known[name]}"} for name in names}
 
@@ -107,50 +92,6 @@ def _error_responses() -> dict[str, Schema]:
 
 def _errors(*statuses: int) -> dict[str, Schema]:
     return {str(s): {"$ref": f"#/components/responses/{_ERRORS[s][0]}"} for s in statuses}
-
-
-PARAMETERS: dict[str, Schema] = {
-    "JobIdHeader": {
-        "name": "X-Job-Id", "in": "header", "required": False,
-        "description": "Choose the job id yourself (a UUID), e.g. to subscribe to its progress "
-                       "before posting. It becomes the `x-request-id` and the response `id`. "
-                       "Malformed: 400 naming `x-job-id`; already in use: 409.",
-        "schema": {"type": "string", "format": "uuid", "pattern": UUID},
-    },
-    "Prefer": {
-        "name": "Prefer", "in": "header", "required": False,
-        "description": "`respond-async` (RFC 7240): answer at once with `202` and an "
-                       "`image.job`; the result is read from `GET {base}/images/jobs/{id}`. "
-                       "Not with `stream: true` (400).",
-        "schema": {"type": "string", "examples": ["respond-async"]},
-    },
-    "JobId": {"name": "job_id", "in": "path", "required": True,
-              "description": "The job's id (`x-request-id` of the request that started it).",
-              "schema": {"type": "string"}},
-    "ModelId": {"name": "model", "in": "path", "required": True,
-                "description": "A model name or alias; it may contain `/` "
-                               "(`openai/gpt-image-1`).",
-                "schema": {"type": "string"}},
-    "StartTime": {"name": "start_time", "in": "query", "required": False,
-                  "description": "Rows from this time on (unix seconds, inclusive).",
-                  "schema": {"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,9})?$"}},
-    "EndTime": {"name": "end_time", "in": "query", "required": False,
-                "description": "Rows before this time (unix seconds, exclusive); after "
-                               "`start_time`.",
-                "schema": {"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,9})?$"}},
-    "UsageModel": {"name": "model", "in": "query", "required": False,
-                   "description": "Only this model's rows.",
-                   "schema": {"type": "string", "minLength": 1}},
-    "Limit": {"name": "limit", "in": "query", "required": False,
-              "description": "Rows per page.",
-              "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100}},
-    "Offset": {"name": "offset", "in": "query", "required": False,
-               "schema": {"type": "integer", "minimum": 0, "maximum": 10**15, "default": 0}},
-    "Key": {"name": "key", "in": "query", "required": False,
-            "description": "Admin keys: one key's usage (every key's without it). Other keys "
-                           "may only name themselves (403 otherwise).",
-            "schema": {"type": "string"}},
-}
 
 
 def _parameters(config: GatewayConfig) -> dict[str, Schema]:
@@ -197,7 +138,7 @@ def _image_operation(kind: str, base: str, keyed: tuple[int, ...]) -> Schema:
                         "parameters": {"job_id": "$response.header.x-request-id"},
                         "description": "The job's progress snapshot (and, for an async job, "
                                        "its result)."}}
-    ok_headers = _headers("x-request-id", "x-dropped-params", *rate)
+    ok_headers = _headers("x-request-id", "x-dropped-params", "idempotent-replayed", *rate)
     return {
         "operationId": f"{'createImageEdit' if edit else 'createImage'}{_suffix(base)}",
         "tags": ["images"],
@@ -206,9 +147,14 @@ def _image_operation(kind: str, base: str, keyed: tuple[int, ...]) -> Schema:
         "description": ("The image(s) edited as the prompt says; `local` repaints where the "
                         "mask is transparent." if edit else
                         "Images made from a prompt by the chosen model.")
-                       + " `stream: true` answers with Server-Sent Events. A client that hangs "
-                         "up cancels the job (logged as 499, never sent).",
-        "parameters": [_param("JobIdHeader"), _param("Prefer")],
+                       + " `stream: true` answers with Server-Sent Events, each with an `id`. "
+                         "A client that hangs up cancels the job (logged as 499, never sent), "
+                         "unless it chose the job id and `on_disconnect: finish` is configured "
+                         "for its key or model: then the job runs on, and the stream "
+                         "re-attaches with the same request (or `GET "
+                         "{base}/images/jobs/{job_id}/events`) and `Last-Event-ID`.",
+        "parameters": [_param("JobIdHeader"), _param("IdempotencyKey"), _param("LastEventId"),
+                       _param("Prefer")],
         "requestBody": {"required": True, "content": body},
         "responses": {
             "200": {"description": "The images (`ImagesResponse` plus `id`, `provider`, "
@@ -222,7 +168,7 @@ def _image_operation(kind: str, base: str, keyed: tuple[int, ...]) -> Schema:
             "202": {"description": "With `Prefer: respond-async`: the job was accepted and runs "
                                    "on; poll its `Location`.",
                     "headers": _headers("x-request-id", "x-dropped-params", "location",
-                                        "preference-applied", *rate),
+                                        "preference-applied", "idempotent-replayed", *rate),
                     "links": links,
                     "content": _json("ImageJob")},
             **_errors(*(s for s in _IMAGE_ERRORS if s not in (401, 403) or s in keyed)),
@@ -258,6 +204,7 @@ def _mount_paths(base: str, keyed: tuple[int, ...]) -> dict[str, Schema]:
             f"getImageJob{suffix}", "A job's progress snapshot (and an async job's result)",
             _ok("The job's snapshot.", "JobSnapshot"), *unauthorized, 404,
             parameters=[_param("JobId")], tags=["images"])},
+        f"{base}/images/jobs/{{job_id}}/events": {"get": _job_events(suffix, unauthorized)},
         f"{base}/models": {"get": _get(
             f"listModels{suffix}", "The models this gateway serves, with their parameters",
             _ok("The served models.", "ModelList"), *unauthorized, tags=["models"])},
@@ -271,6 +218,25 @@ def _mount_paths(base: str, keyed: tuple[int, ...]) -> dict[str, Schema]:
             parameters=[_param(p) for p in ("StartTime", "EndTime", "UsageModel", "Limit",
                                             "Offset", "Key")], tags=["usage"])},
     }
+
+
+def _job_events(suffix: str, unauthorized: tuple[int, ...]) -> Schema:
+    operation = _get(
+        f"getImageJobEvents{suffix}", "A streamed job's events again, after `Last-Event-ID`",
+        {"description": "The events after `Last-Event-ID` (all of them without it): live while "
+                        "the job runs in this process; once it ended (or while it runs in "
+                        "another process of a fleet, when it ends) replayed from its kept "
+                        "answer.", "headers": _headers("x-request-id"),
+         "content": {"text/event-stream": {"schema": {
+             "$ref": "#/components/schemas/ImageGenStreamFrame"}}}},
+        400, *unauthorized, 404, 429, 502, 503, 504,
+        parameters=[_param("JobId"), _param("LastEventId")], tags=["images"])
+    operation["description"] = (
+        "For a client that lost its stream of a job whose id it chose: only the key that "
+        "started the job reads it (another key's job is a 404). A job that did not stream "
+        "its answer is a 400 (`job_not_streamed`); a job that failed before its stream began "
+        "answers with that failure's status, as the POST did.")
+    return operation
 
 
 def _file_paths() -> dict[str, Schema]:

@@ -54,7 +54,8 @@ def _sse_frame(events: dict[str, str]) -> Schema:
     named schema."""
     return {"type": "object", "required": ["id", "event", "data"], "properties": {
         "id": {"type": "string", "pattern": "^[1-9][0-9]*$",
-               "description": "The event's number within the job (1, 2, …)."}},
+               "description": "The event's number within the job (1, 2, …): a client that "
+                              "lost the stream resumes after it with `Last-Event-ID`."}},
         "anyOf": [
             {"properties": {"event": {"const": event},
                             "data": {"type": "string", "contentMediaType": "application/json",

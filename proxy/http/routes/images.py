@@ -1,8 +1,15 @@
 """``POST {base}/images/generations`` and ``POST {base}/images/edits``: read the request into an
-order for the image service, then answer with the job's JSON, its SSE stream, or a 202."""
+order for the image service, then answer with the job's JSON, its SSE stream, or a 202.
+
+The client may choose the job id: ``X-Job-Id`` (a UUID), or ``Idempotency-Key`` (any short
+text: a UUID is the job id itself, anything else names one job per key). A repeat of the same
+request under it attaches to its job or replays its answer; a stream resumes after the
+``Last-Event-ID`` it sends.
+"""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,27 +17,46 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from proxy.auth import Key
-from proxy.core.errors import GatewayError
+from proxy.core.errors import GatewayError, invalid_param
 from proxy.http.direct import Endpoint
 from proxy.http.disconnect import CLIENT_CLOSED, ClientGone, ClientWatch
 from proxy.http.edit_body import load_images, read_body
 from proxy.http.responses import ImagesBody, JSONBody, error_response
-from proxy.http.sse_writer import sse_response
+from proxy.http.sse_writer import last_event_id, sse_response
 from proxy.jobs.job import parse_job_id
 from proxy.service.images import JOB_ID_HEADER, ImageService, Order
-from proxy.service.stream import LiveStream
+
+IDEMPOTENCY_HEADER = "idempotency-key"
+_IDEMPOTENCY_MAX = 255
+# Job ids named by an Idempotency-Key that is not a UUID: uuid5 of the key's name and the text.
+_IDEMPOTENCY_NAMESPACE = uuid.UUID("5b0e9f63-7a4c-4f0e-9a43-8f0d1f4f2a61")
 
 
-def job_id_for(request: Request) -> str:
-    """The client's ``X-Job-Id`` if it sent one (400 unless it is a UUID), else a fresh id."""
+def _idempotent_id(key: Key, value: str) -> str:
+    if not 0 < len(value) <= _IDEMPOTENCY_MAX or not (value.isascii() and value.isprintable()):
+        raise invalid_param(IDEMPOTENCY_HEADER, f"Invalid '{IDEMPOTENCY_HEADER}' header: 1 to "
+                            f"{_IDEMPOTENCY_MAX} printable ASCII characters.",
+                            code="invalid_idempotency_key")
+    # Per key: two clients that both pick "order-1" never collide.
+    return parse_job_id(value) or str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, f"{key.name}\n{value}"))
+
+
+def chosen_job_id(request: Request, key: Key) -> tuple[str, str] | None:
+    """The job id the client chose and the header it came in (``X-Job-Id`` wins; both sent
+    must name the same job); None when it chose none. 400 naming a malformed header."""
     sent = request.headers.get(JOB_ID_HEADER)
+    idempotency = request.headers.get(IDEMPOTENCY_HEADER)
+    named = None if idempotency is None else _idempotent_id(key, idempotency)
     if sent is None:
-        return request.state.request_id
+        return None if named is None else (named, IDEMPOTENCY_HEADER)
     job_id = parse_job_id(sent)
     if job_id is None:
         raise GatewayError(400, f"Invalid '{JOB_ID_HEADER}' header: it must be a UUID.",
                            param=JOB_ID_HEADER, code="invalid_job_id")
-    return job_id
+    if named is not None and named != job_id:
+        raise invalid_param(IDEMPOTENCY_HEADER, f"'{IDEMPOTENCY_HEADER}' and '{JOB_ID_HEADER}' "
+                            "name different jobs; send one of them.", code="invalid_job_id")
+    return job_id, JOB_ID_HEADER
 
 
 def image_endpoints(response_format: str | None) -> tuple[Endpoint, Endpoint]:
@@ -50,8 +76,12 @@ async def _create(request: Request, *, edit_route: bool,
     service: ImageService = request.app.state.service
     gateway = service.gateway
     key = gateway.keys.authenticate_request(request)
-    job_id = job_id_for(request)
-    watched = JOB_ID_HEADER in request.headers
+    chosen = chosen_job_id(request, key)
+    if chosen is not None:
+        request.state.request_id = chosen[0]  # x-request-id, the response id, the job id
+    job_id = request.state.request_id
+    watched = chosen is not None
+    after = last_event_id(request)
     detached = wants_async(request)
     server = gateway.config.server
     try:
@@ -59,33 +89,38 @@ async def _create(request: Request, *, edit_route: bool,
             service.ensure_open()  # before reading (and fetching) what would be refused
             body = await read_body(request, edit=edit_route, json_limit=server.max_body_bytes,
                                    upload_limit=server.max_upload_bytes)
-        # From here on the client is watched: if it leaves, the work is stopped, upstream too.
+        # From here on the client is watched: if it leaves, the work is stopped, upstream too
+        # (or, for a job it chose the id of, left to run on when so configured).
         async with ClientWatch(request):
             async with _refusals(service, key, job_id, watched):
                 edit = await load_images(body, gateway.fetcher)
-            submission = await service.submit(key, Order(
+            reply = await service.submit(key, Order(
                 job_id=job_id, fields=edit.fields, from_form=edit.from_form,
                 editing=edit_route or bool(edit.images) or edit.mask is not None,
                 images=edit.images, mask=edit.mask, listed=edit.listed,
                 response_format=response_format, detached=detached, watched=watched,
+                id_param=chosen[1] if chosen else JOB_ID_HEADER,
                 base_url=f"{request.url.scheme}://{request.url.netloc}"))
             if detached:
-                return JSONBody(submission.accepted(), status_code=202, headers={
-                    **submission.headers,
+                return JSONBody(await reply.accepted(), status_code=202, headers={
+                    **reply.headers,
                     "location": f"{request.url.path.rsplit('/images/', 1)[0]}"
                                 f"/images/jobs/{job_id}",
                     "preference-applied": "respond-async"})
-            if not submission.job.request.stream:
-                return ImagesBody(await submission.result(), headers=submission.headers)
+            if not reply.streamed:
+                try:
+                    return ImagesBody(await reply.result(), headers=reply.headers)
+                except GatewayError as error:  # the job failed: its error, with our headers
+                    return error_response(error, reply.headers)
             # The first event is awaited before committing to a 200 stream, so a request the
             # upstream refuses outright gets a real status code (the SDKs raise on it).
-            stream = LiveStream(submission.job, submission.events())
+            stream = reply.stream(after)
             failed = await stream.open()
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED)
     if failed is not None:
-        return error_response(failed, submission.headers)
-    return sse_response(stream, submission.headers, gateway)
+        return error_response(failed, reply.headers)
+    return sse_response(stream, reply.headers, gateway)
 
 
 @asynccontextmanager

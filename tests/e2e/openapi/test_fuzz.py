@@ -105,8 +105,9 @@ def _header_safe(name: str) -> bool:
 def prepare(case: schemathesis.Case) -> None:
     """Adjust a generated case so fuzzing spends its examples on new ground.
 
-    - Derandomized generation repeats its UUIDs: a job id used before is a 409 (documented,
-      and covered once is enough), and the job would never run. Repeats get a fresh id.
+    - Derandomized generation repeats its UUIDs (and its ``Idempotency-Key`` texts): a job id
+      used before replays its answer or is a 409 (both documented, and covered once is
+      enough), and the job would never run. Repeats get a fresh id.
     - Unknown parameters are dropped and listed in ``x-dropped-params``: a name that cannot be
       a header value (non-Latin-1, CR/LF) has its own regression test below (bug 1). Such
       names are escaped, so the rest of the body is still fuzzed.
@@ -114,7 +115,8 @@ def prepare(case: schemathesis.Case) -> None:
       refused (bug 5, pinned below): invalid ones are left out.
     """
     for name in list(case.headers or {}):
-        if name.lower() == "x-job-id" and isinstance(case.headers[name], str):
+        if name.lower() in ("x-job-id", "idempotency-key") and isinstance(
+                case.headers[name], str):
             if case.headers[name] in _job_ids:
                 case.headers[name] = str(uuid.uuid4())
             _job_ids.add(case.headers[name])
@@ -188,6 +190,22 @@ def test_a_stream_is_documented_event_by_event(api_schema, gateway, path) -> Non
     assert response.text.count(f"event: {kind}.completed") == 1
 
 
+def test_a_stream_re_attached_is_documented_event_by_event(api_schema, gateway) -> None:
+    job_id = str(uuid.uuid4())
+    body = {"prompt": "a red apple", "stream": True, "partial_images": 2}
+    posted = _call(api_schema, gateway, "/v1/images/generations", "post", body=body,
+                   headers={"X-Job-Id": job_id}, media_type="application/json")
+    assert posted.status_code == 200
+    resumed = _call(api_schema, gateway, "/v1/images/jobs/{job_id}/events", "get",
+                    path_parameters={"job_id": job_id}, headers={"Last-Event-ID": "1"})
+    assert resumed.status_code == 200
+    assert resumed.text.count("event: image_generation.partial_image") == 1
+    assert resumed.text.count("id: ") == 2 and "id: 1\n" not in resumed.text
+    unknown = _call(api_schema, gateway, "/v1/images/jobs/{job_id}/events", "get",
+                    path_parameters={"job_id": str(uuid.uuid4())})
+    assert unknown.status_code == 404
+
+
 def test_a_multipart_edit_with_a_mask_is_documented(api_schema, gateway) -> None:
     response = _call(api_schema, gateway, "/v1/images/edits", "post",
                      body={"image": _png(64, 64), "mask": _png(64, 64, "RGBA", (0, 0, 0, 0)),
@@ -259,7 +277,7 @@ def test_the_default_config_documents_every_mount() -> None:
     paths = document["paths"]
     for base in ("/v1", "", "/api/v1", "/v3"):
         for path in ("/images/generations", "/images/edits", "/images/jobs/{job_id}",
-                     "/models", "/models/{model}", "/usage"):
+                     "/images/jobs/{job_id}/events", "/models", "/models/{model}", "/usage"):
             assert f"{base}{path}" in paths
     assert {"/healthz", "/readyz", "/metrics", "/", "/playground/{name}",
             "/v1/images/files/{name}", DOCUMENT_PATH} <= paths.keys()

@@ -80,19 +80,26 @@ async def test_job_snapshot_over_http(local_gateway) -> None:
         assert (await http.get("/v1/images/jobs/not-a-uuid")).status_code == 404
 
 
-async def test_job_id_header_is_validated_and_unique(local_gateway) -> None:
+async def test_job_id_header_is_validated_and_names_one_request(local_gateway) -> None:
     client = async_sdk(local_gateway)
     with pytest.raises(openai.BadRequestError) as caught:
         await client.images.generate(model="local", prompt="p",
                                      extra_headers={"X-Job-Id": "job-1"})
     assert caught.value.param == "x-job-id"
     job_id = str(uuid.uuid4())
-    await client.images.generate(model="local", prompt="p", size="64x64",
-                                 extra_headers={"X-Job-Id": job_id})
+    first = await client.images.generate(model="local", prompt="p", size="64x64",
+                                         extra_headers={"X-Job-Id": job_id})
+    # The same request again is a repeat: the same answer, not a second job.
+    again = await client.images.with_raw_response.generate(
+        model="local", prompt="p", size="64x64", extra_headers={"X-Job-Id": job_id})
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.parse().data[0].b64_json == first.data[0].b64_json
+    # Another request under a used id is a conflict, which the SDKs must not retry.
     with pytest.raises(openai.ConflictError) as caught:
-        await client.images.generate(model="local", prompt="p", size="64x64",
+        await client.images.generate(model="local", prompt="q", size="64x64",
                                      extra_headers={"X-Job-Id": job_id})
     assert caught.value.code == "job_id_conflict"
+    assert caught.value.response.headers["x-should-retry"] == "false"
 
 
 async def test_a_request_refused_before_it_starts_fails_the_watched_job(local_gateway) -> None:

@@ -117,6 +117,31 @@ models:
         "gw.yaml:2: providers.openai.timeout.total:")
 
 
+def test_on_disconnect_per_gateway_provider_model_and_key() -> None:
+    from proxy.routing import build_models
+    from proxy.upstream.client import UpstreamClient
+
+    config = load_config_text(f"""
+jobs: {{on_disconnect: finish, replay_seconds: 30}}
+providers:
+  openai: {{api_key: sk-x, on_disconnect: finish}}
+models:
+  - {{name: openai/gpt-image-1, provider: openai, on_disconnect: cancel}}
+  - {{name: local, provider: local}}
+keys:
+  - {{name: app, key_sha256: "{'a' * 64}", on_disconnect: cancel}}
+""")
+    assert (config.jobs.on_disconnect, config.jobs.replay_seconds) == ("finish", 30)
+    assert config.keys[0].on_disconnect == "cancel"
+    table = build_models(config, UpstreamClient())
+    assert table.resolve("openai/dall-e-3").config.on_disconnect == "finish"
+    assert table.resolve("openai/gpt-image-1").config.on_disconnect == "cancel", "its own wins"
+    assert table.resolve("local").config.on_disconnect is None
+    found = problems("models:\n  - {name: local, provider: local, on_disconnect: keep}\n")
+    assert found[0].startswith("gw.yaml:2: models[0].on_disconnect:")
+    assert problems("jobs: {replay_seconds: 0}\nmodels: [{name: l, provider: local}]\n")
+
+
 def test_usage_database_url_from_the_environment_is_a_secret(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEST_LEDGER_URL", "postgresql://gw:pa55word@db.internal:5432/ledger")
