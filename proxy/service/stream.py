@@ -28,12 +28,15 @@ JOB_CANCELLED = GatewayError(503, "The job was cancelled before it finished; sen
                              "again.", type="server_error", code="job_cancelled", retryable=True)
 
 
-def error_frame(error: GatewayError) -> bytes:
-    return encode_event("error", {"type": "error", **error.body()})
+def error_frame(error: GatewayError, head: bytes = b"") -> bytes:
+    return encode_event("error", {"type": "error", **error.body()}, head)
 
 
 class StreamRenderer:
-    """Turns one job's events, in order, into its frames (without ids)."""
+    """Turns one job's events, in order, into its frames, numbered from 1 (``count`` is the
+    number of the last one made). The ``id:`` line is written with the frame, and each image
+    is let go as its frame is made: a 1.5 MB image waiting for a slow client is held once, as
+    its frame, never copied again to be numbered."""
 
     def __init__(self, job: Job) -> None:
         self.job = job
@@ -41,6 +44,11 @@ class StreamRenderer:
         self.requested = requested_settings(job.request)
         self.finished: list[Image] = []
         self.done = False  # a terminal frame was made
+        self.count = 0
+
+    def _id(self) -> bytes:
+        self.count += 1
+        return b"id: %d\n" % self.count
 
     def frames(self, event: Event) -> list[bytes]:
         if self.done:
@@ -49,37 +57,40 @@ class StreamRenderer:
             return [encode_image_event(f"{self.prefix}.partial_image", {
                 "type": f"{self.prefix}.partial_image", "created_at": int(time.time()),
                 **self.requested, "partial_image_index": event.partial_index,
-            }, event.b64_json)]
+            }, event.b64_json, self._id())]
         if isinstance(event, Image):
             # Held until Completed brings the usage the completed event must carry.
             self.finished.append(event)
         elif isinstance(event, Completed):
-            self.done = True
-            return self._completed(event) if self.finished else [error_frame(NO_IMAGE)]
+            return self._completed(event) if self.finished else [self.error(NO_IMAGE)]
         elif isinstance(event, Failed):
-            self.done = True
-            return [error_frame(event.error)]
+            return [self.error(event.error)]
         return []
 
+    def error(self, error: GatewayError) -> bytes:
+        """The terminal ``error`` frame."""
+        self.done = True
+        return error_frame(error, self._id())
+
     def _completed(self, event: Completed) -> list[bytes]:
+        self.done = True
         job = self.job
         settings = {**self.requested, **resolved_settings(job.request, job.model.rules, event)}
         usage = (event.usage or Usage()).to_dict()
         usage.pop("output_tokens_details", None)  # not part of the stream's ImagesUsage
-        return [encode_image_event(f"{self.prefix}.completed", {
-            "type": f"{self.prefix}.completed", "created_at": int(time.time()), **settings,
-            "usage": usage}, image.b64_json or "")
-            for image in sorted(self.finished, key=lambda i: i.index)]
+        self.finished.sort(key=lambda i: i.index, reverse=True)
+        frames = []
+        while self.finished:
+            frames.append(encode_image_event(f"{self.prefix}.completed", {
+                "type": f"{self.prefix}.completed", "created_at": int(time.time()), **settings,
+                "usage": usage}, self.finished.pop().b64_json or "", self._id()))
+        return frames
 
 
 def render_all(job: Job, events: Iterable[Event]) -> list[bytes]:
-    """Every frame of a finished job's events (what its answer keeps for replays)."""
+    """Every frame of a finished job's events, numbered (what its answer keeps for replays)."""
     renderer = StreamRenderer(job)
     return [frame for event in events for frame in renderer.frames(event)]
-
-
-def numbered(number: int, frame: bytes) -> bytes:
-    return b"id: %d\n" % number + frame
 
 
 class LiveStream:
@@ -116,16 +127,19 @@ class LiveStream:
     async def frames(self) -> AsyncIterator[bytes]:
         """The numbered frames. Closes the job's events however it ends."""
         renderer = StreamRenderer(self.job)
-        number = 0
         try:
             async for event in self._all():
-                for frame in renderer.frames(event):
+                frames = renderer.frames(event)
+                number = renderer.count - len(frames)
+                while frames:
                     number += 1
+                    frame = frames.pop(0)
                     if number > self._after:
-                        yield numbered(number, frame)
+                        yield frame
+                    del frame
                 if renderer.done:
                     return
-            yield numbered(number + 1, error_frame(JOB_CANCELLED))
+            yield renderer.error(JOB_CANCELLED)
         finally:
             await self._events.aclose()
 
@@ -147,6 +161,5 @@ class ReplayedStream:
         return None
 
     async def frames(self) -> AsyncIterator[bytes]:
-        for number, frame in enumerate(self._frames, 1):
-            if number > self._after:
-                yield numbered(number, frame)
+        for frame in self._frames[self._after:]:  # numbered from 1 when they were made
+            yield frame

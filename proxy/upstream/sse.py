@@ -123,20 +123,23 @@ class SSEDecoder:
         return None
 
 
-def encode_event(event: str, payload: dict) -> bytes:
-    """One SSE frame: ``event:`` line, one ``data:`` line of compact JSON, blank line.
+def encode_event(event: str, payload: dict, head: bytes = b"") -> bytes:
+    """One SSE frame: ``head`` (e.g. an ``id:`` line), ``event:`` line, one ``data:`` line of
+    compact JSON, blank line.
 
     orjson never emits raw newlines inside its output, so the data stays on one line.
     """
-    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+    return b"".join((head, b"event: ", event.encode(), b"\ndata: ", orjson.dumps(payload),
+                     b"\n\n"))
 
 
-def encode_image_event(event: str, payload: dict, b64: str | bytes) -> bytes:
+def encode_image_event(event: str, payload: dict, b64: str | bytes, head: bytes = b"") -> bytes:
     """:func:`encode_event` for a payload whose ``b64_json`` is ``b64``: bytes (pure base64,
-    nothing to escape) are spliced in as they are, never turned into a string first."""
+    nothing to escape) are spliced in as they are, never turned into a string first, and the
+    frame is made in one copy of the image."""
     if isinstance(b64, str):
-        return encode_event(event, {**payload, "b64_json": b64})
-    frame = encode_event(event, {**payload, "b64_json": ""})
+        return encode_event(event, {**payload, "b64_json": b64}, head)
+    frame = encode_event(event, {**payload, "b64_json": ""}, head)
     at = frame.index(b'"b64_json":""') + len(b'"b64_json":"')
     return b"".join((frame[:at], b64, frame[at:]))
 
