@@ -125,3 +125,21 @@ def ledger_unavailable(message: str) -> GatewayError:
     down): nothing was done, the same request may succeed shortly."""
     return GatewayError(503, message, type="server_error", code="usage_ledger_unavailable",
                         headers={"retry-after": str(LEDGER_RETRY_AFTER)}, retryable=True)
+
+
+# Seconds a client is asked to wait while the shared store (Redis) cannot be reached.
+STORE_RETRY_AFTER = 2
+
+
+class StoreUnavailable(GatewayError):
+    """503: the shared store (Redis) did not answer, so something that needs it (claiming a job
+    id, reading a job or its result) cannot be done now; nothing was done, and the same request
+    may succeed in a moment. ``outage`` numbers the outage it happened in (for logging once)."""
+
+    def __init__(self, what: str, outage: int = 0) -> None:
+        super().__init__(
+            503, f"The gateway's shared store cannot be reached right now ({what}). Try again "
+                 "shortly.", type="server_error", code="store_unavailable",
+            headers={"retry-after": str(STORE_RETRY_AFTER)}, retryable=True)
+        self.what = what
+        self.outage = outage

@@ -14,7 +14,6 @@ those is one round trip to Redis, pipelined with whatever else is due.
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import time
 from collections.abc import Collection, Sequence
@@ -23,6 +22,7 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 from redis.asyncio import Redis
 
+from proxy.fleet.batch import Batch
 from proxy.progress.snapshot import JobSnapshot
 
 WATCH_TTL = 10.0
@@ -131,58 +131,16 @@ class MemorySnapshotStore:
         self._marks.clear()
 
 
-class _Batch:
-    """Redis commands issued while the event loop goes once round its ready tasks are sent
-    together: one pipeline, one round trip (redis-py spends far more CPU per round trip than per
-    command, so jobs that start or end together share it)."""
-
-    def __init__(self, redis: Redis) -> None:
-        self.redis = redis
-        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-
-    async def run(self, *commands: tuple[Any, ...]) -> list[Any]:
-        """The replies to ``commands`` (each one ``(name, *args)``), in order."""
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in commands]
-        if not self._pending:
-            loop.call_soon(self._flush)  # after the tasks ready now had their turn
-        self._pending.extend(zip(commands, futures, strict=True))
-        return [await future for future in futures]
-
-    def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        asyncio.get_running_loop().create_task(self._send(batch))
-
-    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
-        try:
-            if len(batch) == 1:
-                replies = [await self.redis.execute_command(*batch[0][0])]
-            else:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for command, _ in batch:
-                        pipe.execute_command(*command)
-                    replies = await pipe.execute(raise_on_error=False)
-        except Exception as exc:
-            replies = [exc] * len(batch)
-        for (_, future), reply in zip(batch, replies, strict=True):
-            if future.done():  # its caller was cancelled
-                continue
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
-
-
 class RedisSnapshotStore:
     """A job's snapshot is the JSON string at ``<prefix>:job:<id>``; a watch mark is the key
     ``<prefix>:watch:<room>``. Both expire by themselves. Every command goes through one
-    :class:`_Batch`."""
+    :class:`~proxy.fleet.batch.Batch`."""
 
     shared = True
 
     def __init__(self, redis: Redis, prefix: str, retention: float,
                  watch_ttl: float = WATCH_TTL) -> None:
-        self.batch = _Batch(redis)
+        self.batch = Batch(redis)
         self.prefix = f"{prefix}:job:"
         self.marks = f"{prefix}:watch:"
         self.retention = max(1, round(retention))
