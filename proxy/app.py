@@ -205,8 +205,10 @@ def create_app(config: GatewayConfig) -> ASGIApp:
     # Same-origin only unless origins are configured; /socket.io/ never passes through
     # Starlette's middleware, so CORS for it is set here.
     # With Redis, any process can emit to a subscriber connected to any other.
-    manager = (RedisManager(config.redis_url, channel=f"{config.redis_prefix}:socketio")
-               if config.redis_url else ProcessManager())
+    manager: ProcessManager | RedisManager = ProcessManager()
+    if config.redis_url and gateway.policy is not None:
+        manager = RedisManager(config.redis_url, channel=f"{config.redis_prefix}:socketio",
+                               policy=gateway.policy, timeout=config.fleet.store_timeout)
     sio = socketio.AsyncServer(
         async_mode="asgi",
         client_manager=manager,
@@ -229,6 +231,8 @@ def create_app(config: GatewayConfig) -> ASGIApp:
             if stop is not None:
                 stop.uninstall()
             await sio.shutdown()
+            if isinstance(manager, RedisManager):
+                await manager.aclose()
             await gateway.aclose()
 
     app = Starlette(

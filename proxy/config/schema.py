@@ -255,6 +255,22 @@ class UsageConfig(Strict):
         return url
 
 
+class FleetConfig(Strict):
+    """Several instances sharing Redis (``redis_url``)."""
+
+    # Seconds one call to the shared store may take to connect, and to answer, before the
+    # gateway treats the store as down (a job never waits longer for a progress write).
+    store_timeout: float = Field(1.0, gt=0, le=30)
+
+
+class LimitsConfig(Strict):
+    # While the shared store (Redis) cannot be reached, a key's rate and concurrency limits
+    # cannot be checked. fail_open (default): admit the job (logged once per outage); the
+    # per-process capacity limits and spend budgets still hold. fail_closed: refuse it with 503
+    # limits_unavailable and a retry-after. Keys without such limits are never refused for it.
+    on_store_failure: Literal["fail_open", "fail_closed"] = "fail_open"
+
+
 def default_data_dir() -> Path:
     """``$IMAGE_PROXY_DATA_DIR``, else ``$XDG_DATA_HOME/image-proxy`` (~/.local/share)."""
     explicit = os.environ.get("IMAGE_PROXY_DATA_DIR")
@@ -276,6 +292,9 @@ class GatewayConfig(Strict):
     # Images given to edits as http(s) URLs are fetched with SSRF protection.
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     usage: UsageConfig = Field(default_factory=UsageConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    # Timeouts of the shared store (with redis_url).
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
     reliability: ReliabilityConfig = Field(default_factory=ReliabilityConfig)
     # Where images go when a client asks response_format "url": by default a directory in
     # data_dir served by the gateway under signed, expiring URLs; or an S3-compatible bucket.

@@ -143,3 +143,13 @@ class StoreUnavailable(GatewayError):
             headers={"retry-after": str(STORE_RETRY_AFTER)}, retryable=True)
         self.what = what
         self.outage = outage
+
+
+def limits_unavailable(key: str) -> GatewayError:
+    """503 while a key's rate or concurrency limit cannot be checked (the shared store is down)
+    and ``limits.on_store_failure`` is ``fail_closed``."""
+    return GatewayError(
+        503, f"The limits of key '{key}' cannot be checked right now (the gateway's shared store "
+             "cannot be reached). Try again shortly.", type="server_error",
+        code="limits_unavailable", headers={"retry-after": str(STORE_RETRY_AFTER)},
+        retryable=True)

@@ -178,6 +178,10 @@ class WriteBehind(Generic[V]):
     def __len__(self) -> int:
         return len(self._pending)
 
+    def discard(self, key: str) -> None:
+        """Forget ``key``'s value if it is still waiting to be written."""
+        self._pending.pop(key, None)
+
     async def put(self, key: str, value: V) -> None:
         if key not in self._pending:
             try:

@@ -9,23 +9,32 @@ Also here: the client managers the Socket.IO server is built with (one process, 
 sharing Redis). They deliver an event to a room's members one after another instead of one task
 per member, and let other tasks run between slices of members, so a fan-out to a thousand
 subscribers neither costs a thousand tasks nor holds the event loop for its whole length.
+With Redis, the manager survives Redis going away (see :class:`RedisManager`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import socketio
 from engineio import packet as eio_packet
 from prometheus_client import Gauge
+from redis.asyncio import Redis
 from socketio import packet
 from socketio.exceptions import ConnectionRefusedError
 
 from proxy.auth import KeyRing
+from proxy.core.errors import GatewayError, StoreUnavailable
+from proxy.fleet.client import redis_options
+from proxy.fleet.policy import StorePolicy, background
 from proxy.jobs.job import parse_job_id
 from proxy.progress.hub import NAMESPACE, ProgressHub, room_for
+
+log = logging.getLogger("proxy.http.socket")
 
 # Members served before other tasks get a turn (about a tenth of a millisecond of work).
 SLICE = 32
@@ -73,6 +82,12 @@ class ProgressNamespace(socketio.AsyncNamespace):
                                        "code": "job_forbidden"}}
 
     async def on_subscribe(self, sid: str, data: Any) -> dict[str, Any]:
+        try:
+            return await self._subscribe(sid, data)
+        except GatewayError as error:  # the shared store cannot be reached: say so, now
+            return {"ok": False, "error": {"message": error.message, "code": error.code}}
+
+    async def _subscribe(self, sid: str, data: Any) -> dict[str, Any]:
         target = await self._target(sid, data)
         if isinstance(target, dict):
             return target
@@ -85,7 +100,10 @@ class ProgressNamespace(socketio.AsyncNamespace):
 
     async def on_unsubscribe(self, sid: str, data: Any) -> dict[str, Any]:
         """Leave the room (the job stops sending events once nobody is left in it)."""
-        target = await self._target(sid, data)
+        try:
+            target = await self._target(sid, data)
+        except GatewayError as error:
+            return {"ok": False, "error": {"message": error.message, "code": error.code}}
         if isinstance(target, dict):
             return target
         owner, job_id = target
@@ -132,6 +150,105 @@ class ProcessManager(_SlicedEmit):
     """The client manager of a gateway that runs as one process."""
 
 
+# The subscription is pinged after this many quiet seconds, and opened again when nothing
+# (not even a pong) came back for DEAD_AFTER; a lost one is opened again every RESUBSCRIBE.
+IDLE_PING = 1.0
+DEAD_AFTER = 3.0
+RESUBSCRIBE = 0.5
+# Updates that could not be published are sent again this long after Redis is back, when the
+# other processes have subscribed again; at most UNSENT_MOST rooms' latest update are kept.
+RESEND_AFTER = 1.5
+UNSENT_MOST = 10_000
+
+
 class RedisManager(socketio.AsyncRedisManager, _SlicedEmit):
     """The client manager of gateway processes sharing Redis: an event emitted in one
-    process is published to the others, and each delivers it to its own members (sliced)."""
+    process is published to the others, and each delivers it to its own members (sliced).
+
+    Redis may go away. python-socketio's own manager waits up to a minute between attempts to
+    subscribe again (so a process stays deaf long after Redis is back), makes a new client per
+    reconnection, retries each publish with redis-py's defaults (seconds per call against a
+    Redis that does not answer) and logs every failure. Here: publishing goes through the
+    shared store's policy (at once during an outage, one log line per outage); the latest update
+    of each room that could not be published is sent again once Redis is back (watchers drop
+    what they have seen by ``seq``); the subscription is tried again every half second, pinged
+    when quiet and opened again when it stops answering."""
+
+    def __init__(self, url: str, *, channel: str, policy: StorePolicy, timeout: float) -> None:
+        super().__init__(url, channel=channel, redis_options=redis_options(timeout))
+        self.policy = policy
+        self.client: Redis | None = None
+        self._unsent: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._resend: asyncio.Task[None] | None = None
+        policy.watchers.append(self._store_changed)
+
+    def _client(self) -> Redis:
+        if self.client is None:
+            self.client = Redis.from_url(self.redis_url, **self.redis_options)
+        return self.client
+
+    async def _publish(self, data: Any) -> Any:
+        message = self.json.dumps(data)
+        try:
+            return await self.policy.call("Socket.IO publish", lambda: self._client().publish(
+                self.channel, message))
+        except StoreUnavailable:
+            if isinstance(data, dict) and data.get("method") == "emit" and data.get("room"):
+                key = (data.get("namespace"), data["room"], data.get("event"))
+                self._unsent.pop(key, None)  # the latest goes last
+                self._unsent[key] = data
+                if len(self._unsent) > UNSENT_MOST:
+                    del self._unsent[next(iter(self._unsent))]
+            return None
+
+    def _store_changed(self, up: bool) -> None:
+        if up and self._unsent and (self._resend is None or self._resend.done()):
+            self._resend = background(self._send_unsent())
+
+    async def _send_unsent(self) -> None:
+        await asyncio.sleep(RESEND_AFTER)
+        unsent, self._unsent = self._unsent, {}
+        for data in unsent.values():
+            await self._publish(data)
+
+    async def _listen(self) -> AsyncIterator[Any]:
+        channel = self.channel.encode()
+        async for message in self._messages():
+            if message["type"] == "message" and message["channel"] == channel:
+                yield message["data"]
+
+    async def _messages(self) -> AsyncIterator[dict[str, Any]]:
+        """Every message of the subscription, which is opened again (for ever) whenever it is
+        lost."""
+        loop = asyncio.get_running_loop()
+        while True:
+            pubsub = self._client().pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                heard = loop.time()
+                while True:
+                    message = await pubsub.get_message(timeout=IDLE_PING)
+                    now = loop.time()
+                    if message is not None:
+                        heard = now
+                        yield message
+                    elif now - heard > DEAD_AFTER:
+                        raise ConnectionError("the subscription stopped answering")
+                    else:
+                        await pubsub.ping()
+            except Exception as exc:
+                self.policy.report("Socket.IO subscription", exc)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(RESUBSCRIBE)
+
+    async def aclose(self) -> None:
+        """Stop listening and close the connections."""
+        for task in (getattr(self, "thread", None), self._resend):
+            if isinstance(task, asyncio.Task) and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.client is not None:
+            await self.client.aclose()

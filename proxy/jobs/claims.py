@@ -39,7 +39,7 @@ def claims_unavailable() -> GatewayError:
     charge) the same request twice."""
     return GatewayError(503, "The job id cannot be checked right now (the gateway's shared "
                         "store does not answer); send the request again shortly.",
-                        type="server_error", code="job_store_unavailable",
+                        type="server_error", code="store_unavailable",
                         headers={"retry-after": str(UNAVAILABLE_RETRY_AFTER)}, retryable=True)
 
 
@@ -180,7 +180,7 @@ def _from_fields(fields: dict[bytes, bytes] | list[bytes]) -> Claim | None:
 
 
 class RedisClaimStore:
-    """Redis that does not answer is a 503 (``job_store_unavailable``) for the request: a job
+    """Redis that does not answer is a 503 (``store_unavailable``) for the request: a job
     is never started without its id reserved."""
 
     shared = True

@@ -1,4 +1,8 @@
-"""Finished results of detached (async) jobs, kept for a while for ``GET /v1/images/jobs``."""
+"""Finished results of detached (async) jobs, kept for a while for ``GET /v1/images/jobs``.
+
+With Redis, a result that cannot be written (the store is away) is kept in this process and
+written once the store answers (:class:`~proxy.fleet.policy.WriteBehind`); reading one that is
+not here while the store is away is a 503 ``store_unavailable``."""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from typing import Any, Protocol
 
 import orjson
 from redis.asyncio import Redis
+
+from proxy.fleet.policy import StorePolicy, WriteBehind
 
 
 class ResultStore(Protocol):
@@ -17,6 +23,8 @@ class ResultStore(Protocol):
 
     async def delete(self, job_id: str) -> None:
         """Forget a job's result (its id is used again, by a new attempt)."""
+
+    async def aclose(self) -> None: ...
 
 
 class MemoryResultStore:
@@ -41,19 +49,43 @@ class MemoryResultStore:
     async def delete(self, job_id: str) -> None:
         self._items.pop(job_id, None)
 
+    async def aclose(self) -> None:
+        self._items.clear()
+
 
 class RedisResultStore:
-    def __init__(self, redis: Redis, prefix: str, retention: float) -> None:
+    def __init__(self, redis: Redis, prefix: str, retention: float,
+                 policy: StorePolicy) -> None:
         self.redis = redis
+        self.policy = policy
         self.prefix = f"{prefix}:result:"
         self.retention = max(1, round(retention))
+        self._kept: WriteBehind[dict[str, Any]] = WriteBehind(self._write)
 
     async def put(self, job_id: str, result: dict[str, Any]) -> None:
-        await self.redis.set(self.prefix + job_id, orjson.dumps(result), ex=self.retention)
+        await self._kept.put(job_id, result)
+
+    async def _write(self, results: dict[str, dict[str, Any]]) -> None:
+        async def write() -> None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job_id, result in results.items():
+                    pipe.set(self.prefix + job_id, orjson.dumps(result), ex=self.retention)
+                await pipe.execute()
+
+        await self.policy.call("writing a job's result", write)
 
     async def get(self, job_id: str) -> dict[str, Any] | None:
-        raw = await self.redis.get(self.prefix + job_id)
+        kept = self._kept.pending(job_id)
+        if kept is not None:
+            return kept
+        raw = await self.policy.call("reading a job's result",
+                                     lambda: self.redis.get(self.prefix + job_id))
         return orjson.loads(raw) if raw else None
 
     async def delete(self, job_id: str) -> None:
-        await self.redis.delete(self.prefix + job_id)
+        self._kept.discard(job_id)
+        await self.policy.call("forgetting a job's result",
+                               lambda: self.redis.delete(self.prefix + job_id))
+
+    async def aclose(self) -> None:
+        await self._kept.aclose()

@@ -11,6 +11,8 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
+from proxy.fleet.policy import StorePolicy
+
 
 @dataclass(frozen=True, slots=True)
 class WindowState:
@@ -22,7 +24,8 @@ class WindowState:
 
 class Counters(Protocol):
     async def hit(self, key: str, limit: int, window: float) -> WindowState:
-        """Count one request in a sliding window, unless that would pass ``limit``."""
+        """Count one request in a sliding window, unless that would pass ``limit``
+        (``StoreUnavailable`` when a shared store cannot be reached)."""
 
     async def acquire(self, key: str, limit: int) -> bool:
         """Take one of ``limit`` concurrent slots; False when all are taken."""
@@ -93,23 +96,27 @@ SLOT_TTL = 3600
 
 
 class RedisCounters:
-    """Rate windows and concurrency slots that hold across every process of the gateway."""
+    """Rate windows and concurrency slots that hold across every process of the gateway; every
+    call goes through the store's ``policy``."""
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: Redis, prefix: str, policy: StorePolicy) -> None:
         self.prefix = f"{prefix}:limit:"
+        self.policy = policy
         self._hit = redis.register_script(_HIT)
         self._acquire = redis.register_script(_ACQUIRE)
         self._release = redis.register_script(_RELEASE)
 
     async def hit(self, key: str, limit: int, window: float) -> WindowState:
         now = time.time()
-        allowed, count, first = await self._hit(
-            keys=[self.prefix + key], args=[now, window, limit, f"{now}:{uuid.uuid4().hex}"])
+        allowed, count, first = await self.policy.call("rate limit", lambda: self._hit(
+            keys=[self.prefix + key], args=[now, window, limit, f"{now}:{uuid.uuid4().hex}"]))
         reset = max(0.0, float(first) + window - now) if count >= limit else 0.0
         return WindowState(bool(allowed), limit, max(0, limit - int(count)), reset)
 
     async def acquire(self, key: str, limit: int) -> bool:
-        return bool(await self._acquire(keys=[self.prefix + key], args=[limit, SLOT_TTL]))
+        return bool(await self.policy.call("concurrency limit", lambda: self._acquire(
+            keys=[self.prefix + key], args=[limit, SLOT_TTL])))
 
     async def release(self, key: str) -> None:
-        await self._release(keys=[self.prefix + key])
+        await self.policy.call("concurrency limit", lambda: self._release(
+            keys=[self.prefix + key]))

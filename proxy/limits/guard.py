@@ -5,10 +5,15 @@ SDKs read ``retry-after``). A spent budget is 429 ``insufficient_quota`` with
 ``x-should-retry: false``: retrying cannot help until the period turns over. A spend that cannot
 be read (a shared ledger whose database is down) is the spend query's error: the service makes
 it a 503 with ``retry-after``, for keys with a budget only.
+
+While the shared store cannot be reached, a key's rate and concurrency limits cannot be checked:
+``limits.on_store_failure`` says whether the job is admitted anyway (``fail_open``, logged once
+per outage) or refused with 503 ``limits_unavailable`` (``fail_closed``).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -16,8 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from proxy.auth import Key
-from proxy.core.errors import GatewayError
+from proxy.core.errors import GatewayError, StoreUnavailable, limits_unavailable
 from proxy.limits.counters import Counters, WindowState
+
+log = logging.getLogger("proxy.limits")
 
 MINUTE = 60.0
 # How much a key spent since a moment: the usage ledger answers it.
@@ -61,28 +68,39 @@ class Lease:
     headers: dict[str, str] = field(default_factory=dict)
 
     async def release(self) -> None:
+        """Give the slot back (best effort: one that cannot be given back now expires)."""
         if self.held:
             self.held = False
-            await self.counters.release(self.key)
+            try:
+                await self.counters.release(self.key)
+            except StoreUnavailable:
+                pass
 
 
 class Guard:
     def __init__(self, counters: Counters, spend: SpendQuery | None, *,
-                 shared_spend: bool = False) -> None:
+                 shared_spend: bool = False, fail_closed: bool = False) -> None:
         """``shared_spend``: other instances charge the same keys (a ledger they share), so a
         key's spend is read from the ledger at each admission. Otherwise it is read once per
-        period and then kept current here, as this instance's jobs finish."""
+        period and then kept current here, as this instance's jobs finish. ``fail_closed``:
+        refuse jobs whose limits cannot be checked (``limits.on_store_failure``)."""
         self.counters = counters
         self.spend = spend
         self.shared_spend = shared_spend
+        self.fail_closed = fail_closed
+        self._open_outage = 0  # the store outage during which admitting unchecked was logged
         # Spend per (key, period start), read from the ledger once and then kept current.
         self._spent: dict[tuple[str, float], float] = {}
 
     async def _rate(self, key: Key) -> dict[str, str]:
         if key.requests_per_minute is None:
             return {}
-        state: WindowState = await self.counters.hit(f"rpm:{key.name}",
-                                                     key.requests_per_minute, MINUTE)
+        try:
+            state: WindowState = await self.counters.hit(f"rpm:{key.name}",
+                                                         key.requests_per_minute, MINUTE)
+        except StoreUnavailable as exc:
+            self._unchecked(key, exc)
+            return {}
         headers = {
             "x-ratelimit-limit-requests": str(state.limit),
             "x-ratelimit-remaining-requests": str(state.remaining),
@@ -127,6 +145,17 @@ class Guard:
             type="insufficient_quota", code="insufficient_quota", headers=headers,
             retryable=False)
 
+    def _unchecked(self, key: Key, exc: StoreUnavailable) -> None:
+        """A limit of ``key`` cannot be checked: refused (fail_closed), or admitted with a log
+        line once per outage (fail_open)."""
+        if self.fail_closed:
+            raise limits_unavailable(key.name) from None
+        if exc.outage != self._open_outage:
+            self._open_outage = exc.outage
+            log.warning("rate and concurrency limits are not checked while the shared store "
+                        "cannot be reached (limits.on_store_failure: fail_open): key '%s' and "
+                        "others are admitted without them", key.name)
+
     async def admit(self, key: Key) -> Lease:
         """Check every limit; the returned lease must be released when the job ends."""
         headers = await self._rate(key)
@@ -134,7 +163,12 @@ class Guard:
         if key.concurrent_jobs is None:
             return Lease(self.counters, "", held=False, headers=headers)
         slot = f"jobs:{key.name}"
-        if not await self.counters.acquire(slot, key.concurrent_jobs):
+        try:
+            taken = await self.counters.acquire(slot, key.concurrent_jobs)
+        except StoreUnavailable as exc:
+            self._unchecked(key, exc)
+            return Lease(self.counters, "", held=False, headers=headers)
+        if not taken:
             raise GatewayError(
                 429, f"Key '{key.name}' already runs {key.concurrent_jobs} jobs at once; wait "
                      "for one to finish.",

@@ -41,6 +41,10 @@ class Metrics:
             ["model"], registry=r)
         self.fallbacks = Counter(
             "image_proxy_fallbacks", "Jobs handed to a fallback model.", ["model"], registry=r)
+        self.store_up = Gauge(
+            "image_proxy_shared_store_up",
+            "1 while the shared store (Redis) answers, 0 during an outage (with redis_url).",
+            registry=r)
 
         # Label children of the per-job metrics, found once per label set (``labels()`` checks
         # and locks on every call; a finished job counts into four of them).

@@ -20,6 +20,13 @@ hears that the job ended, so a read is never wrong about a job having started or
 Watchers join a Socket.IO room named after the job *and their own key*, so a client can
 subscribe to a job id before the job exists (the browser subscribes, then POSTs) and yet never
 hear about another key's job that happens to use the same id.
+
+The shared store may go away (:mod:`proxy.fleet.policy`): a job never waits on it or fails
+because of it. Running snapshots and watch marks are written again by the first sync that reaches
+it (everything, since a restarted Redis may have lost it all); a job's last snapshot is kept here
+and retried until it lands (:class:`~proxy.fleet.policy.WriteBehind`), and reads find it here
+meanwhile. Only what cannot be done without the store fails, with 503: claiming an id, reading
+another process's job.
 """
 
 from __future__ import annotations
@@ -27,11 +34,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from proxy.core.errors import StoreUnavailable
+from proxy.fleet.policy import WriteBehind
 from proxy.progress.latency import LatencyBook
 from proxy.progress.outbox import EVENT, NAMESPACE, Emitter, Outbox
 from proxy.progress.snapshot import JobSnapshot
@@ -93,6 +103,8 @@ class ProgressHub:
         self._sync_task: asyncio.Task[None] | None = None
         self._writing: asyncio.Future[None] | None = None  # a sync's writes in flight
         self._refreshed = -refresh_seconds  # when a sync last rewrote the changed snapshots
+        # Last snapshots of ended jobs, written to the store (kept and retried until they are).
+        self._final: WriteBehind[JobSnapshot] = WriteBehind(self._write_final)
 
     def attach(self, emitter: Emitter, local: Callable[[str], bool]) -> None:
         """Where events go (the Socket.IO server) and how to ask it about a room."""
@@ -134,7 +146,8 @@ class ProgressHub:
         self.outbox.push(tracker.room, tracker.wire())
 
     async def finish(self, tracker: Tracked) -> None:
-        """A job ended: its watchers hear it and its terminal snapshot is stored."""
+        """A job ended: its watchers hear it and its terminal snapshot is stored (or kept here
+        and retried, while a shared store is away)."""
         tracker.dirty = False
         snapshot = tracker.snapshot
         try:
@@ -143,10 +156,16 @@ class ProgressHub:
             if self._writing is not None:
                 # A sync is writing an older snapshot of this job: the terminal one goes after.
                 await asyncio.shield(self._writing)
-            await self.store.put(snapshot)
+            if self.store.shared:
+                await self._final.put(snapshot.job_id, snapshot)
+            else:
+                await self.store.put(snapshot)
         finally:
             if self._live.get(tracker.job_id) is tracker:
                 del self._live[tracker.job_id]
+
+    async def _write_final(self, snapshots: dict[str, JobSnapshot]) -> None:
+        await self.store.sync(list(snapshots.values()), (), ())
 
     # ------------------------------------------------------------------ watchers
     async def watch(self, owner: str, job_id: str) -> None:
@@ -154,7 +173,10 @@ class ProgressHub:
         room = room_for(owner, job_id)
         if self.store.shared:
             self._marked[room] = time.monotonic()
-            await self.store.sync((), (room,), ())
+            try:
+                await self.store.sync((), (room,), ())
+            except StoreUnavailable:
+                self._marked[room] = -math.inf  # marked by the first sync that gets through
             self._keep_in_sync()
         tracker = self._live.get(job_id)
         if tracker is not None and tracker.owner == owner:
@@ -164,14 +186,19 @@ class ProgressHub:
     async def find(self, job_id: str) -> JobSnapshot | None:
         """The job's snapshot, whoever owns it (for deciding whose room a subscriber joins)."""
         tracker = self._live.get(job_id)
-        return tracker.snapshot if tracker is not None else await self.store.get(job_id)
+        if tracker is not None:
+            return tracker.snapshot
+        return self._final.pending(job_id) or await self.store.get(job_id)
 
     async def get(self, job_id: str, owner: str) -> JobSnapshot | None:
         """The job's snapshot if ``owner`` may see it (another key's job reads as unknown):
         current when the job runs here, else as last stored (a running job's may be up to
         about a second behind; see the module's docstring)."""
         tracker = self._live.get(job_id)
-        snapshot = tracker.current() if tracker is not None else await self.store.get(job_id)
+        if tracker is not None:
+            snapshot: JobSnapshot | None = tracker.current()
+        else:
+            snapshot = self._final.pending(job_id) or await self.store.get(job_id)
         if snapshot is None or snapshot.owner != owner:
             return None
         return snapshot
@@ -187,8 +214,10 @@ class ProgressHub:
                 await asyncio.sleep(self.sync_interval)
                 try:
                     await self.sync()
-                except Exception:  # Redis away for a moment: the next round tries again
-                    log.warning("progress sync with the store failed", exc_info=True)
+                except StoreUnavailable:  # logged by the policy: the next round tries again
+                    pass
+                except Exception:
+                    log.exception("progress sync with the store failed")
         finally:
             self._sync_task = None
 
@@ -217,6 +246,13 @@ class ProgressHub:
         try:
             marked = await self.store.sync([t.snapshot for t in changed], renew,
                                            [t.room for t in trackers])
+        except StoreUnavailable:
+            # It may come back empty (a restarted Redis): everything is written again.
+            for tracker in trackers:
+                tracker.dirty = not tracker.terminal
+            for room in self._marked:
+                self._marked[room] = -math.inf
+            raise
         except BaseException:
             for tracker in changed:  # written next time
                 tracker.dirty = not tracker.terminal
@@ -236,5 +272,6 @@ class ProgressHub:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._final.aclose()
         await self.outbox.aclose()
         await self.store.aclose()

@@ -9,7 +9,9 @@ prefix). Snapshots outlive their job for ``retention`` seconds; a watch mark liv
 The owning process does not write every update here: it writes a job's first snapshot (which
 also claims the id), its last (terminal) one, and, in a shared store, the latest one at most
 every half second while the job runs (see :class:`~proxy.progress.hub.ProgressHub`). Each of
-those is one round trip to Redis, pipelined with whatever else is due.
+those is one round trip to Redis, pipelined with whatever else is due. A Redis that does not
+answer makes each call raise ``StoreUnavailable`` (:mod:`proxy.fleet.policy`); the hub decides
+what that means (writes are best effort and retried, reads and claims answer 503).
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from collections.abc import Collection, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import orjson
-from redis.asyncio import Redis
 
 from proxy.fleet.batch import Batch
+from proxy.fleet.policy import StorePolicy
 from proxy.progress.snapshot import JobSnapshot
 
 WATCH_TTL = 10.0
@@ -134,13 +136,15 @@ class MemorySnapshotStore:
 class RedisSnapshotStore:
     """A job's snapshot is the JSON string at ``<prefix>:job:<id>``; a watch mark is the key
     ``<prefix>:watch:<room>``. Both expire by themselves. Every command goes through one
-    :class:`~proxy.fleet.batch.Batch`."""
+    :class:`~proxy.fleet.batch.Batch`, every call through the store's ``policy`` (so a call
+    that cannot be made raises ``StoreUnavailable``)."""
 
     shared = True
 
-    def __init__(self, redis: Redis, prefix: str, retention: float,
+    def __init__(self, batch: Batch, policy: StorePolicy, prefix: str, retention: float,
                  watch_ttl: float = WATCH_TTL) -> None:
-        self.batch = Batch(redis)
+        self.batch = batch
+        self.policy = policy
         self.prefix = f"{prefix}:job:"
         self.marks = f"{prefix}:watch:"
         self.retention = max(1, round(retention))
@@ -152,16 +156,17 @@ class RedisSnapshotStore:
                 "EX", self.retention)
 
     async def create(self, snapshot: JobSnapshot, room: str, replace: bool = False) -> Opened:
-        created, marked = await self.batch.run(
+        created, marked = await self.policy.call("claiming a job id", lambda: self.batch.run(
             self._set(snapshot) if replace else (*self._set(snapshot), "NX"),
-            ("EXISTS", self.marks + room))
+            ("EXISTS", self.marks + room)))
         return Opened(bool(created), bool(marked))
 
     async def put(self, snapshot: JobSnapshot) -> None:
-        await self.batch.run(self._set(snapshot))
+        await self.policy.call("writing a snapshot", lambda: self.batch.run(self._set(snapshot)))
 
     async def get(self, job_id: str) -> JobSnapshot | None:
-        (raw,) = await self.batch.run(("GET", self.prefix + job_id))
+        (raw,) = await self.policy.call("reading a snapshot", lambda: self.batch.run(
+            ("GET", self.prefix + job_id)))
         return JobSnapshot.from_store(orjson.loads(raw)) if raw else None
 
     async def sync(self, snapshots: Sequence[JobSnapshot], mark: Collection[str],
@@ -170,7 +175,9 @@ class RedisSnapshotStore:
         commands += [("SET", self.marks + room, b"1", "EX", self._mark_ex) for room in mark]
         if check:
             commands.append(("MGET", *(self.marks + room for room in check)))
-        replies = await self.batch.run(*commands)
+        if not commands:
+            return []
+        replies = await self.policy.call("progress sync", lambda: self.batch.run(*commands))
         return [value is not None for value in replies[-1]] if check else []
 
     async def aclose(self) -> None:

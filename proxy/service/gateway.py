@@ -24,6 +24,9 @@ from proxy.config import (
 )
 from proxy.core.errors import GatewayError, ledger_unavailable
 from proxy.fetching import AllowList, ImageFetcher
+from proxy.fleet.batch import Batch
+from proxy.fleet.client import connect
+from proxy.fleet.policy import StorePolicy
 from proxy.jobs.claims import ClaimStore, MemoryClaimStore, RedisClaimStore
 from proxy.jobs.reliability import Reliability
 from proxy.jobs.results import MemoryResultStore, RedisResultStore, ResultStore
@@ -42,6 +45,33 @@ from proxy.upstream.client import UpstreamClient
 
 # How long jobs ended at the end of the shutdown grace get to record how they ended.
 ABORTED_WIND_DOWN = 5.0
+
+
+@dataclass
+class Stores:
+    """What is kept in memory (one process) or shared through Redis (a fleet)."""
+
+    snapshots: SnapshotStore
+    results: ResultStore
+    counters: Counters
+    claims: ClaimStore
+    redis: Redis | None = None
+    policy: StorePolicy | None = None  # how calls to Redis fail
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig) -> Stores:
+        retention = config.jobs.retention_seconds
+        if not config.redis_url:
+            return cls(MemorySnapshotStore(retention=retention), MemoryResultStore(retention),
+                       MemoryCounters(), MemoryClaimStore())
+        timeout = config.fleet.store_timeout
+        redis = connect(config.redis_url, timeout)
+        policy = StorePolicy(redis.ping, timeout=timeout)
+        prefix = config.redis_prefix
+        return cls(RedisSnapshotStore(Batch(redis), policy, prefix, retention),
+                   RedisResultStore(redis, prefix, retention, policy),
+                   RedisCounters(redis, prefix, policy), RedisClaimStore(redis, prefix),
+                   redis, policy)
 
 
 @dataclass
@@ -66,6 +96,7 @@ class Gateway:
     _drain: asyncio.Future[None] | None = field(default=None, repr=False)
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     redis: Redis | None = field(default=None, repr=False)
+    policy: StorePolicy | None = field(default=None, repr=False)
     _trimmer: asyncio.Future[None] | None = field(default=None, repr=False)
 
     @classmethod
@@ -77,22 +108,7 @@ class Gateway:
         http = UpstreamClient(limit=upstream.max_connections,
                               limit_per_host=upstream.max_connections_per_host,
                               keepalive_timeout=upstream.keepalive_timeout)
-        retention = config.jobs.retention_seconds
-        redis = Redis.from_url(config.redis_url) if config.redis_url else None
-        snapshots: SnapshotStore
-        results: ResultStore
-        counters: Counters
-        claims: ClaimStore
-        if redis is not None:
-            prefix = config.redis_prefix
-            snapshots = RedisSnapshotStore(redis, prefix, retention)
-            results = RedisResultStore(redis, prefix, retention)
-            counters = RedisCounters(redis, prefix)
-            claims = RedisClaimStore(redis, prefix)
-        else:
-            snapshots = MemorySnapshotStore(retention=retention)
-            results, counters = MemoryResultStore(retention), MemoryCounters()
-            claims = MemoryClaimStore()
+        stores = Stores.from_config(config)
         usage = _usage_ledger(config)
         models = build_models(config, http)
         metrics = Metrics()
@@ -101,19 +117,25 @@ class Gateway:
         # Refused clients are told to come back in about a quarter of a job's usual time.
         capacity = Capacity(auto_max_jobs() if most == "auto" else most,
                             lambda model: latency.expected(model) / 4)
+        guard = Guard(stores.counters, _spend_reader(usage),
+                      shared_spend=usage is not None and usage.shared,
+                      fail_closed=config.limits.on_store_failure == "fail_closed")
         return cls(config=config, http=http, models=models, metrics=metrics, capacity=capacity,
-                   keys=KeyRing(config.keys), hub=ProgressHub(snapshots, latency),
-                   fetcher=ImageFetcher(config.fetch), usage=usage,
-                   guard=Guard(counters, _spend_reader(usage),
-                               shared_spend=usage is not None and usage.shared),
+                   keys=KeyRing(config.keys), hub=ProgressHub(stores.snapshots, latency),
+                   fetcher=ImageFetcher(config.fetch), usage=usage, guard=guard,
                    store=build_store(config.storage, config.data_path), runs=Runs(),
                    reliability=Reliability(config.reliability, models, metrics),
-                   results=results, claims=claims, redis=redis)
+                   results=stores.results, claims=stores.claims, redis=stores.redis,
+                   policy=stores.policy)
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         tune_allocator()
         self._trimmer = asyncio.ensure_future(trim_when_idle(lambda: self.capacity.running))
+        if self.policy is not None:
+            gauge = self.metrics.store_up
+            gauge.set(1)
+            self.policy.watchers.append(lambda up: gauge.set(1 if up else 0))
         await self.http.start()
         await self.fetcher.start()
         await self.store.start()
@@ -147,14 +169,13 @@ class Gateway:
                 await asyncio.wait_for(self.runs.idle(), ABORTED_WIND_DOWN)
 
     async def ready(self) -> str | None:
-        """Why the gateway cannot serve (None when it can): Redis must answer if configured."""
+        """Why the gateway cannot serve (None when it can): Redis must answer if configured
+        (asked again each time while it does; during an outage its probe says when it is
+        back)."""
         if self.shutting_down:
             return "shutting down"
-        if self.redis is not None:
-            try:
-                await asyncio.wait_for(self.redis.ping(), 2)
-            except Exception as exc:
-                return f"redis unreachable: {type(exc).__name__}"
+        if self.policy is not None and not (self.policy.up and await self.policy.check()):
+            return self.policy.describe()
         return None
 
     async def aclose(self) -> None:
@@ -167,7 +188,10 @@ class Gateway:
         await self.store.aclose()
         await self.models.aclose()
         await self.hub.aclose()  # its tasks, then its store
+        await self.results.aclose()
         await self.http.aclose()
+        if self.policy is not None:
+            await self.policy.aclose()
         if self.redis is not None:
             await self.redis.aclose()
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from proxy.auth import Key
 from proxy.billing.meter import UsageMeter
-from proxy.core.errors import GatewayError, invalid_param
+from proxy.core.errors import GatewayError, StoreUnavailable, invalid_param
 from proxy.core.events import Failed
 from proxy.jobs.claims import Claim
 from proxy.jobs.feed import JobFeed
@@ -296,6 +296,8 @@ class ImageService:
         try:
             if await tracker.open():
                 await tracker.observe(Failed(error))
+        except StoreUnavailable:
+            pass  # nobody can be told now (the outage is logged once, by the store's policy)
         except Exception:  # best effort: the request's own error is what the client gets
             log.warning("job %s: its refusal could not be published", job_id, exc_info=True)
 
@@ -328,5 +330,8 @@ class ImageService:
         snapshot = await self.gateway.hub.get(job_id, key.name)
         if snapshot is None:
             return None
-        return {**snapshot.to_wire(), **(await self.gateway.results.get(job_id) or {})}
+        # Only a finished job can have a result (a running one is answered without asking a
+        # shared store that may be away).
+        result = await self.gateway.results.get(job_id) if snapshot.terminal else None
+        return {**snapshot.to_wire(), **(result or {})}
 

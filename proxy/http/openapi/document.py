@@ -55,8 +55,10 @@ _ERRORS = {
                                 "upstream's circuit is open after repeated failures, the "
                                 "usage ledger's database cannot be read to check a key's "
                                 "budget or report usage (`usage_ledger_unavailable`), or the "
-                                "store of job ids cannot be read to check a client-chosen id "
-                                "(`job_store_unavailable`)."),
+                                "shared store (Redis) cannot be reached to claim a job id or "
+                                "read a job (`store_unavailable`) or to check a key's limits "
+                                "(`limits_unavailable`, with `limits.on_store_failure: "
+                                "fail_closed`)."),
     504: ("GatewayTimeout", "The upstream did not answer in time (`upstream_timeout`, "
                             "`x-should-retry: false`: it may already be drawing and billing)."),
 }
@@ -202,7 +204,7 @@ def _mount_paths(base: str, keyed: tuple[int, ...]) -> dict[str, Schema]:
         f"{base}/images/edits": {"post": _image_operation("edit", base, keyed)},
         f"{base}/images/jobs/{{job_id}}": {"get": _get(
             f"getImageJob{suffix}", "A job's progress snapshot (and an async job's result)",
-            _ok("The job's snapshot.", "JobSnapshot"), *unauthorized, 404,
+            _ok("The job's snapshot.", "JobSnapshot"), *unauthorized, 404, 503,
             parameters=[_param("JobId")], tags=["images"])},
         f"{base}/images/jobs/{{job_id}}/events": {"get": _job_events(suffix, unauthorized)},
         f"{base}/models": {"get": _get(

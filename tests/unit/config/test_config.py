@@ -172,3 +172,15 @@ def test_check_config_accepts_a_postgres_ledger(tmp_path) -> None:
                            str(config)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr  # checked, not connected to
     assert "configuration OK" in done.stdout and "pa55word" not in done.stdout + done.stderr
+
+
+def test_fleet_and_limits_settings() -> None:
+    config = load_config_text("models: [{name: local, provider: local}]\n")
+    assert config.fleet.store_timeout == 1.0
+    assert config.limits.on_store_failure == "fail_open"
+    found = problems("""fleet: {store_timeout: 0}
+limits: {on_store_failure: fail_shut}
+models: [{name: local, provider: local}]
+""")
+    assert any(p.startswith("gw.yaml:1: fleet.store_timeout:") for p in found), found
+    assert any(p.startswith("gw.yaml:2: limits.on_store_failure:") for p in found), found

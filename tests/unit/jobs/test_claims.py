@@ -102,5 +102,5 @@ async def test_redis_that_does_not_answer_is_a_503() -> None:
             await store.claim(str(uuid.uuid4()), claim(), ttl=60)
     finally:
         await client.aclose()
-    assert caught.value.status == 503 and caught.value.code == "job_store_unavailable"
+    assert caught.value.status == 503 and caught.value.code == "store_unavailable"
     assert caught.value.response_headers()["retry-after"] == "5"

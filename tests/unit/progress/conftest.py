@@ -13,11 +13,19 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from proxy.fleet.batch import Batch
+from proxy.fleet.policy import StorePolicy
 from proxy.progress.hub import ProgressHub
 from proxy.progress.latency import LatencyBook
 from proxy.progress.snapshots import MemorySnapshotStore, RedisSnapshotStore, SnapshotStore
 
 REDIS_URL = os.environ.get("IMAGE_PROXY_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+def redis_store(client: aioredis.Redis, prefix: str, **kwargs: Any) -> RedisSnapshotStore:
+    """A Redis snapshot store as the gateway builds one: one batch, one policy."""
+    return RedisSnapshotStore(Batch(client), StorePolicy(client.ping, timeout=1), prefix,
+                              **kwargs)
 
 
 class Recorder:
@@ -64,7 +72,7 @@ async def redis_processes() -> AsyncIterator[Callable[[], Process]]:
     made: list[Process] = []
 
     def make() -> Process:
-        made.append(Process(RedisSnapshotStore(client, prefix, retention=60, watch_ttl=5)))
+        made.append(Process(redis_store(client, prefix, retention=60, watch_ttl=5)))
         return made[-1]
 
     try:

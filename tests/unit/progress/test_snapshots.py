@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
+from proxy.core.errors import StoreUnavailable
 from proxy.progress.snapshot import JobSnapshot
-from proxy.progress.snapshots import MemorySnapshotStore, RedisSnapshotStore, SnapshotStore
-from tests.unit.progress.conftest import REDIS_URL
+from proxy.progress.snapshots import MemorySnapshotStore, SnapshotStore
+from tests.unit.progress.conftest import REDIS_URL, redis_store
 
 
 def snapshot(job_id: str, seq: int = 0, status: str = "queued", owner: str = "alice") \
@@ -29,7 +30,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[SnapshotStore]:
     prefix = f"image-proxy-test-{uuid.uuid4().hex[:12]}"
     client = aioredis.from_url(REDIS_URL)
     try:
-        yield RedisSnapshotStore(client, prefix, retention=60, watch_ttl=1)
+        yield redis_store(client, prefix, retention=60, watch_ttl=1)
     finally:
         keys = [key async for key in client.scan_iter(f"{prefix}:*")]
         if keys:
@@ -80,7 +81,7 @@ async def test_redis_commands_of_concurrent_callers_share_a_round_trip(
         monkeypatch: pytest.MonkeyPatch) -> None:
     prefix = f"image-proxy-test-{uuid.uuid4().hex[:12]}"
     client = aioredis.from_url(REDIS_URL)
-    store = RedisSnapshotStore(client, prefix, retention=60)
+    store = redis_store(client, prefix, retention=60)
     sizes: list[int] = []
     send = store.batch._send
 
@@ -109,13 +110,17 @@ async def test_redis_commands_of_concurrent_callers_share_a_round_trip(
 
 async def test_a_failed_round_trip_fails_its_callers_only_once() -> None:
     client = aioredis.from_url("redis://127.0.0.1:1/0")  # nothing listens there
-    store = RedisSnapshotStore(client, "image-proxy-test-down", retention=60)
+    store = redis_store(client, "image-proxy-test-down", retention=60)
     try:
         results = await asyncio.gather(store.get("a"), store.put(snapshot("b")),
                                        return_exceptions=True)
-        assert all(isinstance(r, Exception) for r in results)
-        # The store still works for the next callers (nothing left pending).
-        assert isinstance((await asyncio.gather(store.get("c"), return_exceptions=True))[0],
-                          Exception)
+        assert all(isinstance(r, StoreUnavailable) for r in results)
+        assert store.batch._pending == []  # nothing left waiting
+        # From now on (the outage) callers are answered at once, without a round trip.
+        assert not store.policy.up
+        with pytest.raises(StoreUnavailable):
+            await asyncio.wait_for(store.get("c"), 0.05)
     finally:
+        await store.policy.aclose()
         await client.aclose()
+

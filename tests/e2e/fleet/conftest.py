@@ -1,0 +1,59 @@
+"""A fleet for fault tests: gateway processes sharing a redis-server of the test's own (which the
+test may kill and start again), and the fake OpenAI upstream (``fake_openai``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import pytest
+
+from proxy.auth import new_key
+from tests.support.processes import GatewayProcess
+from tests.support.redis_server import RedisServer, redis_server
+
+CAPPED, CAPPED_HASH = new_key()
+FREE, FREE_HASH = new_key()
+
+
+def fleet_yaml(redis: RedisServer, data_dir: Path, more: str) -> str:
+    """A gateway configuration on ``redis``, with a short drain and no retries; ``more`` adds
+    the rest (keys, models, fleet and limits settings)."""
+    return f"""
+redis_url: {redis.url}
+redis_prefix: fleet-test
+data_dir: {data_dir}
+server: {{shutdown_grace: 2}}
+reliability: {{retries: 0, circuit_failures: 1000000}}
+{more}
+"""
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+Fleet = Callable[[str, int], Awaitable[list[GatewayProcess]]]
+
+
+@pytest.fixture
+async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
+    """``await fleet(yaml, n)``: n gateway processes started from ``yaml``, ready; stopped (the
+    ones still running) after the test."""
+    async with AsyncExitStack() as stack:
+        async def start(yaml: str, count: int) -> list[GatewayProcess]:
+            config = tmp_path / "gateway.yaml"
+            config.write_text(yaml)
+            gateways = [GatewayProcess(config, tmp_path / f"gateway-{i}.log")
+                        for i in range(count)]
+            for gateway in gateways:
+                stack.push_async_callback(gateway.stop)
+                await gateway.start()
+            for gateway in gateways:
+                await gateway.ready()
+            return gateways
+
+        yield start

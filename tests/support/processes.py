@@ -1,0 +1,63 @@
+"""Gateways as real processes (``python -m proxy serve``), for tests that kill one or watch what
+it logs: each writes its log to a file of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.support.servers import free_port
+
+
+class GatewayProcess:
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
+        self.log = log
+        self.port = free_port()
+        self.process: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "proxy", "serve", "--config", str(self.config),
+                "--port", str(self.port), "--log-level", "info",
+                stdout=asyncio.subprocess.DEVNULL, stderr=log)
+
+    async def ready(self, timeout: float = 30) -> None:
+        """Wait until it answers ``/healthz``."""
+        async with httpx.AsyncClient() as client:
+            for _ in range(int(timeout * 10)):
+                try:
+                    if (await client.get(f"{self.url}/healthz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise AssertionError(f"gateway {self.url} did not start; its log:\n{self.logged()}")
+
+    def kill(self) -> None:
+        """SIGKILL: it stops at once, nothing it holds is given back."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+
+    async def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 30)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+    def logged(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
