@@ -256,11 +256,27 @@ class UsageConfig(Strict):
 
 
 class FleetConfig(Strict):
-    """Several instances sharing Redis (``redis_url``)."""
+    """Several instances sharing Redis (``redis_url``): how running jobs are owned, and how long
+    a call to the shared store may take (docs/fleet.md)."""
 
+    # A running job's lease: the instance running it renews all its leases every third of this.
+    # When an instance stops renewing (killed, frozen, cut off from Redis), any other instance
+    # ends its jobs (failed, ``instance_lost``) and their keys' concurrency slots free themselves,
+    # within about 1⅓ of this.
+    lease_seconds: float = Field(10.0, ge=0.5, le=3600)
     # Seconds one call to the shared store may take to connect, and to answer, before the
-    # gateway treats the store as down (a job never waits longer for a progress write).
+    # gateway treats the store as down (a job never waits longer for a progress write). At most
+    # a third of lease_seconds, so a renewal always fits in its interval.
     store_timeout: float = Field(1.0, gt=0, le=30)
+    # This instance's name in leases and logs; default: host name and process id.
+    instance_id: str | None = Field(None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _timeout_fits(self) -> FleetConfig:
+        if self.store_timeout > self.lease_seconds / 3:
+            raise ValueError(f"store_timeout ({self.store_timeout:g} s) must be at most a third "
+                             f"of lease_seconds ({self.lease_seconds:g} s)")
+        return self
 
 
 class LimitsConfig(Strict):
@@ -293,7 +309,7 @@ class GatewayConfig(Strict):
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     usage: UsageConfig = Field(default_factory=UsageConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
-    # Timeouts of the shared store (with redis_url).
+    # Leases of running jobs and timeouts of the shared store (with redis_url).
     fleet: FleetConfig = Field(default_factory=FleetConfig)
     reliability: ReliabilityConfig = Field(default_factory=ReliabilityConfig)
     # Where images go when a client asks response_format "url": by default a directory in

@@ -153,3 +153,13 @@ def limits_unavailable(key: str) -> GatewayError:
              "cannot be reached). Try again shortly.", type="server_error",
         code="limits_unavailable", headers={"retry-after": str(STORE_RETRY_AFTER)},
         retryable=True)
+
+
+def instance_lost(instance: str | None = None) -> GatewayError:
+    """The gateway instance running a job stopped (or lost the shared store) before the job
+    ended: its lease lapsed and the fleet ended the job."""
+    where = f" ({instance})" if instance else ""
+    return GatewayError(
+        503, f"The gateway instance running this job{where} stopped, or lost touch with the "
+             "rest of the gateway, before the job finished; send the request again.",
+        type="server_error", code="instance_lost")

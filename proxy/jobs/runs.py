@@ -227,6 +227,14 @@ class Runs:
         except Exception:
             log.exception("detached job %s failed outside its provider", job.id)
 
+    def abort_job(self, job_id: str, error: GatewayError) -> bool:
+        """End the running job ``job_id`` now with ``error``; False when it does not run here."""
+        for run in list(self.active.values()):
+            if run is not None and run.job.id == job_id:
+                run.abort(error)
+                return True
+        return False
+
     def abort_all(self, error: GatewayError) -> int:
         runs = [run for run in self.active.values() if run is not None]
         for run in runs:

@@ -1,5 +1,7 @@
-"""The counters behind the limits: one interface, two backends side by side (in memory for one
-process, Redis when several processes share the keys), like python-socketio's client managers."""
+"""The rate counters behind the limits: one interface, two backends side by side (in memory for
+one process, Redis when several processes share the keys), like python-socketio's client
+managers. A key's concurrency slots are not counters: they are per-job entries held by the job's
+lease (:mod:`proxy.fleet.leases`), so a slot frees itself when its job's instance is gone."""
 
 from __future__ import annotations
 
@@ -27,18 +29,12 @@ class Counters(Protocol):
         """Count one request in a sliding window, unless that would pass ``limit``
         (``StoreUnavailable`` when a shared store cannot be reached)."""
 
-    async def acquire(self, key: str, limit: int) -> bool:
-        """Take one of ``limit`` concurrent slots; False when all are taken."""
-
-    async def release(self, key: str) -> None: ...
-
 
 class MemoryCounters:
-    """Exact sliding-window logs and slot counts for one process."""
+    """Exact sliding-window logs for one process."""
 
     def __init__(self) -> None:
         self._hits: dict[str, deque[float]] = {}
-        self._slots: dict[str, int] = {}
 
     async def hit(self, key: str, limit: int, window: float) -> WindowState:
         now = time.monotonic()
@@ -50,20 +46,6 @@ class MemoryCounters:
         log.append(now)
         reset = log[0] + window - now if len(log) >= limit else 0.0
         return WindowState(True, limit, limit - len(log), reset)
-
-    async def acquire(self, key: str, limit: int) -> bool:
-        taken = self._slots.get(key, 0)
-        if taken >= limit:
-            return False
-        self._slots[key] = taken + 1
-        return True
-
-    async def release(self, key: str) -> None:
-        taken = self._slots.get(key, 0)
-        if taken <= 1:
-            self._slots.pop(key, None)
-        else:
-            self._slots[key] = taken - 1
 
 
 # Sliding-window log in a sorted set: drop entries older than the window, count, add if room.
@@ -78,33 +60,16 @@ redis.call('ZADD', KEYS[1], now, ARGV[4])
 redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
 return {1, count + 1, tostring(first)}
 """
-# Concurrent slots: a counter that never passes the limit (and expires if a process dies).
-_ACQUIRE = """
-local taken = tonumber(redis.call('GET', KEYS[1]) or '0')
-if taken >= tonumber(ARGV[1]) then return 0 end
-redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
-return 1
-"""
-_RELEASE = """
-local taken = tonumber(redis.call('GET', KEYS[1]) or '0')
-if taken <= 1 then redis.call('DEL', KEYS[1]) else redis.call('DECR', KEYS[1]) end
-return 1
-"""
-# A slot is freed at the latest this long after its last acquisition, if its process died.
-SLOT_TTL = 3600
 
 
 class RedisCounters:
-    """Rate windows and concurrency slots that hold across every process of the gateway; every
-    call goes through the store's ``policy``."""
+    """Rate windows that hold across every process of the gateway; every call goes through the
+    store's ``policy``."""
 
     def __init__(self, redis: Redis, prefix: str, policy: StorePolicy) -> None:
         self.prefix = f"{prefix}:limit:"
         self.policy = policy
         self._hit = redis.register_script(_HIT)
-        self._acquire = redis.register_script(_ACQUIRE)
-        self._release = redis.register_script(_RELEASE)
 
     async def hit(self, key: str, limit: int, window: float) -> WindowState:
         now = time.time()
@@ -112,11 +77,3 @@ class RedisCounters:
             keys=[self.prefix + key], args=[now, window, limit, f"{now}:{uuid.uuid4().hex}"]))
         reset = max(0.0, float(first) + window - now) if count >= limit else 0.0
         return WindowState(bool(allowed), limit, max(0, limit - int(count)), reset)
-
-    async def acquire(self, key: str, limit: int) -> bool:
-        return bool(await self.policy.call("concurrency limit", lambda: self._acquire(
-            keys=[self.prefix + key], args=[limit, SLOT_TTL])))
-
-    async def release(self, key: str) -> None:
-        await self.policy.call("concurrency limit", lambda: self._release(
-            keys=[self.prefix + key]))

@@ -6,9 +6,13 @@ SDKs read ``retry-after``). A spent budget is 429 ``insufficient_quota`` with
 be read (a shared ledger whose database is down) is the spend query's error: the service makes
 it a 503 with ``retry-after``, for keys with a budget only.
 
-While the shared store cannot be reached, a key's rate and concurrency limits cannot be checked:
-``limits.on_store_failure`` says whether the job is admitted anyway (``fail_open``, logged once
-per outage) or refused with 503 ``limits_unavailable`` (``fail_closed``).
+Admission also gives the job its lease in the fleet (:mod:`proxy.fleet.leases`): in the same
+call, a key with ``concurrent_jobs`` takes one of its slots, an entry that lives as long as the
+lease (so a slot never outlives its job's instance). In one process a key without that limit
+needs no lease. While the shared store cannot be reached, a key's rate and concurrency limits
+cannot be checked: ``limits.on_store_failure`` says whether the job is admitted anyway
+(``fail_open``, logged once per outage; its lease is recorded once the store is back) or
+refused with 503 ``limits_unavailable`` (``fail_closed``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from datetime import UTC, datetime
 
 from proxy.auth import Key
 from proxy.core.errors import GatewayError, StoreUnavailable, limits_unavailable
+from proxy.fleet.leases import JobLease, LeaseTable
 from proxy.limits.counters import Counters, WindowState
 
 log = logging.getLogger("proxy.limits")
@@ -60,31 +65,26 @@ def period_end(period: str, now: float) -> float | None:
 
 @dataclass
 class Lease:
-    """A running job's hold on its key's concurrency slot; released exactly once."""
+    """A job's admission: its lease in the fleet (holding its key's concurrency slot, if the
+    key has that limit), released exactly once; and the headers its answer carries."""
 
-    counters: Counters
-    key: str
-    held: bool
+    job: JobLease | None
     headers: dict[str, str] = field(default_factory=dict)
 
     async def release(self) -> None:
-        """Give the slot back (best effort: one that cannot be given back now expires)."""
-        if self.held:
-            self.held = False
-            try:
-                await self.counters.release(self.key)
-            except StoreUnavailable:
-                pass
+        if self.job is not None:
+            await self.job.release()
 
 
 class Guard:
-    def __init__(self, counters: Counters, spend: SpendQuery | None, *,
+    def __init__(self, counters: Counters, leases: LeaseTable, spend: SpendQuery | None, *,
                  shared_spend: bool = False, fail_closed: bool = False) -> None:
         """``shared_spend``: other instances charge the same keys (a ledger they share), so a
         key's spend is read from the ledger at each admission. Otherwise it is read once per
         period and then kept current here, as this instance's jobs finish. ``fail_closed``:
         refuse jobs whose limits cannot be checked (``limits.on_store_failure``)."""
         self.counters = counters
+        self.leases = leases
         self.spend = spend
         self.shared_spend = shared_spend
         self.fail_closed = fail_closed
@@ -156,22 +156,24 @@ class Guard:
                         "cannot be reached (limits.on_store_failure: fail_open): key '%s' and "
                         "others are admitted without them", key.name)
 
-    async def admit(self, key: Key) -> Lease:
-        """Check every limit; the returned lease must be released when the job ends."""
+    async def admit(self, key: Key, job_id: str) -> Lease:
+        """Check every limit and lease the job; the returned lease must be released when the
+        job ends."""
         headers = await self._rate(key)
         await self._budget(key)
-        if key.concurrent_jobs is None:
-            return Lease(self.counters, "", held=False, headers=headers)
-        slot = f"jobs:{key.name}"
+        limit = key.concurrent_jobs
+        if limit is None and not self.leases.shared:
+            return Lease(None, headers)
         try:
-            taken = await self.counters.acquire(slot, key.concurrent_jobs)
+            job = await self.leases.admit(job_id, key.name, limit)
         except StoreUnavailable as exc:
-            self._unchecked(key, exc)
-            return Lease(self.counters, "", held=False, headers=headers)
-        if not taken:
+            if limit is not None:
+                self._unchecked(key, exc)
+            job = self.leases.adopt(job_id, key.name, limit)
+        if job is None:
             raise GatewayError(
-                429, f"Key '{key.name}' already runs {key.concurrent_jobs} jobs at once; wait "
-                     "for one to finish.",
+                429, f"Key '{key.name}' already runs {limit} jobs at once; wait for one to "
+                     "finish.",
                 type="requests", code="concurrency_limit_exceeded",
                 headers={**headers, "retry-after": "1"})
-        return Lease(self.counters, slot, held=True, headers=headers)
+        return Lease(job, headers)

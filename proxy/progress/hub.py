@@ -14,8 +14,11 @@ signal). Watching is known
 Reads are fresh on the owning process (the tracker's own state). Elsewhere they come from the
 store, where the owner rewrites a running job's snapshot about once a second when it changed
 (``refresh_seconds``): a running job read from another process may be up to about a second
-behind. Its first snapshot is stored before the job starts and its terminal one before anyone
-hears that the job ended, so a read is never wrong about a job having started or ended.
+behind. A watched job's snapshot is stored with each update it publishes (batched, off the job's
+path): if its process dies, the update that ends it (``instance_lost``, made by another process
+from the stored snapshot) must come after every update its watchers were sent. Its first
+snapshot is stored before the job starts and its terminal one before anyone hears that the job
+ended, so a read is never wrong about a job having started or ended.
 
 Watchers join a Socket.IO room named after the job *and their own key*, so a client can
 subscribe to a job id before the job exists (the browser subscribes, then POSTs) and yet never
@@ -37,11 +40,11 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from proxy.core.errors import StoreUnavailable
-from proxy.fleet.policy import WriteBehind
+from proxy.fleet.policy import WriteBehind, background
 from proxy.progress.latency import LatencyBook
 from proxy.progress.outbox import EVENT, NAMESPACE, Emitter, Outbox
 from proxy.progress.snapshot import JobSnapshot
@@ -101,10 +104,16 @@ class ProgressHub:
         # Rooms a subscriber here watches → when their mark in a shared store was last set.
         self._marked: dict[str, float] = {}
         self._sync_task: asyncio.Task[None] | None = None
-        self._writing: asyncio.Future[None] | None = None  # a sync's writes in flight
+        self._writes: set[asyncio.Future[None]] = set()  # writes of running snapshots in flight
+        # Watched jobs whose latest update is published but not stored yet.
+        self._unstored: dict[str, Tracked] = {}
+        self._storing: asyncio.Task[None] | None = None
         self._refreshed = -refresh_seconds  # when a sync last rewrote the changed snapshots
         # Last snapshots of ended jobs, written to the store (kept and retried until they are).
         self._final: WriteBehind[JobSnapshot] = WriteBehind(self._write_final)
+        # Jobs the fleet ended while this process ran them (its lease lapsed): their end here
+        # is neither stored nor published, the fleet's is.
+        self._disowned: set[str] = set()
 
     def attach(self, emitter: Emitter, local: Callable[[str], bool]) -> None:
         """Where events go (the Socket.IO server) and how to ask it about a room."""
@@ -144,6 +153,42 @@ class ProgressHub:
             tracker.unwatch()  # its last watcher left
             return
         self.outbox.push(tracker.room, tracker.wire())
+        if self.store.shared:
+            self._unstored[tracker.job_id] = tracker
+            if self._storing is None:
+                self._storing = background(self._store_published())
+
+    async def _store_published(self) -> None:
+        """Store the snapshots of watched jobs as they publish (one batch per round trip)."""
+        try:
+            while self._unstored:
+                trackers = [t for t in self._unstored.values() if not t.terminal]
+                self._unstored.clear()
+                for tracker in trackers:
+                    tracker.dirty = False
+                with self._writing():
+                    try:
+                        await self.store.sync([t.snapshot for t in trackers], (), ())
+                    except Exception as exc:
+                        for tracker in trackers:  # the sync writes them, once it can
+                            tracker.dirty = not tracker.terminal
+                        self._unstored.clear()
+                        if not isinstance(exc, StoreUnavailable):
+                            log.exception("storing the snapshots of watched jobs failed")
+                        return
+        finally:
+            self._storing = None
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Running snapshots being written: a terminal one waits for them (it goes last)."""
+        written = asyncio.get_running_loop().create_future()
+        self._writes.add(written)
+        try:
+            yield
+        finally:
+            self._writes.discard(written)
+            written.set_result(None)
 
     async def finish(self, tracker: Tracked) -> None:
         """A job ended: its watchers hear it and its terminal snapshot is stored (or kept here
@@ -151,11 +196,14 @@ class ProgressHub:
         tracker.dirty = False
         snapshot = tracker.snapshot
         try:
+            if tracker.job_id in self._disowned:
+                self._disowned.discard(tracker.job_id)
+                return
             if tracker.watched:
                 self.publish(tracker)
-            if self._writing is not None:
-                # A sync is writing an older snapshot of this job: the terminal one goes after.
-                await asyncio.shield(self._writing)
+            if self._writes:
+                # An older snapshot of this job may be on its way: the terminal one goes after.
+                await asyncio.wait(set(self._writes))
             if self.store.shared:
                 await self._final.put(snapshot.job_id, snapshot)
             else:
@@ -166,6 +214,12 @@ class ProgressHub:
 
     async def _write_final(self, snapshots: dict[str, JobSnapshot]) -> None:
         await self.store.sync(list(snapshots.values()), (), ())
+
+    def disown(self, job_id: str) -> None:
+        """The fleet ended this job (its lease lapsed and another instance reaped it): when
+        it ends here, that end is neither stored nor published."""
+        if job_id in self._live:
+            self._disowned.add(job_id)
 
     # ------------------------------------------------------------------ watchers
     async def watch(self, owner: str, job_id: str) -> None:
@@ -242,10 +296,10 @@ class ProgressHub:
                 renew.append(room)
         if not (changed or renew or trackers):
             return
-        self._writing = writing = asyncio.get_running_loop().create_future()
         try:
-            marked = await self.store.sync([t.snapshot for t in changed], renew,
-                                           [t.room for t in trackers])
+            with self._writing():
+                marked = await self.store.sync([t.snapshot for t in changed], renew,
+                                               [t.room for t in trackers])
         except StoreUnavailable:
             # It may come back empty (a restarted Redis): everything is written again.
             for tracker in trackers:
@@ -257,9 +311,6 @@ class ProgressHub:
             for tracker in changed:  # written next time
                 tracker.dirty = not tracker.terminal
             raise
-        finally:
-            self._writing = None
-            writing.set_result(None)
         for tracker, remote in zip(trackers, marked, strict=True):
             if remote or self.local(tracker.room):
                 tracker.watch()
@@ -267,11 +318,12 @@ class ProgressHub:
                 tracker.unwatch()
 
     async def aclose(self) -> None:
-        task, self._sync_task = self._sync_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._sync_task, self._storing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._sync_task = self._storing = None
         await self._final.aclose()
         await self.outbox.aclose()
         await self.store.aclose()

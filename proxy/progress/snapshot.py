@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import time
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -45,6 +46,12 @@ class JobSnapshot:
     @classmethod
     def from_store(cls, data: dict[str, Any]) -> JobSnapshot:
         return cls(**data)
+
+    def failed(self, error: dict[str, Any]) -> JobSnapshot:
+        """The update that ends this job failed with ``error`` (an OpenAI error object), when
+        it is ended from outside (its instance was lost)."""
+        return replace(self, seq=self.seq + 1, status="failed", eta_s=None, error=error,
+                       updated_at=time.time())
 
 
 # Field names in declaration order (plain loops over these are ~5x faster than ``asdict``).

@@ -19,11 +19,12 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Collection, Sequence
+from functools import partial
 from typing import Any, NamedTuple, Protocol
 
 import orjson
 
-from proxy.fleet.batch import Batch
+from proxy.fleet.batch import Batch, Script
 from proxy.fleet.policy import StorePolicy
 from proxy.progress.snapshot import JobSnapshot
 
@@ -50,6 +51,10 @@ class SnapshotStore(Protocol):
         """Replace a job's snapshot (and restart its retention clock)."""
 
     async def get(self, job_id: str) -> JobSnapshot | None: ...
+
+    async def end_lost(self, job_id: str, error: dict[str, Any]) -> JobSnapshot | None:
+        """End a job whose instance was lost: its snapshot becomes ``failed`` with ``error``
+        unless it has ended already (or is unknown). The new snapshot, or None."""
 
     async def sync(self, snapshots: Sequence[JobSnapshot], mark: Collection[str],
                    check: Sequence[str]) -> list[bool]:
@@ -118,6 +123,14 @@ class MemorySnapshotStore:
         found = self._jobs.get(job_id, time.monotonic())
         return found if isinstance(found, JobSnapshot) else None
 
+    async def end_lost(self, job_id: str, error: dict[str, Any]) -> JobSnapshot | None:
+        snapshot = await self.get(job_id)
+        if snapshot is None or snapshot.terminal:
+            return None
+        ended = snapshot.failed(error)
+        await self.put(ended)
+        return ended
+
     async def sync(self, snapshots: Sequence[JobSnapshot], mark: Collection[str],
                    check: Sequence[str]) -> list[bool]:
         for snapshot in snapshots:
@@ -131,6 +144,14 @@ class MemorySnapshotStore:
     async def aclose(self) -> None:
         self._jobs.clear()
         self._marks.clear()
+
+
+# Replace a snapshot only if it is still the one that was read (compare and set).
+_REPLACE = Script("""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+""")
 
 
 class RedisSnapshotStore:
@@ -168,6 +189,21 @@ class RedisSnapshotStore:
         (raw,) = await self.policy.call("reading a snapshot", lambda: self.batch.run(
             ("GET", self.prefix + job_id)))
         return JobSnapshot.from_store(orjson.loads(raw)) if raw else None
+
+    async def end_lost(self, job_id: str, error: dict[str, Any]) -> JobSnapshot | None:
+        key = self.prefix + job_id
+        for _ in range(3):  # the owner wrote in between: read again
+            (raw,) = await self.policy.call("reading a snapshot", lambda: self.batch.run(
+                ("GET", key)))
+            snapshot = JobSnapshot.from_store(orjson.loads(raw)) if raw else None
+            if snapshot is None or snapshot.terminal:
+                return None
+            ended = snapshot.failed(error)
+            args = [raw, orjson.dumps(ended.to_store()), self.retention]
+            if await self.policy.call("ending a lost job", partial(
+                    self.batch.script, _REPLACE, [key], args)):
+                return ended
+        return None
 
     async def sync(self, snapshots: Sequence[JobSnapshot], mark: Collection[str],
                    check: Sequence[str]) -> list[bool]:

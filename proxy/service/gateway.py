@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,10 +24,11 @@ from proxy.config import (
     load_default_config,
     problems_in,
 )
-from proxy.core.errors import GatewayError, ledger_unavailable
+from proxy.core.errors import GatewayError, instance_lost, ledger_unavailable
 from proxy.fetching import AllowList, ImageFetcher
 from proxy.fleet.batch import Batch
 from proxy.fleet.client import connect
+from proxy.fleet.leases import JobLease, LeaseTable, MemoryLeases, RedisLeases
 from proxy.fleet.policy import StorePolicy
 from proxy.jobs.claims import ClaimStore, MemoryClaimStore, RedisClaimStore
 from proxy.jobs.reliability import Reliability
@@ -37,6 +40,7 @@ from proxy.limits.guard import Guard, SpendQuery
 from proxy.observability.metrics import Metrics
 from proxy.progress.hub import ProgressHub
 from proxy.progress.latency import LatencyBook
+from proxy.progress.reaper import Reaper
 from proxy.progress.snapshots import MemorySnapshotStore, RedisSnapshotStore, SnapshotStore
 from proxy.routing import ModelTable, build_models, check_raw, plan_models
 from proxy.service.memory import release_collector, trim_when_idle, tune_allocator, tune_collector
@@ -55,22 +59,26 @@ class Stores:
     results: ResultStore
     counters: Counters
     claims: ClaimStore
+    leases: LeaseTable
     redis: Redis | None = None
     policy: StorePolicy | None = None  # how calls to Redis fail
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> Stores:
         retention = config.jobs.retention_seconds
+        fleet = config.fleet
+        instance = fleet.instance_id or f"{socket.gethostname()}:{os.getpid()}"
         if not config.redis_url:
             return cls(MemorySnapshotStore(retention=retention), MemoryResultStore(retention),
-                       MemoryCounters(), MemoryClaimStore())
-        timeout = config.fleet.store_timeout
-        redis = connect(config.redis_url, timeout)
-        policy = StorePolicy(redis.ping, timeout=timeout)
-        prefix = config.redis_prefix
-        return cls(RedisSnapshotStore(Batch(redis), policy, prefix, retention),
+                       MemoryCounters(), MemoryClaimStore(), MemoryLeases(instance=instance))
+        redis = connect(config.redis_url, fleet.store_timeout)
+        policy = StorePolicy(redis.ping, timeout=fleet.store_timeout)
+        batch, prefix = Batch(redis), config.redis_prefix
+        return cls(RedisSnapshotStore(batch, policy, prefix, retention),
                    RedisResultStore(redis, prefix, retention, policy),
                    RedisCounters(redis, prefix, policy), RedisClaimStore(redis, prefix),
+                   RedisLeases(batch, policy, prefix, lease_seconds=fleet.lease_seconds,
+                               instance=instance, retention=retention),
                    redis, policy)
 
 
@@ -90,6 +98,7 @@ class Gateway:
     results: ResultStore
     metrics: Metrics
     capacity: Capacity
+    leases: LeaseTable
     # Client-chosen job ids: reserved while their job runs, then holding its answer.
     claims: ClaimStore = field(default_factory=MemoryClaimStore)
     shutting_down: bool = False
@@ -97,6 +106,7 @@ class Gateway:
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     redis: Redis | None = field(default=None, repr=False)
     policy: StorePolicy | None = field(default=None, repr=False)
+    reaper: Reaper | None = field(default=None, repr=False)
     _trimmer: asyncio.Future[None] | None = field(default=None, repr=False)
 
     @classmethod
@@ -117,31 +127,45 @@ class Gateway:
         # Refused clients are told to come back in about a quarter of a job's usual time.
         capacity = Capacity(auto_max_jobs() if most == "auto" else most,
                             lambda model: latency.expected(model) / 4)
-        guard = Guard(stores.counters, _spend_reader(usage),
+        hub = ProgressHub(stores.snapshots, latency)
+        reaper = (Reaper(stores.leases, stores.snapshots, hub.outbox, stores.policy)
+                  if stores.policy is not None else None)
+        guard = Guard(stores.counters, stores.leases, _spend_reader(usage),
                       shared_spend=usage is not None and usage.shared,
                       fail_closed=config.limits.on_store_failure == "fail_closed")
         return cls(config=config, http=http, models=models, metrics=metrics, capacity=capacity,
-                   keys=KeyRing(config.keys), hub=ProgressHub(stores.snapshots, latency),
-                   fetcher=ImageFetcher(config.fetch), usage=usage, guard=guard,
+                   keys=KeyRing(config.keys), hub=hub, fetcher=ImageFetcher(config.fetch),
+                   usage=usage, guard=guard,
                    store=build_store(config.storage, config.data_path), runs=Runs(),
                    reliability=Reliability(config.reliability, models, metrics),
-                   results=stores.results, claims=stores.claims, redis=stores.redis,
-                   policy=stores.policy)
+                   results=stores.results, claims=stores.claims, leases=stores.leases,
+                   redis=stores.redis, policy=stores.policy, reaper=reaper)
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         tune_allocator()
         self._trimmer = asyncio.ensure_future(trim_when_idle(lambda: self.capacity.running))
+        self.leases.on_lost = self._lost
         if self.policy is not None:
             gauge = self.metrics.store_up
             gauge.set(1)
             self.policy.watchers.append(lambda up: gauge.set(1 if up else 0))
+        if self.reaper is not None:
+            self.reaper.start()
         await self.http.start()
         await self.fetcher.start()
         await self.store.start()
         if self.usage is not None:
             await self.usage.start()
         tune_collector()  # last: what start-up made is frozen
+
+    def _lost(self, leases: list[JobLease]) -> None:
+        """Jobs the fleet ended while this instance could not renew their leases (it was cut
+        off from Redis, or frozen): their snapshots already say so; they stop here too."""
+        error = instance_lost(self.leases.instance)
+        for lease in leases:
+            self.hub.disown(lease.job_id)
+            self.runs.abort_job(lease.job_id, error)
 
     def begin_shutdown(self) -> None:
         """Stop taking jobs: new ones are refused (503 ``server_shutting_down``) and ``/readyz``
@@ -187,6 +211,9 @@ class Gateway:
         await self.fetcher.aclose()
         await self.store.aclose()
         await self.models.aclose()
+        if self.reaper is not None:
+            await self.reaper.aclose()
+        await self.leases.aclose()
         await self.hub.aclose()  # its tasks, then its store
         await self.results.aclose()
         await self.http.aclose()

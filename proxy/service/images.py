@@ -111,7 +111,7 @@ class ImageService:
             parsed, served, request = self._bind(key, order)
             if order.watched:
                 return await self._submit_chosen(key, order, parsed, served, request)
-            slot, lease = await self._admit(key, served)
+            slot, lease = await self._admit(key, served, order.job_id)
         except GatewayError as error:
             if order.watched:
                 await self.refuse(key, order.job_id, error)
@@ -138,11 +138,12 @@ class ImageService:
                                 "respond-async) cannot also be streamed.")
         return parsed, served, request
 
-    async def _admit(self, key: Key, served: ServedModel) -> tuple[Slot, Lease]:
+    async def _admit(self, key: Key, served: ServedModel, job_id: str) -> tuple[Slot, Lease]:
+        """A capacity slot and the key's admission (its lease on the job, in a fleet)."""
         gateway = self.gateway
         slot = gateway.capacity.acquire(served.name, served.config.max_concurrent_jobs)
         try:
-            return slot, await gateway.guard.admit(key)
+            return slot, await gateway.guard.admit(key, job_id)
         except BaseException:
             slot.release()
             raise
@@ -179,7 +180,7 @@ class ImageService:
         pending = Pending(claim, asyncio.get_running_loop().create_future())
         self.live[order.job_id] = pending
         try:
-            slot, lease = await self._admit(key, job.model)
+            slot, lease = await self._admit(key, job.model, job.id)
             try:
                 started = await self._start(key, job, lease, slot, order, claim)
             except BaseException:

@@ -28,7 +28,7 @@ UPSTREAM = {"model": "upstream", "prompt": "p", "size": "1024x1024", "quality": 
 def config(redis: RedisServer, tmp_path: Path, upstream: str) -> str:
     return fleet_yaml(redis, tmp_path / "data", f"""
 limits: {{on_store_failure: fail_closed}}
-fleet: {{store_timeout: 0.5}}
+fleet: {{lease_seconds: 3, store_timeout: 0.5}}
 keys:
   - {{name: capped, key_sha256: {CAPPED_HASH}, concurrent_jobs: 4}}
   - {{name: free, key_sha256: {FREE_HASH}}}

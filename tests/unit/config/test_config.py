@@ -176,11 +176,12 @@ def test_check_config_accepts_a_postgres_ledger(tmp_path) -> None:
 
 def test_fleet_and_limits_settings() -> None:
     config = load_config_text("models: [{name: local, provider: local}]\n")
-    assert config.fleet.store_timeout == 1.0
+    assert (config.fleet.lease_seconds, config.fleet.store_timeout) == (10.0, 1.0)
     assert config.limits.on_store_failure == "fail_open"
-    found = problems("""fleet: {store_timeout: 0}
+    found = problems("""fleet: {lease_seconds: 1.5, store_timeout: 0.6}
 limits: {on_store_failure: fail_shut}
 models: [{name: local, provider: local}]
 """)
-    assert any(p.startswith("gw.yaml:1: fleet.store_timeout:") for p in found), found
+    assert any(p.startswith("gw.yaml:1: fleet:") and "at most a third of lease_seconds" in p
+               for p in found), found
     assert any(p.startswith("gw.yaml:2: limits.on_store_failure:") for p in found), found

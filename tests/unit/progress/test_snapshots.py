@@ -124,3 +124,16 @@ async def test_a_failed_round_trip_fails_its_callers_only_once() -> None:
         await store.policy.aclose()
         await client.aclose()
 
+
+async def test_end_lost_fails_a_running_job_once(store: SnapshotStore) -> None:
+    running, done = str(uuid.uuid4()), str(uuid.uuid4())
+    await store.sync([snapshot(running, seq=4, status="running"),
+                      snapshot(done, seq=9, status="succeeded")], [], [])
+    error = {"message": "lost", "type": "server_error", "param": None, "code": "instance_lost"}
+    ended = await store.end_lost(running, error)
+    assert ended is not None and (ended.status, ended.seq, ended.error) == ("failed", 5, error)
+    assert await store.get(running) == ended
+    assert await store.end_lost(running, error) is None  # already ended: untouched
+    assert await store.end_lost(done, error) is None
+    assert (await store.get(done)).status == "succeeded"  # type: ignore[union-attr]
+    assert await store.end_lost(str(uuid.uuid4()), error) is None  # unknown
