@@ -9,4 +9,6 @@
   free. In memory (one process) and Redis twins.
 * ``batch``: Redis commands issued together go in one pipeline.
 * ``client``: the Redis clients, built with the store's timeouts.
+
+docs/fleet.md describes the whole.
 """
