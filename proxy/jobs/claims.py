@@ -28,19 +28,13 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from proxy.core.errors import GatewayError
-
-# Seconds a client is asked to wait when the claims cannot be read (their Redis is away).
-UNAVAILABLE_RETRY_AFTER = 5
+from proxy.core.errors import GatewayError, StoreUnavailable
 
 
 def claims_unavailable() -> GatewayError:
     """503: the job id cannot be checked, and running without that check could run (and
     charge) the same request twice."""
-    return GatewayError(503, "The job id cannot be checked right now (the gateway's shared "
-                        "store does not answer); send the request again shortly.",
-                        type="server_error", code="store_unavailable",
-                        headers={"retry-after": str(UNAVAILABLE_RETRY_AFTER)}, retryable=True)
+    return StoreUnavailable("checking a client-chosen job id")
 
 
 @dataclass(frozen=True, slots=True)
