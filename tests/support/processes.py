@@ -13,6 +13,20 @@ import httpx
 from tests.support.servers import free_port
 
 
+async def wait_healthy(url: str, timeout: float = 30) -> None:
+    """Wait until the gateway at ``url`` answers ``/healthz`` (AssertionError when it has not
+    after ``timeout`` seconds)."""
+    async with httpx.AsyncClient() as client:
+        for _ in range(int(timeout * 10)):
+            try:
+                if (await client.get(f"{url}/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"gateway {url} did not start")
+
+
 class GatewayProcess:
     def __init__(self, config: Path, log: Path) -> None:
         self.config = config
@@ -33,15 +47,11 @@ class GatewayProcess:
 
     async def ready(self, timeout: float = 30) -> None:
         """Wait until it answers ``/healthz``."""
-        async with httpx.AsyncClient() as client:
-            for _ in range(int(timeout * 10)):
-                try:
-                    if (await client.get(f"{self.url}/healthz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise AssertionError(f"gateway {self.url} did not start; its log:\n{self.logged()}")
+        try:
+            await wait_healthy(self.url, timeout)
+        except AssertionError:
+            raise AssertionError(f"gateway {self.url} did not start; its log:\n"
+                                 f"{self.logged()}") from None
 
     def kill(self) -> None:
         """SIGKILL: it stops at once, nothing it holds is given back."""

@@ -18,21 +18,10 @@ import redis.asyncio as aioredis
 
 from tests.e2e.idempotency.conftest import MODEL, frames, usage_rows
 from tests.support.fakes.openai_upstream import API_KEY, FakeOpenAI
+from tests.support.processes import wait_healthy
 from tests.support.servers import RunningServer, free_port, serve
 
 REDIS_URL = os.environ.get("IMAGE_PROXY_TEST_REDIS", "redis://127.0.0.1:6379/15")
-
-
-async def _ready(url: str) -> None:
-    async with httpx.AsyncClient() as client:
-        for _ in range(300):
-            try:
-                if (await client.get(f"{url}/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"{url} did not start")
 
 
 @pytest.fixture
@@ -63,8 +52,8 @@ models:
         stderr=asyncio.subprocess.DEVNULL) for port in ports]
     a, b = (f"http://127.0.0.1:{port}" for port in ports)
     try:
-        await _ready(a)
-        await _ready(b)
+        await wait_healthy(a)
+        await wait_healthy(b)
         yield a, b, prefix
     finally:
         for process in processes:

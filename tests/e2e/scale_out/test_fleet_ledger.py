@@ -20,6 +20,7 @@ from proxy.billing.ledger_spill import spill_files
 from proxy.billing.ledger_sqlite import FILENAME
 from tests.support.gateways import GatewayFactory
 from tests.support.postgres import fresh_database
+from tests.support.processes import wait_healthy
 from tests.support.servers import free_port
 
 CAPPED, CAPPED_HASH = new_key()
@@ -39,17 +40,6 @@ async def start(config: Path, port: int) -> asyncio.subprocess.Process:
         stderr=asyncio.subprocess.DEVNULL)
 
 
-async def ready(client: httpx.AsyncClient, url: str) -> None:
-    for _ in range(300):
-        try:
-            if (await client.get(f"{url}/healthz")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{url} did not start")
-
-
 @pytest.fixture
 async def fleet(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
     """Two gateway processes on one fresh PostgreSQL database."""
@@ -63,9 +53,8 @@ async def fleet(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
             processes.append(await start(config, port))
             urls.append(f"http://127.0.0.1:{port}")
         try:
-            async with httpx.AsyncClient() as client:
-                for url in urls:
-                    await ready(client, url)
+            for url in urls:
+                await wait_healthy(url)
             yield urls[0], urls[1]
         finally:
             for process in processes:

@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from proxy.auth import new_key
+from tests.support.processes import wait_healthy
 from tests.support.progress_client import Watcher
 from tests.support.servers import free_port
 
@@ -27,18 +28,6 @@ async def start(config: str, port: int) -> asyncio.subprocess.Process:
         sys.executable, "-m", "proxy", "serve", "--config", config, "--port", str(port),
         "--log-level", "warning", stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL)
-
-
-async def ready(url: str) -> None:
-    async with httpx.AsyncClient() as client:
-        for _ in range(300):
-            try:
-                if (await client.get(f"{url}/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"{url} did not start")
 
 
 @pytest.fixture
@@ -58,7 +47,7 @@ models:
     urls = tuple(f"http://127.0.0.1:{port}" for port in ports)
     try:
         for url in urls:
-            await ready(url)
+            await wait_healthy(url)
         yield urls
     finally:
         for process in processes:
