@@ -16,7 +16,14 @@ from proxy.core.errors import GatewayError
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """How far the job has come. ``percent`` is 0..100; step counts when the backend has them."""
+    """How far the job has come. ``percent`` is 0..100; step counts when the backend has them.
+
+    ``stage="queued"``: the job waits in the upstream's own queue. It stays ``queued`` and is
+    not estimated while it waits; ``queue_position`` (1 = next to run) and ``eta_s`` (seconds
+    until done) say what the provider knows. The first event of another stage means it runs.
+    ``measured``: the provider follows the run itself, so even 0 % is a real reading and the
+    gateway never replaces it with an estimate.
+    """
 
     percent: float
     step: int | None = None
@@ -24,6 +31,9 @@ class Progress:
     stage: str | None = None
     message: str | None = None
     estimated: bool = False
+    queue_position: int | None = None
+    eta_s: float | None = None
+    measured: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,8 @@ class JobSnapshot:
     step: int | None = None
     total_steps: int | None = None
     eta_s: float | None = None
+    # While the job waits in the upstream's own queue: its place there (1 = next to run).
+    queue_position: int | None = None
     stage: str | None = None
     message: str | None = None
     # True while the percentage is a guess from the model's recent latencies, not a signal.
@@ -45,7 +47,9 @@ class JobSnapshot:
 
     @classmethod
     def from_store(cls, data: dict[str, Any]) -> JobSnapshot:
-        return cls(**data)
+        # Fields a newer gateway added are skipped, so processes of two versions can share
+        # one store during a rolling upgrade.
+        return cls(**{name: value for name, value in data.items() if name in _STORED})
 
     def failed(self, error: dict[str, Any]) -> JobSnapshot:
         """The update that ends this job failed with ``error`` (an OpenAI error object), when
@@ -57,3 +61,4 @@ class JobSnapshot:
 # Field names in declaration order (plain loops over these are ~5x faster than ``asdict``).
 STORE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(JobSnapshot))
 WIRE_FIELDS: tuple[str, ...] = tuple(name for name in STORE_FIELDS if name != "owner")
+_STORED: frozenset[str] = frozenset(STORE_FIELDS)

@@ -5,6 +5,12 @@ never goes backwards, ``seq`` grows by one per update, and the last update is te
 success). Where the provider gives no signal at all, the percentage is estimated from the
 model's recent latencies, marked ``estimated``.
 
+The provider's side of the contract (``core/events.py`` ``Progress``): a ``queued`` Progress
+keeps the job queued, with its ``queue_position`` and ``eta_s``, and pauses the estimator; the
+first Progress of another stage makes the job running and starts the estimator's clock (a wait
+in an upstream's queue is not part of a run). A Progress with a percentage, a step or
+``measured`` is a real reading: the job is never estimated after it.
+
 Cheap when nobody watches: an update only changes the tracker's own fields. Only while the job
 is watched does an update become a ``progress`` event (through the hub's outbox), and only then
 does a ticker publish an estimate every second; a read (a subscribe ack, an HTTP poll) brings
@@ -55,6 +61,10 @@ class JobTracker:
             updated_at=now, owner=owner).to_store()
         self._snapshot: JobSnapshot | None = None
         self._started = time.monotonic()
+        # Where estimates (and the measured duration) count from: the start, or the moment
+        # the job left the upstream's queue.
+        self._run_from = self._started
+        self._waiting = False  # the provider says the job waits in the upstream's queue
         self._running_since: float | None = None
         self._signal = False  # the provider reports real progress: no estimating
         self._estimating = False  # between start_estimating and stop_estimating
@@ -117,26 +127,35 @@ class JobTracker:
 
     async def observe(self, event: Event) -> None:
         if isinstance(event, Progress):
-            queued = event.stage == "queued" and self._fields["status"] == "queued"
-            if event.percent > 0 or event.step:
+            waiting = event.stage == "queued"
+            if self._waiting and not waiting:
+                self._run_from = time.monotonic()
+            self._waiting = waiting
+            queued = waiting and self._fields["status"] == "queued"
+            if event.percent > 0 or event.step or event.measured:
                 self._signal = True
+            eta = event.eta_s
+            if eta is None and not waiting:
+                eta = self._eta(max(self._fields["percent"], event.percent))
             self._change(
                 status="queued" if queued else "running", percent=event.percent,
-                step=event.step, total_steps=event.total_steps,
-                eta_s=self._eta(max(self._fields["percent"], event.percent)),
+                step=event.step, total_steps=event.total_steps, eta_s=eta,
+                queue_position=event.queue_position if waiting else None,
                 stage=event.stage, message=event.message, estimated=False)
         elif isinstance(event, PartialImage) and self._fields["status"] == "queued":
-            self._change(status="running")
+            self._waiting = False
+            self._change(status="running", queue_position=None)
         elif isinstance(event, Completed):
-            self.hub.latency.record(self._fields["model"], time.monotonic() - self._started)
+            self.hub.latency.record(self._fields["model"], time.monotonic() - self._run_from)
             await self._end(status="succeeded", percent=100.0, eta_s=0.0, estimated=False,
-                            step=self._fields["total_steps"])
+                            step=self._fields["total_steps"], queue_position=None)
         elif isinstance(event, Failed):
-            await self._end(status="failed", eta_s=None, error=event.error.body()["error"])
+            await self._end(status="failed", eta_s=None, queue_position=None,
+                            error=event.error.body()["error"])
 
     async def cancelled(self, message: str = "The client went away before the job finished.") \
             -> None:
-        await self._end(status="cancelled", eta_s=None, message=message)
+        await self._end(status="cancelled", eta_s=None, queue_position=None, message=message)
 
     # ------------------------------------------------------------------ watching, estimates
     def watch(self) -> None:
@@ -156,11 +175,11 @@ class JobTracker:
         self.watched = False
 
     def _estimate_due(self) -> bool:
-        return (self._estimating and not self._signal and not self.terminal
-                and time.monotonic() - self._started >= TICK_SECONDS)
+        return (self._estimating and not self._signal and not self._waiting
+                and not self.terminal and time.monotonic() - self._run_from >= TICK_SECONDS)
 
     def _estimate(self, publish: bool) -> None:
-        percent, eta = estimate(time.monotonic() - self._started, self._expected)
+        percent, eta = estimate(time.monotonic() - self._run_from, self._expected)
         self._change(publish, status="running", percent=percent,
                      eta_s=None if eta is None else round(eta, 1), estimated=True)
 

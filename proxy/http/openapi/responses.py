@@ -127,6 +127,11 @@ def response_schemas() -> dict[str, Schema]:
                 "step": {"type": ["integer", "null"]},
                 "total_steps": {"type": ["integer", "null"]},
                 "eta_s": {"type": ["number", "null"]},
+                "queue_position": {
+                    "type": ["integer", "null"], "minimum": 1,
+                    "description": "While the job waits in its backend's own queue (status "
+                                   "`queued`, e.g. a busy ComfyUI server): its place there, "
+                                   "1 = next to run. Null otherwise."},
                 "stage": nullable_string,
                 "message": nullable_string,
                 "estimated": {"type": "boolean",

@@ -305,7 +305,10 @@
       if (p.status === "succeeded") parts.push("Done");
       else if (p.status === "failed") parts.push("Failed");
       else if (p.status === "cancelled") parts.push("Cancelled");
-      else if (p.status === "queued") parts.push("Queued");
+      else if (p.status === "queued") {
+        parts.push(p.queue_position != null ? `Queued (#${p.queue_position})` : "Queued");
+        if (p.eta_s != null) parts.push(`~${Math.ceil(p.eta_s)} s`);
+      }
       if (pct != null) parts.push(`${Math.round(pct)} %${p.estimated ? " (est.)" : ""}`);
       if (p.status === "running" && p.total_steps) parts.push(`step ${p.step}/${p.total_steps}`);
       if (p.status === "running" && p.eta_s != null) parts.push(`~${Math.ceil(p.eta_s)} s left`);
