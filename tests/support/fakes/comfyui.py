@@ -1,32 +1,41 @@
 """A fake ComfyUI server that speaks the real protocol (``shared/reference/providers.md`` §E).
 
 ``POST /prompt`` validates an API-format workflow the way ComfyUI answers (400 with ``error`` and
-``node_errors``), records it and runs it in a task, one prompt at a time: ``execution_start``,
-``execution_cached``, ``executing`` per node, ``progress`` plus binary preview frames (real JPEGs)
-for samplers, ``executed`` with image refs for SaveImage, ``execution_success`` and
-``executing {node: null}``. ``/history``, ``/view`` (real PNGs of the latent size, one per batch
-item), ``/interrupt`` and ``/queue`` behave as documented. Every route is also under ``/api``.
+``node_errors``: unknown node types, a checkpoint it lacks, latent sizes over its ``max_size``,
+images never uploaded) and queues it. One worker runs the queue one prompt at a time, lowest
+``number`` first, as ComfyUI's does: ``execution_start``, ``execution_cached``, ``executing`` per
+node, ``progress`` plus binary preview frames (real JPEGs) for samplers, ``executed`` with image
+refs for SaveImage, then ``execution_success`` and ``executing {node: null}``. Every change of
+the queue (queued, started, done, deleted) is a ``status`` message to every socket.
+``/history``, ``/view``, ``/interrupt``, ``/queue``, ``GET /prompt`` and ``/system_stats``
+behave as documented; every route is also under ``/api``. ``paused`` holds the worker (prompts
+pile up in the queue) until it is cleared.
+
+Builds: a current one (``legacy=False``) keeps the ``prompt_id`` a client sends (a canonical
+UUID, else 400 ``invalid_prompt_id``) and interrupts only the prompt a ``/interrupt`` body names
+(no body: whatever runs). An older build (``legacy=True``, before ComfyUI 0.3.45 / September
+2025) makes up every ``prompt_id`` itself, and its ``/interrupt`` stops whatever runs, body or
+not. ``success_message`` / ``done_message`` choose the end messages it sends (a legacy fake ends
+with ``execution_success`` alone; older real builds sent only ``executing {node: null}``).
 
 Edits: ``POST /upload/image`` takes ComfyUI's multipart (``image`` file, ``type``, ``subfolder``,
 ``overwrite``), stores the bytes, records the upload and answers ``{name, subfolder, type}``
 (a clash without ``overwrite`` is renamed ``x (1).png`` unless the bytes are the same).
-``LoadImage`` / ``LoadImageMask`` refuse a file that was never uploaded as ComfyUI does: its
-``VALIDATE_INPUTS`` check, ``custom_validation_failed`` "Invalid image file". The saved image of
-an edit graph is computed from the upload like ComfyUI would shape it: scaled by ``ImageScale``,
-kept where the noise mask (1 - alpha, from ``LoadImage``'s MASK or ``LoadImageMask``) is 0 and
-blended toward the paint by the sampler's ``denoise`` where it is 1 (everywhere without one).
-``upload_status`` makes uploads fail with that HTTP status.
+``LoadImage`` / ``LoadImageMask`` refuse a file that was never uploaded, as ComfyUI's
+``VALIDATE_INPUTS`` does. What graphs render: ``comfyui_graph.py``. ``upload_status`` makes
+uploads fail with that HTTP status.
 
-Modes: ``normal``; ``execution_error`` (the sampler fails at step ``error_step``); ``drop_ws``
-(the websocket is closed at step ``drop_step`` while the prompt keeps running); ``lose`` (at
-``drop_step`` the websocket closes and the prompt vanishes without a history entry, as when the
-server restarts). ``step_delay`` makes sampling slow.
+Modes: ``normal``; ``execution_error`` (the sampler raises ``error`` at step ``error_step``);
+``drop_ws`` (the websocket is closed at step ``drop_step`` while the prompt keeps running);
+``lose`` (at ``drop_step`` the websocket closes and the prompt vanishes without a history entry,
+as when the server restarts). ``step_delay`` makes sampling slow; ``history_failures`` makes that
+many ``/history`` reads answer 503.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
+import contextlib
 import struct
 import time
 import uuid
@@ -36,12 +45,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from PIL import Image, ImageOps
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from tests.support.fakes.comfyui_graph import (
+    IMAGE_LOADERS,
+    SAMPLERS,
+    GraphImages,
+    input_file,
+    jpeg,
+    order,
+    png,
+)
+
+__all__ = ["COMFY_MODEL", "FakeComfyUI", "comfy_yaml", "jpeg", "png"]
 
 NODE_TYPES = frozenset({
     "CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler",
@@ -49,10 +69,9 @@ NODE_TYPES = frozenset({
     "LoadImageMask", "ImageScale", "VAEEncodeForInpaint", "SetLatentNoiseMask",
     "RepeatLatentBatch",
 })
-IMAGE_LOADERS = frozenset({"LoadImage", "LoadImageMask"})
-SAMPLERS = frozenset({"KSampler", "KSamplerAdvanced"})
 OUTPUT_NODES = frozenset({"SaveImage", "PreviewImage"})
 CHECKPOINTS = ("sd_xl_base_1.0.safetensors", "v1-5-pruned-emaonly.safetensors")
+OUT_OF_MEMORY = ("torch.OutOfMemoryError", "CUDA out of memory. Tried to allocate 20.00 GiB")
 
 COMFY_MODEL = "comfy/sdxl"
 
@@ -81,29 +100,18 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def jpeg(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), colour).save(buffer, "JPEG", quality=80)
-    return buffer.getvalue()
+def _refusal(kind: str, message: str, details: str, extra: dict | None = None,
+             node_errors: dict | None = None) -> Response:
+    return _json({"error": {"type": kind, "message": message, "details": details,
+                            "extra_info": extra or {}},
+                  "node_errors": node_errors or {}}, 400)
 
 
-def png(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), colour).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def _png_of(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def _link(value: Any) -> tuple[str, int] | None:
-    """``["12", 0]`` -> ``("12", 0)``: an input wired to another node's output."""
-    if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int):
-        return str(value[0]), value[1]
-    return None
+def _failed_validation(node_id: str, class_type: str, outputs: list[str],
+                       error: dict[str, Any]) -> Response:
+    return _refusal("prompt_outputs_failed_validation", "Prompt outputs failed validation", "",
+                    node_errors={node_id: {"errors": [error], "dependent_outputs": outputs,
+                                           "class_type": class_type}})
 
 
 @dataclass
@@ -126,8 +134,8 @@ class Prompt:
     client_id: str | None
     workflow: dict[str, Any]
     outputs_to_run: list[str]
-    status: str = "pending"  # pending | running | success | error | interrupted
-    task: asyncio.Task | None = None
+    # pending | running | success | error | interrupted | deleted | lost
+    status: str = "pending"
 
 
 class _Lost(Exception):
@@ -142,20 +150,29 @@ class _Stop(Exception):
 @dataclass
 class FakeComfyUI:
     mode: str = "normal"
+    legacy: bool = False
+    success_message: bool = True
+    done_message: bool | None = None  # default: current builds send it, the legacy fake not
     step_delay: float = 0.01
     error_step: int = 2
+    error: tuple[str, str] = OUT_OF_MEMORY
     drop_step: int = 3
+    max_size: int = 16384  # EmptyLatentImage's width/height maximum (nodes.MAX_RESOLUTION)
+    paused: bool = False
     prompts: dict[str, Prompt] = field(default_factory=dict)
     interrupts: list[str | None] = field(default_factory=list)
     queue_deletes: list[str] = field(default_factory=list)
     ws_clients: list[str] = field(default_factory=list)
+    prompt_posts: int = 0
+    sent_ids: list[str | None] = field(default_factory=list)  # prompt_id of each POST body
     history_reads: int = 0
+    history_failures: int = 0  # the next this many /history reads answer 503
+    health_checks: int = 0
     history: dict[str, dict[str, Any]] = field(default_factory=dict)
     files: dict[tuple[str, str, str], bytes] = field(default_factory=dict)
     uploads: list[Upload] = field(default_factory=list)
     upload_status: int | None = None
     _sockets: dict[str, WebSocket] = field(default_factory=dict)
-    _lock: asyncio.Lock | None = None
     _running: str | None = None
     _interrupt: bool = False
     _loaded: set[str] = field(default_factory=set)
@@ -167,40 +184,57 @@ class FakeComfyUI:
         for prefix in ("", "/api"):
             routes += [
                 Route(f"{prefix}/prompt", self._prompt, methods=["POST"]),
+                Route(f"{prefix}/prompt", self._queue_info, methods=["GET"]),
                 Route(f"{prefix}/upload/image", self._upload, methods=["POST"]),
                 Route(f"{prefix}/history/{{prompt_id}}", self._history, methods=["GET"]),
                 Route(f"{prefix}/view", self._view, methods=["GET"]),
                 Route(f"{prefix}/interrupt", self._interrupt_route, methods=["POST"]),
                 Route(f"{prefix}/queue", self._queue, methods=["GET", "POST"]),
+                Route(f"{prefix}/system_stats", self._system_stats, methods=["GET"]),
                 WebSocketRoute(f"{prefix}/ws", self._ws),
             ]
         return Starlette(routes=routes, lifespan=self._lifespan)
 
     @asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        worker = asyncio.create_task(self._work())
         yield
-        for prompt in self.prompts.values():
-            if prompt.task is not None:
-                prompt.task.cancel()
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+
+    def prompt_of(self, client_id: str) -> Prompt:
+        """The last prompt a client queued (the gateway's client id is the job id)."""
+        return [p for p in self.prompts.values() if p.client_id == client_id][-1]
+
+    def _with(self, status: str) -> list[Prompt]:
+        return [p for p in self.prompts.values() if p.status == status]
+
+    @property
+    def remaining(self) -> int:
+        return len(self._with("pending")) + len(self._with("running"))
 
     # -- HTTP ---------------------------------------------------------------------------------
 
     async def _prompt(self, request: Request) -> Response:
+        self.prompt_posts += 1
         try:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
             return _json({"error": "invalid json"}, 400)
         workflow = body.get("prompt") if isinstance(body, dict) else None
+        self.sent_ids.append(body.get("prompt_id") if isinstance(body, dict) else None)
         if not isinstance(workflow, dict):
-            return self._refusal("no_prompt", "No prompt provided", "")
-        prompt_id = body.get("prompt_id") or str(uuid.uuid4())
+            return _refusal("no_prompt", "No prompt provided", "")
+        prompt_id = str(uuid.uuid4()) if self.legacy else body.get("prompt_id")
         try:
             canonical = str(uuid.UUID(prompt_id)) == prompt_id
         except (ValueError, TypeError, AttributeError):
-            canonical = False
+            canonical = prompt_id is None
         if not canonical:
-            return self._refusal("invalid_prompt_id", "Invalid prompt_id",
-                                 "prompt_id must be a lowercase hyphenated UUID")
+            return _refusal("invalid_prompt_id", "Invalid prompt_id",
+                            "prompt_id must be a lowercase hyphenated UUID")
+        prompt_id = prompt_id or str(uuid.uuid4())
         problem = self._validate(workflow)
         if problem is not None:
             return problem
@@ -208,56 +242,52 @@ class FakeComfyUI:
         outputs = [n for n, spec in workflow.items() if spec["class_type"] in OUTPUT_NODES]
         prompt = Prompt(prompt_id, self._counter, body.get("client_id"), workflow, outputs)
         self.prompts[prompt_id] = prompt
-        prompt.task = asyncio.create_task(self._execute(prompt))
+        await self._status()
         return _json({"prompt_id": prompt_id, "number": prompt.number, "node_errors": {}})
-
-    @staticmethod
-    def _refusal(kind: str, message: str, details: str, extra: dict | None = None,
-                 node_errors: dict | None = None) -> Response:
-        return _json({"error": {"type": kind, "message": message, "details": details,
-                                "extra_info": extra or {}},
-                      "node_errors": node_errors or {}}, 400)
 
     def _validate(self, workflow: dict[str, Any]) -> Response | None:
         for node_id, spec in workflow.items():
             title = (spec.get("_meta") or {}).get("title") if isinstance(spec, dict) else None
             if not isinstance(spec, dict) or "class_type" not in spec:
-                return self._refusal(
+                return _refusal(
                     "missing_node_type", f"Node '{title or f'ID #{node_id}'}' has no class_type.",
                     f"Node ID '#{node_id}'", {"node_id": node_id, "class_type": None})
             if spec["class_type"] not in NODE_TYPES:
-                return self._refusal(
+                return _refusal(
                     "missing_node_type",
                     f"Node '{title or spec['class_type']}' not found. The custom node may not "
                     "be installed.", f"Node ID '#{node_id}'",
                     {"node_id": node_id, "class_type": spec["class_type"], "node_title": title})
         outputs = [n for n, s in workflow.items() if s["class_type"] in OUTPUT_NODES]
         if not outputs:
-            return self._refusal("prompt_no_outputs", "Prompt has no outputs", "")
+            return _refusal("prompt_no_outputs", "Prompt has no outputs", "")
         for node_id, spec in workflow.items():
-            image = (spec.get("inputs") or {}).get("image")
-            if spec["class_type"] in IMAGE_LOADERS and self._input_file(image) is None:
-                # LoadImage.VALIDATE_INPUTS replaces the combo check (execution.py).
-                details = f"image - Invalid image file: {image}"
-                errors = {node_id: {
-                    "errors": [{"type": "custom_validation_failed",
-                                "message": "Custom validation failed for node",
-                                "details": details, "extra_info": {"input_name": "image"}}],
-                    "dependent_outputs": outputs, "class_type": spec["class_type"]}}
-                return self._refusal("prompt_outputs_failed_validation",
-                                     "Prompt outputs failed validation",
-                                     f"Custom validation failed for node: {details}",
-                                     node_errors=errors)
-        for node_id, spec in workflow.items():
-            ckpt = (spec.get("inputs") or {}).get("ckpt_name")
-            if spec["class_type"] == "CheckpointLoaderSimple" and ckpt not in CHECKPOINTS:
-                errors = {node_id: {
-                    "errors": [{"type": "value_not_in_list", "message": "Value not in list",
-                                "details": f"ckpt_name: '{ckpt}' not in {list(CHECKPOINTS)}",
-                                "extra_info": {"input_name": "ckpt_name"}}],
-                    "dependent_outputs": outputs, "class_type": spec["class_type"]}}
-                return self._refusal("prompt_outputs_failed_validation",
-                                     "Prompt outputs failed validation", "", node_errors=errors)
+            error = self._input_error(spec["class_type"], spec.get("inputs") or {})
+            if error is not None:
+                return _failed_validation(node_id, spec["class_type"], outputs, error)
+        return None
+
+    def _input_error(self, class_type: str, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        """ComfyUI's validation of one node's literal inputs (the checks the fake knows)."""
+        if class_type in IMAGE_LOADERS and input_file(self.files, inputs.get("image")) is None:
+            # LoadImage.VALIDATE_INPUTS replaces the combo check (execution.py).
+            return {"type": "custom_validation_failed",
+                    "message": "Custom validation failed for node",
+                    "details": f"image - Invalid image file: {inputs.get('image')}",
+                    "extra_info": {"input_name": "image"}}
+        ckpt = inputs.get("ckpt_name")
+        if class_type == "CheckpointLoaderSimple" and ckpt not in CHECKPOINTS:
+            return {"type": "value_not_in_list", "message": "Value not in list",
+                    "details": f"ckpt_name: '{ckpt}' not in {list(CHECKPOINTS)}",
+                    "extra_info": {"input_name": "ckpt_name", "received_value": ckpt}}
+        if class_type == "EmptyLatentImage":
+            for name in ("width", "height"):
+                value = inputs.get(name)
+                if isinstance(value, int) and value > self.max_size:
+                    return {"type": "value_bigger_than_max",
+                            "message": f"Value {value} bigger than max of {self.max_size}",
+                            "details": name,
+                            "extra_info": {"input_name": name, "received_value": value}}
         return None
 
     async def _upload(self, request: Request) -> Response:
@@ -288,20 +318,12 @@ class FakeComfyUI:
                                    image.content_type, data))
         return _json({"name": name, "subfolder": subfolder, "type": kind})
 
-    def _input_file(self, name: Any) -> bytes | None:
-        """The file a ``LoadImage.image`` value names (``sub/name``, maybe ``name [input]``)."""
-        if not isinstance(name, str):
-            return None
-        kind = "input"
-        for annotation in ("output", "input", "temp"):
-            if name.endswith(f" [{annotation}]"):
-                name, kind = name[:-len(annotation) - 3], annotation
-        folder, _, filename = name.rpartition("/")
-        return self.files.get((kind, folder, filename))
-
     async def _history(self, request: Request) -> Response:
         prompt_id = request.path_params["prompt_id"]
         self.history_reads += 1
+        if self.history_failures > 0:
+            self.history_failures -= 1
+            return Response(b"503: restarting", status_code=503)
         entry = self.history.get(prompt_id)
         return _json({prompt_id: entry} if entry is not None else {})
 
@@ -320,7 +342,8 @@ class FakeComfyUI:
         body = orjson.loads(raw) if raw else {}
         prompt_id = body.get("prompt_id") if isinstance(body, dict) else None
         self.interrupts.append(prompt_id)
-        if self._running is not None and prompt_id in (None, self._running):
+        # An older build ignores the body: every interrupt stops whatever runs.
+        if self._running is not None and (self.legacy or prompt_id in (None, self._running)):
             self._interrupt = True
         return Response(status_code=200)
 
@@ -329,20 +352,28 @@ class FakeComfyUI:
             def item(p: Prompt) -> list[Any]:
                 return [p.number, p.prompt_id, p.workflow, {"client_id": p.client_id},
                         p.outputs_to_run]
-            return _json({
-                "queue_running": [item(p) for p in self.prompts.values() if p.status == "running"],
-                "queue_pending": [item(p) for p in self.prompts.values() if p.status == "pending"],
-            })
+            # ComfyUI lists its pending heap as it is stored: not in the order it will run.
+            return _json({"queue_running": [item(p) for p in self._with("running")],
+                          "queue_pending": [item(p) for p in reversed(self._with("pending"))]})
         body = orjson.loads(await request.body() or b"{}")
-        pending = [p for p in self.prompts.values() if p.status == "pending"]
+        pending = self._with("pending")
         targets = pending if body.get("clear") else [
             p for p in pending if p.prompt_id in (body.get("delete") or [])]
         self.queue_deletes += list(body.get("delete") or [])
         for prompt in targets:
             prompt.status = "deleted"
-            if prompt.task is not None:
-                prompt.task.cancel()
+        if targets:
+            await self._status()
         return Response(status_code=200)
+
+    async def _queue_info(self, request: Request) -> Response:
+        return _json({"exec_info": {"queue_remaining": self.remaining}})
+
+    async def _system_stats(self, request: Request) -> Response:
+        self.health_checks += 1
+        return _json({"system": {"os": "posix", "comfyui_version": "0.3.40" if self.legacy
+                                 else "0.4.0", "python_version": "3.12"},
+                      "devices": [{"name": "fake", "type": "cuda", "index": 0}]})
 
     # -- websocket ----------------------------------------------------------------------------
 
@@ -351,13 +382,12 @@ class FakeComfyUI:
         client_id = websocket.query_params.get("clientId") or uuid.uuid4().hex
         self._sockets[client_id] = websocket  # reusing an id replaces the old socket
         self.ws_clients.append(client_id)
-        queued = sum(p.status in ("pending", "running") for p in self.prompts.values())
         await websocket.send_text(orjson.dumps({"type": "status", "data": {
-            "status": {"exec_info": {"queue_remaining": queued}}, "sid": client_id}}).decode())
+            "status": {"exec_info": {"queue_remaining": self.remaining}},
+            "sid": client_id}}).decode())
         try:
             while True:
-                text = await websocket.receive_text()
-                message = orjson.loads(text)
+                message = orjson.loads(await websocket.receive_text())
                 if message.get("type") == "feature_flags":
                     await websocket.send_text(orjson.dumps({"type": "feature_flags", "data": {
                         "supports_preview_metadata": False}}).decode())
@@ -366,6 +396,16 @@ class FakeComfyUI:
         finally:
             if self._sockets.get(client_id) is websocket:
                 del self._sockets[client_id]
+
+    async def _status(self) -> None:
+        """The queue changed: every socket is told (``PromptServer.queue_updated``)."""
+        text = orjson.dumps({"type": "status", "data": {
+            "status": {"exec_info": {"queue_remaining": self.remaining}}}}).decode()
+        for client_id, socket in list(self._sockets.items()):
+            try:
+                await socket.send_text(text)
+            except Exception:
+                self._sockets.pop(client_id, None)
 
     async def _send(self, prompt: Prompt, kind: str, data: dict[str, Any]) -> None:
         socket = self._sockets.get(prompt.client_id or "")
@@ -391,196 +431,103 @@ class FakeComfyUI:
 
     # -- execution ----------------------------------------------------------------------------
 
-    async def _execute(self, prompt: Prompt) -> None:
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:  # ComfyUI runs one prompt at a time
-            if prompt.status != "pending":
-                return
+    async def _work(self) -> None:
+        """ComfyUI's prompt worker: one prompt at a time, the lowest number first."""
+        while True:
+            pending = [] if self.paused else self._with("pending")
+            if not pending:
+                await asyncio.sleep(0.005)
+                continue
+            prompt = min(pending, key=lambda p: p.number)
             prompt.status, self._running, self._interrupt = "running", prompt.prompt_id, False
-            messages: list[list[Any]] = []
-            pid = prompt.prompt_id
-
-            async def event(kind: str, data: dict[str, Any]) -> None:
-                data = {"prompt_id": pid, **data, "timestamp": _now_ms()}
-                messages.append([kind, data])
-                await self._send(prompt, kind, data)
-
-            executed: list[str] = []
-            outputs: dict[str, Any] = {}
+            await self._status()
             try:
-                await event("execution_start", {})
-                cached = [n for n, s in prompt.workflow.items()
-                          if s["class_type"] == "CheckpointLoaderSimple"
-                          and s["inputs"].get("ckpt_name") in self._loaded]
-                await event("execution_cached", {"nodes": cached})
-                for node_id in self._order(prompt.workflow):
-                    if node_id in cached:
-                        continue
-                    await self._run_node(prompt, node_id, executed, outputs)
-                    executed.append(node_id)
-                await event("execution_success", {})
-                self._finish(prompt, "success", outputs, messages)
-            except _Stop as stop:
-                await event(stop.kind, {**stop.data, "executed": executed})
-                self._finish(prompt, "error" if stop.kind == "execution_error"
-                             else "interrupted", outputs, messages)
-            except _Lost:
-                prompt.status = "lost"
-                return
+                await self._execute(prompt)
             finally:
                 self._running = None
+            await self._status()
+
+    async def _execute(self, prompt: Prompt) -> None:
+        messages: list[list[Any]] = []
+        pid = prompt.prompt_id
+
+        async def event(kind: str, data: dict[str, Any]) -> None:
+            data = {"prompt_id": pid, **data, "timestamp": _now_ms()}
+            messages.append([kind, data])
+            await self._send(prompt, kind, data)
+
+        executed: list[str] = []
+        outputs: dict[str, Any] = {}
+        try:
+            await event("execution_start", {})
+            cached = [n for n, s in prompt.workflow.items()
+                      if s["class_type"] == "CheckpointLoaderSimple"
+                      and s["inputs"].get("ckpt_name") in self._loaded]
+            await event("execution_cached", {"nodes": cached})
+            for node_id in order(prompt.workflow):
+                if node_id not in cached:
+                    await self._run_node(prompt, node_id, outputs)
+                    executed.append(node_id)
+            if self.success_message:
+                await event("execution_success", {})
+            self._finish(prompt, "success", outputs, messages)
+        except _Stop as stop:
+            await event(stop.kind, {**stop.data, "executed": executed})
+            self._finish(prompt, "error" if stop.kind == "execution_error"
+                         else "interrupted", outputs, messages)
+        except _Lost:
+            prompt.status = "lost"
+            return
+        if self.done_message if self.done_message is not None else not self.legacy:
             await self._send(prompt, "executing", {"node": None, "prompt_id": pid})
 
-    async def _run_node(self, prompt: Prompt, node_id: str, executed: list[str],
-                        outputs: dict[str, Any]) -> None:
+    async def _run_node(self, prompt: Prompt, node_id: str, outputs: dict[str, Any]) -> None:
         spec = prompt.workflow[node_id]
         kind, inputs = spec["class_type"], spec.get("inputs") or {}
-        pid = prompt.prompt_id
         if self._interrupt:
             raise _Stop("execution_interrupted", {"node_id": node_id, "node_type": kind})
-        await self._send(prompt, "executing",
-                         {"node": node_id, "display_node": node_id, "prompt_id": pid})
+        await self._send(prompt, "executing", {"node": node_id, "display_node": node_id,
+                                               "prompt_id": prompt.prompt_id})
         if kind in SAMPLERS:
-            steps = int(inputs.get("steps", 20))
-            width, height, _ = self._latent(prompt.workflow)
-            for value in range(1, steps + 1):
-                await asyncio.sleep(self.step_delay)
-                if self._interrupt:
-                    raise _Stop("execution_interrupted", {"node_id": node_id, "node_type": kind})
-                if self.mode == "execution_error" and value == self.error_step:
-                    raise _Stop("execution_error", {
-                        "node_id": node_id, "node_type": kind,
-                        "exception_message": "CUDA out of memory. Tried to allocate 20.00 GiB",
-                        "exception_type": "torch.OutOfMemoryError",
-                        "traceback": ["Traceback (most recent call last):\n", "...\n"],
-                        "current_inputs": {}, "current_outputs": []})
-                await self._send(prompt, "progress", {"value": value, "max": steps,
-                                                      "prompt_id": pid, "node": node_id})
-                shade = 255 * value // steps
-                await self._send_preview(prompt, jpeg(max(8, width // 8), max(8, height // 8),
-                                                      (shade, 80, 255 - shade)))
-                if self.mode in ("drop_ws", "lose") and value == self.drop_step:
-                    await self._drop_socket(prompt)
-                    if self.mode == "lose":
-                        raise _Lost
+            await self._sample(prompt, node_id, kind, int(inputs.get("steps", 20)))
         else:
             await asyncio.sleep(0.001)
         if kind == "CheckpointLoaderSimple":
             self._loaded.add(inputs.get("ckpt_name"))
         if kind in OUTPUT_NODES:
-            images = self._save(prompt.workflow, inputs.get("filename_prefix", "ComfyUI"),
-                                "output" if kind == "SaveImage" else "temp")
+            graph = GraphImages(prompt.workflow, self.files)
+            names = []
+            for _ in range(graph.latent()[2]):
+                self._counter += 1
+                names.append(f"{inputs.get('filename_prefix', 'ComfyUI')}_{self._counter:05}_.png")
+            images = graph.save(names, "output" if kind == "SaveImage" else "temp")
             outputs[node_id] = {"images": images}
-            await self._send(prompt, "executed", {"node": node_id, "display_node": node_id,
-                                                  "output": {"images": images}, "prompt_id": pid})
+            await self._send(prompt, "executed", {
+                "node": node_id, "display_node": node_id, "output": {"images": images},
+                "prompt_id": prompt.prompt_id})
 
-    @staticmethod
-    def _order(workflow: dict[str, Any]) -> list[str]:
-        """Nodes after the nodes their inputs link to (``[node_id, slot]``)."""
-        done: list[str] = []
-
-        def visit(node_id: str) -> None:
-            if node_id in done:
-                return
-            for value in (workflow[node_id].get("inputs") or {}).values():
-                if isinstance(value, list) and len(value) == 2 and str(value[0]) in workflow:
-                    visit(str(value[0]))
-            done.append(node_id)
-
-        for node_id in workflow:
-            visit(node_id)
-        return done
-
-    def _latent(self, workflow: dict[str, Any]) -> tuple[int, int, int]:
-        """Width, height and batch of the sampled latent: EmptyLatentImage's, or for an edit
-        the ImageScale size (else the uploaded image's) times RepeatLatentBatch's amount."""
-        for spec in workflow.values():
-            if spec["class_type"] == "EmptyLatentImage":
-                i = spec["inputs"]
-                return int(i.get("width", 512)), int(i.get("height", 512)), int(
-                    i.get("batch_size", 1))
-        batch = 1
-        for spec in workflow.values():
-            if spec["class_type"] == "RepeatLatentBatch":
-                batch *= int(spec["inputs"].get("amount", 1))
-        for spec in workflow.values():
-            i = spec["inputs"]
-            if spec["class_type"] == "ImageScale" and (i.get("width") or i.get("height")):
-                return int(i.get("width") or 512), int(i.get("height") or 512), batch
-        source = self._source(workflow)
-        if source is not None:
-            return source.width, source.height, batch
-        return 512, 512, batch
-
-    def _load_input(self, workflow: dict[str, Any], node_id: str) -> Image.Image | None:
-        spec = workflow.get(node_id) or {}
-        data = self._input_file((spec.get("inputs") or {}).get("image"))
-        if spec.get("class_type") not in IMAGE_LOADERS or data is None:
-            return None
-        image = Image.open(io.BytesIO(data))
-        image.load()
-        return image
-
-    def _source(self, workflow: dict[str, Any]) -> Image.Image | None:
-        """The picture an edit graph encodes: the LoadImage behind VAEEncode's pixels."""
-        for spec in workflow.values():
-            if spec["class_type"] in ("VAEEncode", "VAEEncodeForInpaint"):
-                link = _link(spec["inputs"].get("pixels"))
-                while link is not None and workflow[link[0]]["class_type"] == "ImageScale":
-                    link = _link(workflow[link[0]]["inputs"].get("image"))
-                if link is not None and workflow[link[0]]["class_type"] == "LoadImage":
-                    return self._load_input(workflow, link[0])
-        return None
-
-    def _noise_mask(self, workflow: dict[str, Any]) -> Image.Image | None:
-        """The MASK an inpaint graph samples under (L, 255 = repaint), as ComfyUI makes it:
-        ``LoadImage`` output 1 and ``LoadImageMask`` channel alpha are 1 - alpha."""
-        for spec in workflow.values():
-            if spec["class_type"] not in ("SetLatentNoiseMask", "VAEEncodeForInpaint"):
-                continue
-            link = _link(spec["inputs"].get("mask"))
-            if link is None:
-                continue
-            image = self._load_input(workflow, link[0])
-            if image is None:
-                continue
-            loader = workflow[link[0]]
-            channel = "alpha" if loader["class_type"] == "LoadImage" else \
-                loader["inputs"].get("channel", "alpha")
-            if channel == "alpha":
-                if "A" not in image.getbands() and "transparency" not in image.info:
-                    return Image.new("L", image.size, 0)  # ComfyUI: an all-zero mask
-                return ImageOps.invert(image.convert("RGBA").getchannel("A"))
-            return image.convert("RGB").getchannel("RGB".index(channel[0].upper()))
-        return None
-
-    def _denoise(self, workflow: dict[str, Any]) -> float:
-        for spec in workflow.values():
-            if spec["class_type"] in SAMPLERS:
-                return float(spec["inputs"].get("denoise", 1.0))
-        return 1.0
-
-    def _save(self, workflow: dict[str, Any], prefix: str, kind: str) -> list[dict[str, str]]:
-        width, height, batch = self._latent(workflow)
-        source, mask = self._source(workflow), self._noise_mask(workflow)
-        images = []
-        for index in range(batch):
-            self._counter += 1
-            name = f"{prefix}_{self._counter:05}_.png"
-            colour = (200, 40 * index % 256, 30)
-            if source is None:
-                data = png(width, height, colour)
-            else:
-                base = source.convert("RGB").resize((width, height))
-                paint = Image.blend(base, Image.new("RGB", (width, height), colour),
-                                    self._denoise(workflow))
-                if mask is not None:
-                    paint = Image.composite(paint, base, mask.resize((width, height)))
-                data = _png_of(paint)
-            self.files[(kind, "", name)] = data
-            images.append({"filename": name, "subfolder": "", "type": kind})
-        return images
+    async def _sample(self, prompt: Prompt, node_id: str, kind: str, steps: int) -> None:
+        width, height, _ = GraphImages(prompt.workflow, self.files).latent()
+        for value in range(1, steps + 1):
+            await asyncio.sleep(self.step_delay)
+            if self._interrupt:
+                raise _Stop("execution_interrupted", {"node_id": node_id, "node_type": kind})
+            if self.mode == "execution_error" and value == self.error_step:
+                raise _Stop("execution_error", {
+                    "node_id": node_id, "node_type": kind, "exception_type": self.error[0],
+                    "exception_message": self.error[1],
+                    "traceback": ["Traceback (most recent call last):\n", "...\n"],
+                    "current_inputs": {}, "current_outputs": []})
+            await self._send(prompt, "progress", {"value": value, "max": steps,
+                                                  "prompt_id": prompt.prompt_id,
+                                                  "node": node_id})
+            shade = 255 * value // steps
+            await self._send_preview(prompt, jpeg(max(8, width // 8), max(8, height // 8),
+                                                  (shade, 80, 255 - shade)))
+            if self.mode in ("drop_ws", "lose") and value == self.drop_step:
+                await self._drop_socket(prompt)
+                if self.mode == "lose":
+                    raise _Lost
 
     def _finish(self, prompt: Prompt, status: str, outputs: dict[str, Any],
                 messages: list[list[Any]]) -> None:
