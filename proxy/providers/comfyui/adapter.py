@@ -20,12 +20,13 @@ from typing import Any
 
 import anyio
 
-from proxy.core.errors import GatewayError, invalid_param, upstream_error
+from proxy.core.errors import invalid_param, upstream_error
 from proxy.core.events import Completed, Event, Image, Progress
 from proxy.images.codec import to_b64
 from proxy.images.inputs import InputImage
 from proxy.providers.base import Call, ModelSpec, Provider, ProviderContext, ProviderSettings
 from proxy.providers.comfyui.client import ComfyClient
+from proxy.providers.comfyui.errors import PromptRefused, refusal
 from proxy.providers.comfyui.protocol import history_outcome, image_refs
 from proxy.providers.comfyui.run import Clock, PromptRun
 from proxy.providers.comfyui.settings import ComfyUISettings
@@ -78,14 +79,6 @@ def _input_size(image: InputImage) -> tuple[int, int]:
 
 def _extension(image: InputImage) -> str:
     return {"jpeg": "jpg"}.get(image.format, image.format)
-
-
-def _prompt_id(job_id: str) -> str:
-    """ComfyUI wants a canonical lowercase UUID; the job id normally is one already."""
-    try:
-        return str(uuid.UUID(job_id))
-    except ValueError:
-        return str(uuid.uuid4())
 
 
 class ComfyUIProvider(Provider):
@@ -196,17 +189,24 @@ class ComfyUIProvider(Provider):
         clock = Clock(self.model.timeout)
         # Uploads come first, before any event: a failed upload is still an HTTP error.
         graph = await self._upload(plan, clock)
-        prompt_id = _prompt_id(call.job_id)
+        # A fresh id for every attempt (a retry must not find the last attempt's history); the
+        # client_id, which is the job id, ties prompts to their job on the server.
+        prompt_id = str(uuid.uuid4())
         run = PromptRun(
             prompt_id, {node: spec["class_type"] for node, spec in graph.items()},
             partial_images=request.partial_images if request.stream else 0,
             output_format=plan.output_format, compression=request.output_compression,
-            clock=clock,
+            clock=clock, host=self.client.host,
         )
         ws = await self.client.connect(call.job_id, clock.http())
+        maybe_queued = True  # from here on the prompt may exist, even if its answer is lost
         try:
-            # From here on the prompt may exist on the server, even if its answer is lost.
-            await self.client.submit(graph, call.job_id, prompt_id, clock.http())
+            try:
+                await self.client.submit(graph, call.job_id, prompt_id, clock.http())
+            except PromptRefused as refused:
+                maybe_queued = False
+                raise refusal(refused.raw, plan.workflow.inputs, self.client.host,
+                              self.model.name) from None
             yield Progress(0.0, stage="queued")
             while ws is not None and not run.finished and not run.lost:
                 for event in await run.receive(ws):
@@ -219,7 +219,7 @@ class ComfyUIProvider(Provider):
             refs = image_refs(outputs, self.settings.output_node)
             if not refs:  # e.g. an output node answered from cache by an older ComfyUI
                 entry = await self.client.history(prompt_id, clock.http())
-                refs = image_refs((entry and history_outcome(entry)) or {},
+                refs = image_refs((entry and history_outcome(entry, self.client.host)) or {},
                                   self.settings.output_node)
             if not refs:
                 raise upstream_error(
@@ -237,11 +237,10 @@ class ComfyUIProvider(Provider):
             if request.quality not in (None, "auto"):
                 resolved["quality"] = request.quality
             yield Completed(usage=None, resolved=resolved)
-        except BaseException as exc:
+        except BaseException:
             # Closed (client gone), cancelled, timed out or failed before the prompt ended:
             # stop it on the server so it does not keep a GPU busy for nobody.
-            refused = isinstance(exc, GatewayError) and exc.code == "workflow_invalid"
-            if not run.finished and not refused:
+            if not run.finished and maybe_queued:
                 with anyio.CancelScope(shield=True):
                     await self.client.abandon(prompt_id)
             raise
@@ -257,7 +256,7 @@ class ComfyUIProvider(Provider):
             entry = await self.client.history(run.prompt_id, clock.http())
             if entry is not None:
                 run.finished = True  # ComfyUI writes the entry when the prompt is over
-                outputs = history_outcome(entry)
+                outputs = history_outcome(entry, self.client.host)
                 if outputs is not None:
                     return outputs
             polls += 1

@@ -16,7 +16,8 @@ import orjson
 
 from proxy.config import TimeoutConfig
 from proxy.core.errors import GatewayError, upstream_error, upstream_timeout
-from proxy.providers.comfyui.protocol import ImageRef, validation_summary
+from proxy.providers.comfyui.errors import PromptRefused
+from proxy.providers.comfyui.protocol import ImageRef
 from proxy.upstream.client import UpstreamClient
 
 log = logging.getLogger("proxy.providers.comfyui")
@@ -69,6 +70,7 @@ class ComfyClient:
 
     async def submit(self, graph: dict[str, Any], client_id: str, prompt_id: str,
                      timeout: TimeoutConfig) -> None:
+        """Queue the prompt. A 400 raises :class:`PromptRefused` with ComfyUI's reasons."""
         body = orjson.dumps({"prompt": graph, "client_id": client_id, "prompt_id": prompt_id})
         async with self.http.request("POST", f"{self.base}/prompt", timeout=timeout,
                                      headers=self._json_headers, body=body) as response:
@@ -76,9 +78,10 @@ class ComfyClient:
             if response.status == 200:
                 return
             if response.status == 400:
-                raise GatewayError(400, f"ComfyUI rejected the workflow: "
-                                        f"{validation_summary(raw)}", code="workflow_invalid")
-            raise self._status_error(response.status, raw, "the prompt")
+                raise PromptRefused(raw)
+            # Refused before anything was queued: another try (or server) may do.
+            raise self._status_error(response.status, raw, "the prompt",
+                                     transient=response.status >= 500)
 
     async def upload(self, data: bytes, filename: str, content_type: str, subfolder: str,
                      timeout: TimeoutConfig) -> str:
@@ -157,7 +160,8 @@ class ComfyClient:
             raise upstream_error(f"ComfyUI answered {path} with data that is not JSON.",
                                  code="upstream_invalid_response") from None
 
-    def _status_error(self, status: int, raw: bytes, what: str) -> GatewayError:
+    def _status_error(self, status: int, raw: bytes, what: str,
+                      transient: bool = False) -> GatewayError:
         snippet = raw[:300].decode("utf-8", "replace").strip()
         return upstream_error(f"ComfyUI at {self.host} answered HTTP {status} for {what}"
-                              + (f": {snippet}" if snippet else "."))
+                              + (f": {snippet}" if snippet else "."), transient=transient)

@@ -13,7 +13,8 @@ from typing import Any
 
 import orjson
 
-from proxy.core.errors import GatewayError, upstream_error
+from proxy.core.errors import upstream_error
+from proxy.providers.comfyui.errors import execution_error, interrupted_error
 
 # Binary websocket frames start with a big-endian uint32 event type.
 PREVIEW_IMAGE = 1
@@ -157,25 +158,7 @@ def image_refs(outputs: dict[str, Any], output_node: str | None) -> list[ImageRe
     return saved or found
 
 
-def execution_error(data: dict[str, Any]) -> GatewayError:
-    node = data.get("node_id")
-    node_type = data.get("node_type") or "unknown node"
-    kind = data.get("exception_type") or "Error"
-    message = str(data.get("exception_message") or "").strip() or "no message"
-    return upstream_error(
-        f"ComfyUI failed in node {node} ({node_type}): {kind}: {message}",
-        code="upstream_execution_error",
-    )
-
-
-def interrupted_error(data: dict[str, Any]) -> GatewayError:
-    node = data.get("node_id")
-    where = f" in node {node} ({data.get('node_type')})" if node is not None else ""
-    return upstream_error(f"The job was interrupted on the ComfyUI server{where}.",
-                          code="upstream_cancelled")
-
-
-def history_outcome(entry: dict[str, Any]) -> dict[str, Any] | None:
+def history_outcome(entry: dict[str, Any], host: str) -> dict[str, Any] | None:
     """A finished ``/history/{id}`` entry -> its outputs; raises if the run failed.
 
     None while the entry is not finished (it normally appears only when it is).
@@ -186,42 +169,11 @@ def history_outcome(entry: dict[str, Any]) -> dict[str, Any] | None:
         for message in reversed(status.get("messages") or []):
             if isinstance(message, list) and len(message) == 2 and isinstance(message[1], dict):
                 if message[0] == "execution_error":
-                    raise execution_error(message[1])
+                    raise execution_error(message[1], host)
                 if message[0] == "execution_interrupted":
-                    raise interrupted_error(message[1])
-        raise upstream_error("ComfyUI reports the job failed.", code="upstream_execution_error")
+                    raise interrupted_error(message[1], host)
+        raise upstream_error(f"ComfyUI at {host} reports the job failed.",
+                             code="upstream_execution_error")
     if status.get("completed") or outputs:
         return outputs
     return None
-
-
-def validation_summary(raw: bytes) -> str:
-    """A readable one-liner from a ``POST /prompt`` 400 body (``error`` + ``node_errors``)."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw[:500].decode("utf-8", "replace") or "no details"
-    if not isinstance(body, dict):
-        return "no details"
-    parts: list[str] = []
-    error = body.get("error")
-    if isinstance(error, dict):
-        text = f"{error.get('type') or 'error'}: {error.get('message') or ''}".rstrip(": ")
-        if error.get("details"):
-            text += f" ({error['details']})"
-        parts.append(text)
-    elif isinstance(error, str):
-        parts.append(error)
-    node_errors = body.get("node_errors")
-    if isinstance(node_errors, dict):
-        for node_id, found in node_errors.items():
-            if not isinstance(found, dict):
-                continue
-            for item in found.get("errors") or ():
-                if not isinstance(item, dict):
-                    continue
-                text = f"node {node_id} ({found.get('class_type')}): {item.get('message')}"
-                if item.get("details"):
-                    text += f": {item['details']}"
-                parts.append(text)
-    return "; ".join(parts)[:2000] or "no details"

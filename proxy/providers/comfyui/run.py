@@ -17,10 +17,9 @@ from proxy.config import TimeoutConfig
 from proxy.core.errors import GatewayError, upstream_timeout
 from proxy.core.events import Event, PartialImage, Progress
 from proxy.images.codec import to_b64
+from proxy.providers.comfyui.errors import execution_error, interrupted_error
 from proxy.providers.comfyui.protocol import (
     ProgressTracker,
-    execution_error,
-    interrupted_error,
     node_weight,
     parse_binary,
     parse_text,
@@ -56,9 +55,11 @@ class Clock:
 
 
 class PromptRun:
-    def __init__(self, prompt_id: str, class_types: dict[str, str], *, partial_images: int,
-                 output_format: str, compression: int | None, clock: Clock) -> None:
+    def __init__(self, prompt_id: str, class_types: dict[str, str], *, host: str,
+                 partial_images: int, output_format: str, compression: int | None,
+                 clock: Clock) -> None:
         self.prompt_id = prompt_id
+        self.host = host
         self.tracker = ProgressTracker(class_types)
         self.clock = clock
         self.partials_wanted = partial_images
@@ -127,10 +128,10 @@ class PromptRun:
             return []
         if kind == "execution_error":
             self.finished = True
-            raise execution_error(data)
+            raise execution_error(data, self.host)
         if kind == "execution_interrupted":
             self.finished = True
-            raise interrupted_error(data)
+            raise interrupted_error(data, self.host)
         return []
 
     async def on_binary(self, frame: bytes) -> list[Event]:

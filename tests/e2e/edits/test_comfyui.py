@@ -22,8 +22,8 @@ from tests.support.schemas import validate
 from tests.support.stack import stack_fixture
 
 
-def inputs(comfy: FakeComfyUI, prompt_id: str, node: str) -> dict:
-    return comfy.prompts[prompt_id].workflow[node]["inputs"]
+def inputs(comfy: FakeComfyUI, job_id: str, node: str) -> dict:
+    return comfy.prompt_of(job_id).workflow[node]["inputs"]
 
 
 def edit_workflow(extra: str) -> Callable[[str], str]:

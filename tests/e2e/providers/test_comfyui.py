@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,13 +21,12 @@ from tests.support.fakes.comfyui import COMFY_MODEL as MODEL
 from tests.support.fakes.comfyui import FakeComfyUI, comfy_yaml
 from tests.support.gateways import gateway_config
 from tests.support.images import decode
-from tests.support.paths import COMFYUI_WORKFLOWS
 from tests.support.schemas import validate
 from tests.support.stack import upstream_and_gateway
 
 
-def inputs(comfy: FakeComfyUI, prompt_id: str, node: str) -> dict:
-    return comfy.prompts[prompt_id].workflow[node]["inputs"]
+def inputs(comfy: FakeComfyUI, job_id: str, node: str) -> dict:
+    return comfy.prompt_of(job_id).workflow[node]["inputs"]
 
 
 # -- through the gateway, with the official SDK ------------------------------------------------
@@ -49,7 +47,7 @@ def test_generate_injects_the_request_and_returns_the_batch(comfy) -> None:
     assert body["provider"] == "comfyui"
 
     prompt_id = raw.headers["x-request-id"]
-    assert fake.prompts[prompt_id].client_id == prompt_id
+    assert fake.prompt_of(prompt_id).prompt_id != prompt_id, "a fresh prompt id per attempt"
     assert prompt_id in fake.ws_clients, "the websocket is opened with clientId=<job id>"
     assert inputs(fake, prompt_id, "6")["text"] == "a lighthouse in a storm"
     assert inputs(fake, prompt_id, "7")["text"] == "people"
@@ -94,37 +92,31 @@ def test_stream_turns_previews_into_partial_images(comfy) -> None:
     assert final.format == "PNG" and final.size == (512, 512)
 
 
-def test_execution_error_is_a_502_with_the_exception(comfy) -> None:
-    fake, server = comfy
-    fake.mode = "execution_error"
-    with pytest.raises(openai.InternalServerError) as caught:
+def test_running_out_of_memory_is_the_servers_503_and_is_retried() -> None:
+    fake = FakeComfyUI(step_delay=0.005, mode="execution_error")
+    with upstream_and_gateway(fake, lambda url: comfy_yaml(
+            url, extra="reliability: {retries: 1, backoff_base: 0.01}")) as (_, server), \
+            pytest.raises(openai.InternalServerError) as caught:
         sdk(server).images.generate(model=MODEL, prompt="p", size="256x256")
     error = caught.value
     validate("ErrorResponse", error.response.json())
-    assert error.status_code == 502 and error.code == "upstream_execution_error"
+    assert error.status_code == 503 and error.code == "upstream_out_of_memory"
+    assert error.type == "upstream_error"
+    assert "ran out of GPU memory in node 3 (KSampler)" in error.message
     assert "torch.OutOfMemoryError: CUDA out of memory" in error.message
-    assert "KSampler" in error.message
+    assert len(fake.prompts) == 2, "transient: retried once (reliability.retries: 1)"
 
 
-@pytest.mark.parametrize(("node", "expected"), [
-    ({"class_type": "FancyUpscaler", "inputs": {}}, "FancyUpscaler"),
-    ({"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "nope.ckpt"}},
-     "node 4 (CheckpointLoaderSimple): Value not in list: ckpt_name: 'nope.ckpt'"),
-])
-def test_a_workflow_comfyui_refuses_is_a_400(tmp_path, node, expected) -> None:
-    workflow = json.loads((COMFYUI_WORKFLOWS / "sdxl_text_to_image.json").read_text())
-    workflow["4" if node["class_type"].startswith("Checkpoint") else "10"] = node
-    path = tmp_path / "custom.json"
-    path.write_text(json.dumps(workflow))
-    extra = """    inputs: {prompt: ["6", text], seed: ["3", seed]}"""
-    with upstream_and_gateway(FakeComfyUI(step_delay=0.005), lambda url: comfy_yaml(
-            url, workflow=str(path), extra=extra)) as (comfy, server):
-        with pytest.raises(openai.BadRequestError) as caught:
-            sdk(server).images.generate(model=MODEL, prompt="p")
+def test_another_execution_error_is_a_502_with_the_exception(comfy) -> None:
+    fake, server = comfy
+    fake.mode = "execution_error"
+    fake.error = ("RuntimeError", "mat1 and mat2 shapes cannot be multiplied (2x768 and 2048x1)")
+    with pytest.raises(openai.InternalServerError) as caught:
+        sdk(server).images.generate(model=MODEL, prompt="p", size="256x256")
     error = caught.value
-    assert error.status_code == 400 and error.code == "workflow_invalid"
-    assert expected in error.message
-    assert not comfy.prompts
+    assert error.status_code == 502 and error.code == "upstream_execution_error"
+    assert "node 3 (KSampler): RuntimeError: mat1 and mat2 shapes" in error.message
+    assert len(fake.prompts) == 1, "not transient: the same prompt would fail the same way"
 
 
 def test_websocket_lost_mid_job_still_succeeds_through_history(comfy) -> None:
@@ -134,7 +126,7 @@ def test_websocket_lost_mid_job_still_succeeds_through_history(comfy) -> None:
                                                         size="320x240")
     result = raw.parse()
     assert [decode(d.b64_json).size for d in result.data] == [(320, 240)] * 2
-    assert fake.prompts[raw.headers["x-request-id"]].status == "success"
+    assert fake.prompt_of(raw.headers["x-request-id"]).status == "success"
     assert fake.history_reads >= 2, "the job was followed through /history"
 
 
@@ -170,7 +162,7 @@ def test_client_gone_mid_stream_interrupts_the_prompt(comfy) -> None:
     with httpx.stream("POST", f"{server.url}/v1/images/generations", timeout=30, json={
         "model": MODEL, "prompt": "p", "size": "256x256", "stream": True, "partial_images": 3,
     }) as response:
-        prompt_id = response.headers["x-request-id"]
+        prompt_id = fake.prompt_of(response.headers["x-request-id"]).prompt_id
         first = next(response.iter_bytes())
         assert first.startswith(b"id: 1\nevent: image_generation.partial_image")
     deadline = time.monotonic() + 5
@@ -201,7 +193,7 @@ def test_job_over_its_total_time_is_a_504_and_is_interrupted() -> None:
             pytest.raises(openai.InternalServerError) as caught:
         sdk(server).images.generate(model=MODEL, prompt="p", size="256x256")
     assert caught.value.status_code == 504 and caught.value.code == "upstream_timeout"
-    assert comfy.interrupts == [caught.value.request_id]
+    assert comfy.interrupts == [comfy.prompt_of(caught.value.request_id).prompt_id]
 
 
 # -- the adapter's own events ------------------------------------------------------------------

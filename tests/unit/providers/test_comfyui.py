@@ -10,11 +10,8 @@ import pytest
 from proxy.config import ConfigError
 from proxy.providers.base import ProviderContext
 from proxy.providers.comfyui import ComfyUIProvider, ComfyUISettings
-from proxy.providers.comfyui.protocol import (
-    ProgressTracker,
-    parse_binary,
-    validation_summary,
-)
+from proxy.providers.comfyui.errors import validation_summary
+from proxy.providers.comfyui.protocol import ProgressTracker, parse_binary
 from proxy.service.gateway import load_checked_text
 from proxy.upstream.client import UpstreamClient
 from tests.support.fakes.comfyui import comfy_yaml, jpeg
