@@ -3,15 +3,18 @@
 One job = one prompt. The websocket is opened first (ComfyUI does not buffer events), the
 workflow is queued with the request injected, and the prompt is followed to its end: per-node
 progress becomes one percentage, previews become partial images, ``executed`` outputs are
-fetched from ``/view``. A lost websocket falls back to polling ``/history``; a job the caller
-abandons is interrupted and dequeued on the server. An edit runs the model's edit workflow after
+fetched from ``/view``. A lost websocket falls back to polling ``/history`` (the id ComfyUI
+answered with, which older builds choose themselves); a job the caller abandons is deleted from
+the queue if it waits, interrupted if it runs. An edit runs the model's edit workflow after
 uploading its image (and mask) with ``/upload/image``; their stored names go into ``LoadImage``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+import time
 import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -20,7 +23,7 @@ from typing import Any
 
 import anyio
 
-from proxy.core.errors import invalid_param, upstream_error
+from proxy.core.errors import GatewayError, invalid_param, upstream_error
 from proxy.core.events import Completed, Event, Image, Progress
 from proxy.images.codec import to_b64
 from proxy.images.inputs import InputImage
@@ -36,6 +39,8 @@ from proxy.providers.comfyui.workflow import (
     load_edit_workflow,
     load_workflow,
 )
+
+log = logging.getLogger("proxy.providers.comfyui")
 
 # Every this many empty ``/history`` polls, ask ``/queue`` whether the prompt still exists.
 _QUEUE_CHECK_EVERY = 5
@@ -192,21 +197,24 @@ class ComfyUIProvider(Provider):
         # A fresh id for every attempt (a retry must not find the last attempt's history); the
         # client_id, which is the job id, ties prompts to their job on the server.
         prompt_id = str(uuid.uuid4())
-        run = PromptRun(
-            prompt_id, {node: spec["class_type"] for node, spec in graph.items()},
-            partial_images=request.partial_images if request.stream else 0,
-            output_format=plan.output_format, compression=request.output_compression,
-            clock=clock, host=self.client.host,
-        )
         ws = await self.client.connect(call.job_id, clock.http())
+        run: PromptRun | None = None
+        queued_as: str | None = None
         maybe_queued = True  # from here on the prompt may exist, even if its answer is lost
         try:
             try:
-                await self.client.submit(graph, call.job_id, prompt_id, clock.http())
+                queued_as = await self.client.submit(graph, call.job_id, prompt_id, clock.http())
             except PromptRefused as refused:
                 maybe_queued = False
                 raise refusal(refused.raw, plan.workflow.inputs, self.client.host,
                               self.model.name) from None
+            # Older builds ignore the prompt_id sent: the answer's is the one that counts.
+            run = PromptRun(
+                queued_as, {node: spec["class_type"] for node, spec in graph.items()},
+                partial_images=request.partial_images if request.stream else 0,
+                output_format=plan.output_format, compression=request.output_compression,
+                clock=clock, host=self.client.host,
+            )
             yield Progress(0.0, stage="queued")
             while ws is not None and not run.finished and not run.lost:
                 for event in await run.receive(ws):
@@ -218,7 +226,7 @@ class ComfyUIProvider(Provider):
                 outputs = await self._poll(run, clock)
             refs = image_refs(outputs, self.settings.output_node)
             if not refs:  # e.g. an output node answered from cache by an older ComfyUI
-                entry = await self.client.history(prompt_id, clock.http())
+                entry = await self.client.history(queued_as, clock.http())
                 refs = image_refs((entry and history_outcome(entry, self.client.host)) or {},
                                   self.settings.output_node)
             if not refs:
@@ -240,9 +248,9 @@ class ComfyUIProvider(Provider):
         except BaseException:
             # Closed (client gone), cancelled, timed out or failed before the prompt ended:
             # stop it on the server so it does not keep a GPU busy for nobody.
-            if not run.finished and maybe_queued:
+            if maybe_queued and (run is None or not run.finished):
                 with anyio.CancelScope(shield=True):
-                    await self.client.abandon(prompt_id)
+                    await self.client.abandon(queued_as or prompt_id)
             raise
         finally:
             if ws is not None:
@@ -250,10 +258,18 @@ class ComfyUIProvider(Provider):
                     await ws.close()
 
     async def _poll(self, run: PromptRun, clock: Clock) -> dict[str, Any]:
-        """Poll ``/history`` until the prompt's entry is complete; its outputs."""
-        polls = 0
+        """Poll ``/history`` until the prompt's entry is complete; its outputs. Polls that
+        fail are retried until they have failed for ``poll_grace`` seconds."""
+        polls, failing_since = 0, None
         while True:
-            entry = await self.client.history(run.prompt_id, clock.http())
+            timeout = clock.http()  # past the job's deadline this raises: no retry
+            try:
+                entry = await self.client.history(run.prompt_id, timeout)
+            except GatewayError as error:
+                failing_since = self._failing(error, failing_since)
+                await asyncio.sleep(min(self.settings.poll_interval, clock.remaining()))
+                continue
+            failing_since = None
             if entry is not None:
                 run.finished = True  # ComfyUI writes the entry when the prompt is over
                 outputs = history_outcome(entry, self.client.host)
@@ -261,10 +277,23 @@ class ComfyUIProvider(Provider):
                     return outputs
             polls += 1
             if entry is None and polls % _QUEUE_CHECK_EVERY == 0:
-                if not await self.client.queued(run.prompt_id, clock.http()) and (
+                state = await self.client.queue(clock.http())
+                if state.where(run.prompt_id) == "absent" and (
                         await self.client.history(run.prompt_id, clock.http()) is None):
                     run.finished = True
                     raise upstream_error(
                         "ComfyUI no longer knows the job (was the server restarted?).",
                         code="upstream_lost")
             await asyncio.sleep(min(self.settings.poll_interval, clock.remaining()))
+
+    def _failing(self, error: GatewayError, since: float | None) -> float:
+        """A failed poll: retried until polls have failed for ``poll_grace`` seconds."""
+        now = time.monotonic()
+        since = now if since is None else since
+        if now - since >= self.settings.poll_grace:
+            raise upstream_error(
+                f"The ComfyUI server at {self.client.host} stopped answering while it ran the "
+                f"job (for {now - since:.0f} s): {error.message}",
+                code=error.code or "upstream_error")
+        log.info("polling ComfyUI at %s failed, retrying: %s", self.client.host, error.message)
+        return since

@@ -17,7 +17,7 @@ import orjson
 from proxy.config import TimeoutConfig
 from proxy.core.errors import GatewayError, upstream_error, upstream_timeout
 from proxy.providers.comfyui.errors import PromptRefused
-from proxy.providers.comfyui.protocol import ImageRef
+from proxy.providers.comfyui.protocol import ImageRef, QueueState, queue_state
 from proxy.upstream.client import UpstreamClient
 
 log = logging.getLogger("proxy.providers.comfyui")
@@ -69,19 +69,30 @@ class ComfyClient:
                                  f"{exc or type(exc).__name__}.") from None
 
     async def submit(self, graph: dict[str, Any], client_id: str, prompt_id: str,
-                     timeout: TimeoutConfig) -> None:
-        """Queue the prompt. A 400 raises :class:`PromptRefused` with ComfyUI's reasons."""
+                     timeout: TimeoutConfig) -> str:
+        """Queue the prompt; the id ComfyUI gave it. Current builds keep the ``prompt_id`` we
+        send; builds before 0.3.45 ignore it and make their own, which is the one that counts.
+        A 400 raises :class:`PromptRefused` with ComfyUI's reasons."""
         body = orjson.dumps({"prompt": graph, "client_id": client_id, "prompt_id": prompt_id})
         async with self.http.request("POST", f"{self.base}/prompt", timeout=timeout,
                                      headers=self._json_headers, body=body) as response:
             raw = await response.read()
-            if response.status == 200:
-                return
             if response.status == 400:
                 raise PromptRefused(raw)
-            # Refused before anything was queued: another try (or server) may do.
-            raise self._status_error(response.status, raw, "the prompt",
-                                     transient=response.status >= 500)
+            if response.status != 200:
+                # Refused before anything was queued: another try (or server) may do.
+                raise self._status_error(response.status, raw, "the prompt",
+                                         transient=response.status >= 500)
+        try:
+            answer = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            answer = None
+        chosen = answer.get("prompt_id") if isinstance(answer, dict) else None
+        if isinstance(chosen, str) and chosen:
+            return chosen
+        log.warning("ComfyUI at %s queued a prompt without saying its id; assuming %s",
+                    self.host, prompt_id)
+        return prompt_id
 
     async def upload(self, data: bytes, filename: str, content_type: str, subfolder: str,
                      timeout: TimeoutConfig) -> str:
@@ -116,14 +127,9 @@ class ComfyClient:
         entry = body.get(prompt_id) if isinstance(body, dict) else None
         return entry if isinstance(entry, dict) else None
 
-    async def queued(self, prompt_id: str, timeout: TimeoutConfig) -> bool:
-        """Whether the prompt is running or waiting in ComfyUI's queue."""
-        body = await self._get_json("/queue", timeout)
-        for key in ("queue_running", "queue_pending"):
-            for item in (body.get(key) or []) if isinstance(body, dict) else []:
-                if isinstance(item, list) and len(item) > 1 and item[1] == prompt_id:
-                    return True
-        return False
+    async def queue(self, timeout: TimeoutConfig) -> QueueState:
+        """``GET /queue``: what runs and what waits, in the order it will run."""
+        return queue_state(await self._get_json("/queue", timeout))
 
     async def view(self, ref: ImageRef, timeout: TimeoutConfig) -> bytes:
         query = urlencode({"filename": ref["filename"], "subfolder": ref["subfolder"],
@@ -136,17 +142,40 @@ class ComfyClient:
             return raw
 
     async def abandon(self, prompt_id: str) -> None:
-        """Interrupt the prompt if it runs and drop it from the queue if it waits; best effort."""
-        for path, payload in (("/interrupt", {"prompt_id": prompt_id}),
-                              ("/queue", {"delete": [prompt_id]})):
-            try:
-                async with self.http.request(
-                    "POST", f"{self.base}{path}", timeout=CLEANUP_TIMEOUT,
-                    headers=self._json_headers, body=orjson.dumps(payload),
-                ) as response:
-                    await response.read()
-            except Exception as exc:  # the job is over either way; report, never raise
-                log.warning("ComfyUI %s for prompt %s failed: %r", path, prompt_id, exc)
+        """Stop the prompt without touching anyone else's; best effort, never raises.
+
+        A waiting prompt is deleted from the queue; a running one is interrupted, and only when
+        ``/queue`` shows it running: builds before September 2025 ignore the ``prompt_id`` of
+        ``/interrupt`` and stop whatever runs, another client's prompt included. When ``/queue``
+        cannot be read, only the (harmless) delete is sent.
+        """
+        where = await self._where(prompt_id)
+        if where == "pending":
+            await self._post_quietly("/queue", {"delete": [prompt_id]}, prompt_id)
+            where = await self._where(prompt_id)  # it may have started in between
+        if where == "running":
+            await self._post_quietly("/interrupt", {"prompt_id": prompt_id}, prompt_id)
+        elif where is None:
+            await self._post_quietly("/queue", {"delete": [prompt_id]}, prompt_id)
+
+    async def _where(self, prompt_id: str) -> str | None:
+        try:
+            return (await self.queue(CLEANUP_TIMEOUT)).where(prompt_id)
+        except Exception as exc:  # the job is over either way; report, never raise
+            log.warning("ComfyUI /queue at %s for prompt %s failed: %r", self.host, prompt_id,
+                        exc)
+            return None
+
+    async def _post_quietly(self, path: str, payload: dict[str, Any], prompt_id: str) -> None:
+        try:
+            async with self.http.request(
+                "POST", f"{self.base}{path}", timeout=CLEANUP_TIMEOUT,
+                headers=self._json_headers, body=orjson.dumps(payload),
+            ) as response:
+                await response.read()
+        except Exception as exc:
+            log.warning("ComfyUI %s at %s for prompt %s failed: %r", path, self.host,
+                        prompt_id, exc)
 
     async def _get_json(self, path: str, timeout: TimeoutConfig) -> Any:
         async with self.http.request("GET", f"{self.base}{path}", timeout=timeout,

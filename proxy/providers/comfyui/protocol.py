@@ -177,3 +177,45 @@ def history_outcome(entry: dict[str, Any], host: str) -> dict[str, Any] | None:
     if status.get("completed") or outputs:
         return outputs
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    """``GET /queue``: the prompt ids running, and those waiting in the order they will run."""
+
+    running: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()
+
+    def where(self, prompt_id: str) -> str:
+        """``running``, ``pending``, or ``absent`` (finished, deleted or never queued)."""
+        if prompt_id in self.running:
+            return "running"
+        return "pending" if prompt_id in self.pending else "absent"
+
+    def position(self, prompt_id: str) -> int | None:
+        """1 for the next prompt to run, 2 for the one after it, ...; None unless waiting."""
+        try:
+            return self.pending.index(prompt_id) + 1
+        except ValueError:
+            return None
+
+
+def _queue_items(items: Any) -> list[tuple[float, str]]:
+    """``[[number, prompt_id, prompt, extra_data, outputs, ...], ...]`` -> (number, id)."""
+    found = []
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, list) and len(item) > 1 and isinstance(item[1], str):
+            number = item[0] if isinstance(item[0], (int, float)) else float("inf")
+            found.append((float(number), item[1]))
+    return found
+
+
+def queue_state(body: Any) -> QueueState:
+    """ComfyUI keeps its pending prompts in a heap: they run by ``number`` (lowest first; a
+    prompt queued with ``front`` has a negative one), not in the order ``/queue`` lists them."""
+    if not isinstance(body, dict):
+        return QueueState()
+    running = tuple(pid for _, pid in _queue_items(body.get("queue_running")))
+    pending = tuple(pid for _, pid in sorted(_queue_items(body.get("queue_pending")),
+                                             key=lambda item: item[0]))
+    return QueueState(running, pending)

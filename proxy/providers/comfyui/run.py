@@ -55,6 +55,10 @@ class Clock:
 
 
 class PromptRun:
+    """One prompt, from the websocket's messages. It has ended on ``execution_success``,
+    ``execution_error`` or ``execution_interrupted``, or on ``executing`` with no node: builds
+    differ in which of the two ends they send (current ones send both), so either will do."""
+
     def __init__(self, prompt_id: str, class_types: dict[str, str], *, host: str,
                  partial_images: int, output_format: str, compression: int | None,
                  clock: Clock) -> None:
@@ -123,8 +127,8 @@ class PromptRun:
             self._collect(str(data.get("node")), data.get("output"))
             return [Progress(tracker.executed(data.get("node")),
                              stage=tracker.current_class() or "running")]
-        if kind == "execution_success":
-            self.succeeded = True
+        if kind == "execution_success":  # some builds send no ``executing`` after it
+            self.succeeded = self.finished = True
             return []
         if kind == "execution_error":
             self.finished = True

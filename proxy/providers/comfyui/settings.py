@@ -62,6 +62,9 @@ class ComfyUISettings(ProviderSettings):
     headers: dict[str, str] = Field(default_factory=dict)
     # Seconds between ``/history`` polls when the websocket is lost mid-job.
     poll_interval: float = Field(1.0, gt=0, le=60)
+    # How long polls may keep failing (server restarting, a network blip) before the job
+    # fails; every successful answer starts the window again.
+    poll_grace: float = Field(10.0, ge=0, le=600)
     # Edits (``/images/edits``): the workflow run for them, a built-in name or a path like
     # ``workflow``; without one the model refuses edits.
     edit_workflow: str | None = Field(None, min_length=1)

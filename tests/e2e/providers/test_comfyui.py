@@ -156,22 +156,22 @@ def test_an_interrupt_by_someone_else_is_a_502_cancelled(comfy) -> None:
     assert "interrupted" in caught.value.message
 
 
-def test_client_gone_mid_stream_interrupts_the_prompt(comfy) -> None:
+def test_client_gone_mid_stream_interrupts_the_running_prompt(comfy) -> None:
     fake, server = comfy
     fake.step_delay = 0.05  # 25 steps: over a second of sampling
     with httpx.stream("POST", f"{server.url}/v1/images/generations", timeout=30, json={
         "model": MODEL, "prompt": "p", "size": "256x256", "stream": True, "partial_images": 3,
     }) as response:
-        prompt_id = fake.prompt_of(response.headers["x-request-id"]).prompt_id
+        job_id = response.headers["x-request-id"]
         first = next(response.iter_bytes())
         assert first.startswith(b"id: 1\nevent: image_generation.partial_image")
+    prompt = fake.prompt_of(job_id)
     deadline = time.monotonic() + 5
-    while prompt_id not in fake.queue_deletes and time.monotonic() < deadline:
+    while prompt.status == "running" and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert fake.interrupts == [prompt_id] and fake.queue_deletes == [prompt_id]
-    while fake.prompts[prompt_id].status == "running" and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert fake.prompts[prompt_id].status == "interrupted"
+    assert prompt.status == "interrupted"
+    assert fake.interrupts == [prompt.prompt_id], "a running prompt is interrupted by its id"
+    assert fake.queue_deletes == []
 
 
 def test_client_gone_mid_json_request_interrupts_the_prompt(comfy) -> None:
@@ -180,11 +180,11 @@ def test_client_gone_mid_json_request_interrupts_the_prompt(comfy) -> None:
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{server.url}/v1/images/generations", timeout=0.4,
                    json={"model": MODEL, "prompt": "p", "size": "256x256"})
-    (prompt_id,) = fake.prompts
+    (prompt,) = fake.prompts.values()
     deadline = time.monotonic() + 5
-    while prompt_id not in fake.queue_deletes and time.monotonic() < deadline:
+    while prompt.status == "running" and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert fake.interrupts == [prompt_id] and fake.queue_deletes == [prompt_id]
+    assert prompt.status == "interrupted" and fake.interrupts == [prompt.prompt_id]
 
 
 def test_job_over_its_total_time_is_a_504_and_is_interrupted() -> None:
