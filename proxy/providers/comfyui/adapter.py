@@ -1,18 +1,15 @@
-"""Provider ``comfyui``: a ComfyUI server running a workflow template.
+"""Provider ``comfyui``: ComfyUI servers running a workflow template.
 
-One job = one prompt. The websocket is opened first (ComfyUI does not buffer events), the
-workflow is queued with the request injected, and the prompt is followed to its end: per-node
-progress becomes one percentage, previews become partial images, ``executed`` outputs are
-fetched from ``/view``. A lost websocket falls back to polling ``/history`` (the id ComfyUI
-answered with, which older builds choose themselves); a job the caller abandons is deleted from
-the queue if it waits, interrupted if it runs. An edit runs the model's edit workflow after
-uploading its image (and mask) with ``/upload/image``; their stored names go into ``LoadImage``.
+One job = one prompt on one server of the model's pool (:mod:`.pool`: the least loaded one that
+answers). Uploads (an edit's image and mask) go to that server, then its websocket is opened
+(ComfyUI does not buffer events), then the workflow is queued with the request injected. The
+prompt is followed to its end (:mod:`.follow`): its place in the queue while it waits, per-node
+progress as one percentage, previews as partial images, ``executed`` outputs fetched from
+``/view``. A job the caller abandons is dequeued, or interrupted if it runs, on that server.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import random
 import time
 import uuid
@@ -21,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
 
 from proxy.core.errors import GatewayError, invalid_param, upstream_error
@@ -28,8 +26,9 @@ from proxy.core.events import Completed, Event, Image, Progress
 from proxy.images.codec import to_b64
 from proxy.images.inputs import InputImage
 from proxy.providers.base import Call, ModelSpec, Provider, ProviderContext, ProviderSettings
-from proxy.providers.comfyui.client import ComfyClient
 from proxy.providers.comfyui.errors import PromptRefused, refusal
+from proxy.providers.comfyui.follow import Follow
+from proxy.providers.comfyui.pool import Server, ServerPool
 from proxy.providers.comfyui.protocol import history_outcome, image_refs
 from proxy.providers.comfyui.run import Clock, PromptRun
 from proxy.providers.comfyui.settings import ComfyUISettings
@@ -40,12 +39,10 @@ from proxy.providers.comfyui.workflow import (
     load_workflow,
 )
 
-log = logging.getLogger("proxy.providers.comfyui")
-
-# Every this many empty ``/history`` polls, ask ``/queue`` whether the prompt still exists.
-_QUEUE_CHECK_EVERY = 5
 # The longest edge the catalog allows; an edit's input image larger than this is scaled down.
 _MAX_EDGE = 4096
+
+Socket = aiohttp.ClientWebSocketResponse
 
 
 def _upload_stem(job_id: str) -> str:
@@ -96,7 +93,18 @@ class ComfyUIProvider(Provider):
         super().__init__(model, settings, context)
         self.workflow = load_workflow(self.settings, context.config_dir)
         self.edit_workflow = load_edit_workflow(self.settings, context.config_dir)
-        self.client = ComfyClient(context.http, self.settings.base_url, self.settings.headers)
+        self.pool = ServerPool(model.name if model is not None else self.name,
+                               self.settings.pool(), context.http, self.settings.headers,
+                               self.settings.health_interval)
+
+    @property
+    def upstream_key(self) -> str:
+        """One circuit breaker for the model's pool (a failing server leaves the rotation on
+        its own, see :mod:`.pool`)."""
+        return f"{self.name}:{','.join(server.client.base for server in self.pool.servers)}"
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
 
     @classmethod
     def check(cls, settings: ProviderSettings, config_dir: Path) -> None:
@@ -177,123 +185,108 @@ class ComfyUIProvider(Provider):
             return (_Upload(image, f"{stem}.{_extension(image)}", ("image", "mask")),)
         return (_Upload(image, f"{stem}.{_extension(image)}", ("image",)),)
 
-    async def _upload(self, plan: _Plan, clock: Clock) -> Graph:
-        """Upload the plan's files; the graph with their stored names injected."""
+    async def _upload(self, server: Server, plan: _Plan, clock: Clock) -> Graph:
+        """Upload the plan's files to ``server``; the graph with their stored names injected."""
         values = dict(plan.values)
         for upload in plan.uploads:
-            stored = await self.client.upload(
+            stored = await server.client.upload(
                 upload.image.data, upload.filename, upload.image.mime,
                 self.settings.upload_subfolder, clock.http())
             for parameter in upload.parameters:
                 values[parameter] = stored
         return plan.workflow.build(values)
 
+    async def _place(self, call: Call, plan: _Plan,
+                     clock: Clock) -> tuple[Server, Graph, Socket | None]:
+        """A server for the job, its uploads done there and its websocket open. A server that
+        cannot be reached leaves the rotation and the next one is tried."""
+        tried: tuple[Server, ...] = ()
+        while True:
+            server = await self.pool.acquire(tried)
+            try:
+                graph = await self._upload(server, plan, clock)
+                return server, graph, await server.client.connect(call.job_id, clock.http())
+            except GatewayError as error:
+                self.pool.release(server)
+                if error.code != "upstream_unreachable":
+                    raise
+                server.went_down(error.message)
+                tried += (server,)
+            except BaseException:
+                self.pool.release(server)
+                raise
+
     async def generate(self, call: Call) -> AsyncGenerator[Event, None]:
         request = call.request
         plan = self._plan(call)
         clock = Clock(self.model.timeout)
         # Uploads come first, before any event: a failed upload is still an HTTP error.
-        graph = await self._upload(plan, clock)
+        server, graph, ws = await self._place(call, plan, clock)
         # A fresh id for every attempt (a retry must not find the last attempt's history); the
         # client_id, which is the job id, ties prompts to their job on the server.
-        prompt_id = str(uuid.uuid4())
-        ws = await self.client.connect(call.job_id, clock.http())
+        sent = str(uuid.uuid4())
+        prompt_id: str | None = None
         run: PromptRun | None = None
-        queued_as: str | None = None
-        maybe_queued = True  # from here on the prompt may exist, even if its answer is lost
+        maybe_queued = True  # from here on the prompt may exist on the server
         try:
             try:
-                queued_as = await self.client.submit(graph, call.job_id, prompt_id, clock.http())
+                prompt_id = await server.client.submit(graph, call.job_id, sent, clock.http())
             except PromptRefused as refused:
                 maybe_queued = False
-                raise refusal(refused.raw, plan.workflow.inputs, self.client.host,
+                raise refusal(refused.raw, plan.workflow.inputs, server.host,
                               self.model.name) from None
-            # Older builds ignore the prompt_id sent: the answer's is the one that counts.
+            server.submitted += 1
             run = PromptRun(
-                queued_as, {node: spec["class_type"] for node, spec in graph.items()},
-                partial_images=request.partial_images if request.stream else 0,
+                prompt_id, {node: spec["class_type"] for node, spec in graph.items()},
+                host=server.host, partial_images=request.partial_images if request.stream else 0,
                 output_format=plan.output_format, compression=request.output_compression,
-                clock=clock, host=self.client.host,
-            )
-            yield Progress(0.0, stage="queued")
-            while ws is not None and not run.finished and not run.lost:
-                for event in await run.receive(ws):
-                    yield event
-            outputs = run.outputs
-            if not run.finished:
-                yield Progress(run.tracker.percent, stage="waiting",
-                               message="websocket lost; following the job through /history")
-                outputs = await self._poll(run, clock)
-            refs = image_refs(outputs, self.settings.output_node)
-            if not refs:  # e.g. an output node answered from cache by an older ComfyUI
-                entry = await self.client.history(queued_as, clock.http())
-                refs = image_refs((entry and history_outcome(entry, self.client.host)) or {},
-                                  self.settings.output_node)
-            if not refs:
-                raise upstream_error(
-                    "ComfyUI finished the workflow but it produced no images "
-                    "(does the workflow have a SaveImage node?).", code="upstream_no_image")
-            yield Progress(100.0, stage="finished", message="fetching images")
-            size = ""
-            for index, ref in enumerate(refs[:request.n]):
-                data = await self.client.view(ref, clock.http())
-                b64, width, height = await anyio.to_thread.run_sync(
-                    to_b64, data, plan.output_format, request.output_compression)
-                size = size or f"{width}x{height}"
-                yield Image(index, b64_json=b64)
-            resolved = {"size": size, "output_format": plan.output_format}
-            if request.quality not in (None, "auto"):
-                resolved["quality"] = request.quality
-            yield Completed(usage=None, resolved=resolved)
+                clock=clock)
+            follow = Follow(server, run, ws, clock, self.settings.poll_interval,
+                            self.settings.poll_grace)
+            async for event in follow.events():
+                yield event
+            async for event in self._results(call, plan, server, run, follow.outputs, clock):
+                yield event
         except BaseException:
             # Closed (client gone), cancelled, timed out or failed before the prompt ended:
             # stop it on the server so it does not keep a GPU busy for nobody.
             if maybe_queued and (run is None or not run.finished):
                 with anyio.CancelScope(shield=True):
-                    await self.client.abandon(queued_as or prompt_id)
+                    await server.client.abandon(prompt_id or sent)
             raise
         finally:
+            if prompt_id is not None:
+                server.submitted -= 1
+                server.started.pop(prompt_id, None)
+            self.pool.release(server)
             if ws is not None:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                     await ws.close()
 
-    async def _poll(self, run: PromptRun, clock: Clock) -> dict[str, Any]:
-        """Poll ``/history`` until the prompt's entry is complete; its outputs. Polls that
-        fail are retried until they have failed for ``poll_grace`` seconds."""
-        polls, failing_since = 0, None
-        while True:
-            timeout = clock.http()  # past the job's deadline this raises: no retry
-            try:
-                entry = await self.client.history(run.prompt_id, timeout)
-            except GatewayError as error:
-                failing_since = self._failing(error, failing_since)
-                await asyncio.sleep(min(self.settings.poll_interval, clock.remaining()))
-                continue
-            failing_since = None
-            if entry is not None:
-                run.finished = True  # ComfyUI writes the entry when the prompt is over
-                outputs = history_outcome(entry, self.client.host)
-                if outputs is not None:
-                    return outputs
-            polls += 1
-            if entry is None and polls % _QUEUE_CHECK_EVERY == 0:
-                state = await self.client.queue(clock.http())
-                if state.where(run.prompt_id) == "absent" and (
-                        await self.client.history(run.prompt_id, clock.http()) is None):
-                    run.finished = True
-                    raise upstream_error(
-                        "ComfyUI no longer knows the job (was the server restarted?).",
-                        code="upstream_lost")
-            await asyncio.sleep(min(self.settings.poll_interval, clock.remaining()))
-
-    def _failing(self, error: GatewayError, since: float | None) -> float:
-        """A failed poll: retried until polls have failed for ``poll_grace`` seconds."""
-        now = time.monotonic()
-        since = now if since is None else since
-        if now - since >= self.settings.poll_grace:
+    async def _results(self, call: Call, plan: _Plan, server: Server, run: PromptRun,
+                       outputs: dict[str, Any], clock: Clock) -> AsyncGenerator[Event, None]:
+        """The finished prompt's images, fetched from ``/view``, then ``Completed``."""
+        request = call.request
+        refs = image_refs(outputs, self.settings.output_node)
+        if not refs:  # e.g. an output node answered from cache by an older ComfyUI
+            entry = await server.client.history(run.prompt_id, clock.http())
+            refs = image_refs((entry and history_outcome(entry, server.host)) or {},
+                              self.settings.output_node)
+        if not refs:
             raise upstream_error(
-                f"The ComfyUI server at {self.client.host} stopped answering while it ran the "
-                f"job (for {now - since:.0f} s): {error.message}",
-                code=error.code or "upstream_error")
-        log.info("polling ComfyUI at %s failed, retrying: %s", self.client.host, error.message)
-        return since
+                f"ComfyUI at {server.host} finished the workflow but it produced no images "
+                "(does the workflow have a SaveImage node?).", code="upstream_no_image")
+        if run.started_at is not None:
+            server.measured((run.ended_at or time.monotonic()) - run.started_at)
+        yield Progress(100.0, stage="finished", message="fetching images", measured=True)
+        size = ""
+        for index, ref in enumerate(refs[:request.n]):
+            data = await server.client.view(ref, clock.http())
+            b64, width, height = await anyio.to_thread.run_sync(
+                to_b64, data, plan.output_format, request.output_compression)
+            size = size or f"{width}x{height}"
+            yield Image(index, b64_json=b64)
+        resolved = {"size": size, "output_format": plan.output_format}
+        if request.quality not in (None, "auto"):
+            resolved["quality"] = request.quality
+        yield Completed(usage=None, resolved=resolved)

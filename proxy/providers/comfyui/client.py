@@ -17,7 +17,12 @@ import orjson
 from proxy.config import TimeoutConfig
 from proxy.core.errors import GatewayError, upstream_error, upstream_timeout
 from proxy.providers.comfyui.errors import PromptRefused
-from proxy.providers.comfyui.protocol import ImageRef, QueueState, queue_state
+from proxy.providers.comfyui.protocol import (
+    ImageRef,
+    QueueState,
+    queue_remaining,
+    queue_state,
+)
 from proxy.upstream.client import UpstreamClient
 
 log = logging.getLogger("proxy.providers.comfyui")
@@ -130,6 +135,23 @@ class ComfyClient:
     async def queue(self, timeout: TimeoutConfig) -> QueueState:
         """``GET /queue``: what runs and what waits, in the order it will run."""
         return queue_state(await self._get_json("/queue", timeout))
+
+    async def queue_remaining(self, timeout: TimeoutConfig) -> int:
+        """``GET /prompt``: how many prompts run or wait (anyone's), a cheap read."""
+        remaining = queue_remaining(await self._get_json("/prompt", timeout))
+        if remaining is None:
+            raise upstream_error(f"ComfyUI at {self.host} answered GET /prompt without its "
+                                 "queue's length.", code="upstream_invalid_response")
+        return remaining
+
+    async def system_stats(self, timeout: TimeoutConfig) -> dict[str, Any]:
+        """``GET /system_stats``: the health check (the server is up and its Python answers)."""
+        body = await self._get_json("/system_stats", timeout)
+        if not isinstance(body, dict):
+            raise upstream_error(f"ComfyUI at {self.host} answered /system_stats with "
+                                 "something else than its stats.",
+                                 code="upstream_invalid_response")
+        return body
 
     async def view(self, ref: ImageRef, timeout: TimeoutConfig) -> bytes:
         query = urlencode({"filename": ref["filename"], "subfolder": ref["subfolder"],

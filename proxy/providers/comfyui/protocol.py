@@ -219,3 +219,13 @@ def queue_state(body: Any) -> QueueState:
     pending = tuple(pid for _, pid in sorted(_queue_items(body.get("queue_pending")),
                                              key=lambda item: item[0]))
     return QueueState(running, pending)
+
+
+def queue_remaining(data: Any) -> int | None:
+    """``{"status": {"exec_info": {"queue_remaining": N}}}`` (a ``status`` message) or
+    ``{"exec_info": {...}}`` (``GET /prompt``) -> N, the prompts running or waiting."""
+    if isinstance(data, dict) and isinstance(data.get("status"), dict):
+        data = data["status"]
+    info = data.get("exec_info") if isinstance(data, dict) else None
+    remaining = info.get("queue_remaining") if isinstance(info, dict) else None
+    return remaining if isinstance(remaining, int) and remaining >= 0 else None

@@ -23,10 +23,14 @@ from proxy.providers.comfyui.protocol import (
     node_weight,
     parse_binary,
     parse_text,
+    queue_remaining,
 )
 
 _LOST = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
          aiohttp.WSMsgType.ERROR)
+# Messages that only come once the prompt runs.
+_RUNNING = frozenset({"execution_start", "execution_cached", "executing", "progress",
+                      "executed"})
 
 
 class Clock:
@@ -57,7 +61,9 @@ class Clock:
 class PromptRun:
     """One prompt, from the websocket's messages. It has ended on ``execution_success``,
     ``execution_error`` or ``execution_interrupted``, or on ``executing`` with no node: builds
-    differ in which of the two ends they send (current ones send both), so either will do."""
+    differ in which of the two ends they send (current ones send both), so either will do.
+    Every progress event it makes is ``measured``: ComfyUI reports the run itself, and from
+    its ``execution_start`` on, 0 % is real."""
 
     def __init__(self, prompt_id: str, class_types: dict[str, str], *, host: str,
                  partial_images: int, output_format: str, compression: int | None,
@@ -75,6 +81,12 @@ class PromptRun:
         self.succeeded = False  # execution_success seen
         self.finished = False   # the prompt is over on the server (any outcome)
         self.lost = False       # the websocket closed or failed before the end
+        self.waiting = True     # not known to run yet: it waits in the server's queue
+        self.started_at: float | None = None  # when it began to run (monotonic)
+        self.ended_at: float | None = None
+        # The server's queue changed (a ``status`` message) and how long it is now.
+        self.queue_changed = False
+        self.queue_remaining: int | None = None
 
     async def receive(self, ws: aiohttp.ClientWebSocketResponse) -> list[Event]:
         """Wait for the next message; the events it means (possibly none)."""
@@ -95,48 +107,70 @@ class PromptRun:
         if parsed is None:
             return []
         kind, data = parsed
+        if kind == "status":
+            self.queue_remaining = queue_remaining(data)
+            self.queue_changed = True
+            return []
         prompt_id = data.get("prompt_id")
         if prompt_id is not None and prompt_id != self.prompt_id:
             return []
+        if kind in _RUNNING and (prompt_id is not None or kind != "executing"):
+            self.running()
+        return self._event(kind, data, prompt_id)
+
+    def running(self) -> None:
+        """The prompt has begun to run (its first message says so, or ``/queue`` does)."""
+        if self.waiting:
+            self.waiting = False
+            self.started_at = time.monotonic()
+
+    def _end(self, succeeded: bool) -> None:
+        if not self.finished:
+            self.finished, self.ended_at = True, time.monotonic()
+        self.succeeded = self.succeeded or succeeded
+
+    def _event(self, kind: str, data: dict[str, Any], prompt_id: Any) -> list[Event]:
         tracker = self.tracker
         if kind == "execution_start":
-            return [Progress(tracker.percent, stage="running", message="started")]
+            return [Progress(tracker.percent, stage="running", message="started", measured=True)]
         if kind == "execution_cached":
             nodes = data.get("nodes") or []
-            return [Progress(tracker.cached(nodes), stage="running",
+            return [Progress(tracker.cached(nodes), stage="running", measured=True,
                              message=f"{len(nodes)} node(s) cached")]
         if kind == "executing":
             if prompt_id is None:  # a reconnect echo of the last node, not news
                 return []
             if data.get("node") is None:
-                self.finished = True
+                self._end(succeeded=False)
                 return []
             percent = tracker.executing(data["node"], data.get("display_node"))
             name = tracker.current_class() or "node"
-            return [Progress(percent, stage=name, message=f"running {name}")]
+            return [Progress(percent, stage=name, message=f"running {name}", measured=True)]
         if kind == "progress":
-            value, maximum = data.get("value"), data.get("max")
-            percent = tracker.progress(data.get("node"), value, maximum)
-            name = tracker.current_class() or "node"
-            stage = "sampling" if node_weight(name) >= 10 else name
-            steps = isinstance(value, int) and isinstance(maximum, int)
-            return [Progress(percent, step=value if steps else None,
-                             total_steps=maximum if steps else None, stage=stage,
-                             message=f"{name} step {value}/{maximum}")]
+            return [self._step(data)]
         if kind == "executed":
             self._collect(str(data.get("node")), data.get("output"))
-            return [Progress(tracker.executed(data.get("node")),
+            return [Progress(tracker.executed(data.get("node")), measured=True,
                              stage=tracker.current_class() or "running")]
-        if kind == "execution_success":  # some builds send no ``executing`` after it
-            self.succeeded = self.finished = True
-            return []
-        if kind == "execution_error":
-            self.finished = True
+        if kind == "execution_success":
+            self._end(succeeded=True)
+        elif kind == "execution_error":
+            self._end(succeeded=False)
             raise execution_error(data, self.host)
-        if kind == "execution_interrupted":
-            self.finished = True
+        elif kind == "execution_interrupted":
+            self._end(succeeded=False)
             raise interrupted_error(data, self.host)
         return []
+
+    def _step(self, data: dict[str, Any]) -> Progress:
+        value, maximum = data.get("value"), data.get("max")
+        percent = self.tracker.progress(data.get("node"), value, maximum)
+        name = self.tracker.current_class() or "node"
+        stage = "sampling" if node_weight(name) >= 10 else name
+        steps = isinstance(value, int) and isinstance(maximum, int)
+        return Progress(percent, step=value if steps else None,
+                        total_steps=maximum if steps else None, stage=stage,
+                        message=f"{name} step {value}/{maximum}", measured=True)
 
     async def on_binary(self, frame: bytes) -> list[Event]:
         """A preview becomes the next partial image once sampling has come far enough:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from proxy.providers.base import ProviderSettings
 
@@ -43,9 +43,30 @@ def _normalise(value: Any, known: tuple[str, ...], hint: str = "") -> Any:
     return {name: targets(pairs) for name, pairs in value.items()}
 
 
+class ServerEntry(BaseModel):
+    """One ComfyUI server of a model's pool: its URL, and how many of this gateway's jobs it
+    may hold at once (waiting in its queue or running); None: no limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(pattern=r"^https?://[^/?#]+")
+    max_concurrent: int | None = Field(None, ge=1, le=10000)
+
+
 class ComfyUISettings(ProviderSettings):
     # The ComfyUI server, e.g. ``http://127.0.0.1:8188`` (the websocket URL is derived from it).
-    base_url: str = Field(pattern=r"^https?://")
+    # One server: ``base_url``; several behind the one model: ``servers`` (not both).
+    base_url: str | None = Field(None, pattern=r"^https?://[^/?#]+")
+    # The pool: each entry a URL, or ``{url, max_concurrent}``. Each job goes to the server
+    # with the least work queued; a server failing its health checks is left out until it
+    # answers again.
+    servers: list[ServerEntry] = Field(default_factory=list)
+    # Jobs of this gateway one server may hold at once, for servers that set no
+    # ``max_concurrent`` of their own (and for ``base_url``); None: no limit.
+    max_concurrent_per_server: int | None = Field(None, ge=1, le=10000)
+    # Seconds between health checks of every server (``GET /system_stats`` and the queue's
+    # length from ``GET /prompt``), run in the background while the model serves.
+    health_interval: float = Field(10.0, gt=0, le=3600)
     # A built-in workflow name (``sdxl_text_to_image``) or the path of an API-format JSON file;
     # relative paths are relative to the configuration file's folder.
     workflow: str = Field("sdxl_text_to_image", min_length=1)
@@ -75,6 +96,32 @@ class ComfyUISettings(ProviderSettings):
     edit_denoise: float | None = Field(None, gt=0, le=1)
     # ComfyUI input subfolder that edit uploads go to ("" = the input folder itself).
     upload_subfolder: str = "image-proxy"
+
+    @field_validator("servers", mode="before")
+    @classmethod
+    def _server_urls(cls, value: Any) -> Any:
+        """``- http://gpu-1:8188`` is short for ``- {url: http://gpu-1:8188}``."""
+        if not isinstance(value, list):
+            return value
+        return [{"url": item} if isinstance(item, str) else item for item in value]
+
+    @model_validator(mode="after")
+    def _one_way_to_name_servers(self) -> ComfyUISettings:
+        if (self.base_url is None) == (not self.servers):
+            raise ValueError("set base_url (one ComfyUI server) or servers (a pool), not "
+                             + ("both" if self.base_url else "neither"))
+        urls = [server.url.rstrip("/") for server in self.pool()]
+        if len(set(urls)) != len(urls):
+            raise ValueError("servers: the same URL is listed twice")
+        return self
+
+    def pool(self) -> list[ServerEntry]:
+        """Every server this model runs on, each with its own limit."""
+        if self.base_url is not None:
+            return [ServerEntry(url=self.base_url, max_concurrent=self.max_concurrent_per_server)]
+        return [server if server.max_concurrent is not None else
+                server.model_copy(update={"max_concurrent": self.max_concurrent_per_server})
+                for server in self.servers]
 
     @field_validator("inputs", mode="before")
     @classmethod
