@@ -63,7 +63,8 @@ class Follow:
         yield Progress(run.tracker.percent, measured=True,
                        stage="queued" if run.waiting else "waiting",
                        queue_position=self._position if run.waiting else None,
-                       message="websocket lost; following the job through /history")
+                       message=("websocket lost" if self.ws is not None else "no websocket")
+                       + "; following the job through /history")
         async for event in self._poll():
             yield event
 
