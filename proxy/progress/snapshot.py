@@ -55,7 +55,7 @@ class JobSnapshot:
         """The update that ends this job failed with ``error`` (an OpenAI error object), when
         it is ended from outside (its instance was lost)."""
         return replace(self, seq=self.seq + 1, status="failed", eta_s=None, error=error,
-                       updated_at=time.time())
+                       queue_position=None, updated_at=time.time())
 
 
 # Field names in declaration order (plain loops over these are ~5x faster than ``asdict``).

@@ -12,6 +12,7 @@ import pytest
 from proxy.core.events import Completed, Progress
 from proxy.progress import tracker as tracker_module
 from proxy.progress.hub import room_for
+from proxy.progress.snapshot import JobSnapshot
 from proxy.progress.tracker import JobTracker
 from tests.support.progress_client import assert_well_formed
 from tests.unit.progress.conftest import Process
@@ -85,3 +86,11 @@ async def test_the_measured_duration_leaves_out_the_wait(memory_process: Process
     await tracker.observe(Progress(0.0, stage="running", measured=True))
     await tracker.observe(Completed())
     assert memory_process.hub.latency.expected("m") < 0.2, "the run, not the wait"
+
+
+def test_a_queued_job_ended_from_outside_has_no_place_in_a_queue() -> None:
+    snapshot = JobSnapshot(job_id="j", seq=3, status="queued", percent=0.0, model="m",
+                           created_at=0.0, updated_at=0.0, queue_position=2, eta_s=30.0)
+    ended = snapshot.failed({"code": "instance_lost"})
+    assert (ended.status, ended.queue_position, ended.eta_s, ended.seq) == ("failed", None,
+                                                                            None, 4)
