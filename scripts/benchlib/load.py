@@ -151,10 +151,10 @@ async def one_stream(session: aiohttp.ClientSession, url: str, body: bytes,
                 search = 0
                 if end < 0:
                     break
-                frame = bytes(buffer[:end])
+                frame = payloads.without_comments(bytes(buffer[:end]))
                 del buffer[:after]
-                if frame.startswith(b":"):
-                    continue  # keep-alive comment
+                if not frame:
+                    continue  # a keep-alive alone
                 events += 1
                 if first is None and payloads.PARTIAL_KIND in frame[:64]:
                     stamp = payloads.read_stamp(frame)

@@ -72,10 +72,10 @@ async def one_job(session: aiohttp.ClientSession, url: str, kind: str,
             buffer += chunk
             while (ends := payloads.frame_end(buffer, search))[0] >= 0:
                 search = 0
-                frame = bytes(buffer[:ends[0]])
+                frame = payloads.without_comments(bytes(buffer[:ends[0]]))
                 del buffer[:ends[1]]
-                if frame.startswith(b":"):
-                    continue  # keep-alive comment
+                if not frame:
+                    continue  # a keep-alive alone
                 head = frame[:96]
                 if payloads.PARTIAL_KIND in head:
                     partials += 1

@@ -198,3 +198,12 @@ def parse_long_prompt(prompt: object) -> tuple[float, str] | None:
     except ValueError:
         seconds = 1.0
     return seconds, spec.get("tag", "")[:64]
+
+
+def without_comments(frame: bytes) -> bytes:
+    """``frame`` without its leading comment lines (keep-alives): a comment is a line, not an
+    event, and the lines after it in the same frame are still one (b"" if nothing is left)."""
+    while frame.startswith(b":"):
+        cut = frame.find(b"\n")
+        frame = frame[cut + 1:] if cut >= 0 else b""
+    return frame
