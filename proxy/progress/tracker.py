@@ -70,6 +70,10 @@ class JobTracker:
         self._estimating = False  # between start_estimating and stop_estimating
         self._expected = hub.latency.expected(model, expected_seconds)
         self._ticker: asyncio.Task[None] | None = None
+        # A detached job's end is held back until its answer is stored (:meth:`conclude`), so
+        # no reader sees it ended without its result.
+        self.defer_end = False
+        self._deferred: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ state
     @property
@@ -108,6 +112,11 @@ class JobTracker:
             self.hub.publish(self)
 
     async def _end(self, **changes: Any) -> None:
+        if self.defer_end:
+            if self._deferred is None and not self.terminal:
+                self._deferred = changes
+                self._stop_ticker()
+            return
         if self._apply(changes):
             self._stop_ticker()
             await self.hub.finish(self)
@@ -156,6 +165,17 @@ class JobTracker:
     async def cancelled(self, message: str = "The client went away before the job finished.") \
             -> None:
         await self._end(status="cancelled", eta_s=None, queue_position=None, message=message)
+
+    async def conclude(self, failure: dict[str, Any] | None = None) -> None:
+        """A detached job's answer is stored: the end held back since it ended becomes
+        visible now (``failure``: it ends failed with this error body instead, its answer
+        could not be made)."""
+        self.defer_end = False
+        changes, self._deferred = self._deferred, None
+        if failure is not None:
+            changes = {"status": "failed", "eta_s": None, "error": failure}
+        if changes is not None:
+            await self._end(**changes)
 
     # ------------------------------------------------------------------ watching, estimates
     def watch(self) -> None:

@@ -236,6 +236,8 @@ class ImageService:
         if previous is not None and order.detached:
             await gateway.results.delete(job.id)  # the earlier attempt's answer
         headers = {**lease.headers, **dropped_headers(job.request)}
+        # A detached job ends visibly only once its result is stored (its keeper concludes it).
+        tracker.defer_end = order.detached
         events = run_job(job, tracker, gateway.reliability.events,
                          self._finisher(key, job, lease, slot))
         gateway.metrics.jobs_in_flight.inc()

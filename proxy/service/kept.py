@@ -19,6 +19,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
+
 from proxy.core.errors import GatewayError
 from proxy.core.events import Event, Failed, Image, b64_text
 from proxy.jobs.claims import Claim
@@ -39,6 +41,9 @@ REPLAYED_HEADER = "idempotent-replayed"
 # a repeat runs the job anew instead of waiting for an answer that will never come.
 CLAIM_SECONDS = 30.0
 RENEW_SECONDS = CLAIM_SECONDS / 3
+# A detached job whose answer could not be made (a bug, logged): what its result says.
+ANSWER_FAILED = GatewayError(500, "The gateway failed while keeping this job's answer; it "
+                             "has been logged.", type="server_error", code="internal_error")
 
 
 def worth_retrying(error: GatewayError) -> bool:
@@ -158,6 +163,7 @@ async def keep_answer(kept: KeptJob, gateway: Gateway) -> None:
     """The keeper: wait for the job's end, make its answer, keep it (results store, claim), and
     hand it to the readers waiting for it."""
     answer: Answer | None = None
+    failure: dict[str, Any] | None = ANSWER_FAILED.body()
     try:
         await _run_out(kept, gateway)
         answer, retry = await make_answer(kept, gateway)
@@ -165,11 +171,28 @@ async def keep_answer(kept: KeptJob, gateway: Gateway) -> None:
             # As GET {base}/images/jobs/{id} shows it: the ImagesResponse, or the error.
             result = answer.error.body() if answer.error else {"result": answer.body}
             await gateway.results.put(kept.job.id, result)
+        failure = None
         if kept.claim is not None:
             await _settle(kept, gateway, answer, retry)
     finally:
+        if kept.detached:
+            # Only now does its end become visible: its result is there to be read with it.
+            await _conclude(kept, gateway, failure)
         if not kept.answer.done():
             kept.answer.set_result(answer)
+
+
+async def _conclude(kept: KeptJob, gateway: Gateway, failure: dict[str, Any] | None) -> None:
+    """End a detached job's snapshot, held back until its result was stored; ``failure``
+    (its answer could not be made) is stored as its result and ends it failed."""
+    with anyio.CancelScope(shield=True):
+        try:
+            if failure is not None:
+                with contextlib.suppress(Exception):
+                    await gateway.results.put(kept.job.id, failure)
+            await kept.tracker.conclude(None if failure is None else failure["error"])
+        except Exception:
+            log.exception("job %s: its end could not be recorded", kept.job.id)
 
 
 async def _run_out(kept: KeptJob, gateway: Gateway) -> None:
