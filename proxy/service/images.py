@@ -238,8 +238,10 @@ class ImageService:
         headers = {**lease.headers, **dropped_headers(job.request)}
         # A detached job ends visibly only once its result is stored (its keeper concludes it).
         tracker.defer_end = order.detached
+        # A detached job keeps its lease until its end is recorded (its keeper releases it):
+        # if this process dies before, the fleet ends the job instead of leaving it running.
         events = run_job(job, tracker, gateway.reliability.events,
-                         self._finisher(key, job, lease, slot))
+                         self._finisher(key, job, None if order.detached else lease, slot))
         gateway.metrics.jobs_in_flight.inc()
         if not (order.watched or order.detached):
             # An attached JSON job is read whole by its request: inline, in the request's task.
@@ -249,7 +251,8 @@ class ImageService:
         feed = JobFeed(job.request.partial_images * max(1, job.request.n))
         run = gateway.runs.start(job, events, on_end=slot.release, feed=feed,
                                  keep_running=order.detached or self._finishes(key, job))
-        kept = KeptJob(job, tracker, run, order.base_url, claim, order.detached)
+        kept = KeptJob(job, tracker, run, order.base_url, claim, order.detached,
+                       lease if order.detached else None)
         gateway.runs.detach(lambda: self._keep(kept), job)
         return Attached(kept, headers)
 
@@ -304,14 +307,15 @@ class ImageService:
         except Exception:  # best effort: the request's own error is what the client gets
             log.warning("job %s: its refusal could not be published", job_id, exc_info=True)
 
-    def _finisher(self, key: Key, job: Job, lease: Lease, slot: Slot) -> JobFinished:
-        """What happens when a job is over: its slot freed, its usage recorded, its cost booked
-        against the key's budget, its metrics counted."""
+    def _finisher(self, key: Key, job: Job, lease: Lease | None, slot: Slot) -> JobFinished:
+        """What happens when a job is over: its slot freed (and its lease, if given), its usage
+        recorded, its cost booked against the key's budget, its metrics counted."""
         gateway = self.gateway
 
         async def finished(meter: UsageMeter, cancelled: bool) -> None:
             slot.release()
-            await lease.release()
+            if lease is not None:
+                await lease.release()
             record = meter.finish(cancelled=cancelled, cost=job.cost)
             metrics = gateway.metrics
             metrics.jobs_in_flight.dec()

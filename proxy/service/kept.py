@@ -26,6 +26,7 @@ from proxy.core.events import Event, Failed, Image, b64_text
 from proxy.jobs.claims import Claim
 from proxy.jobs.job import Job
 from proxy.jobs.runs import JobRun
+from proxy.limits.guard import Lease
 from proxy.progress.tracker import JobTracker
 from proxy.service.gateway import Gateway
 from proxy.service.hosting import host_images
@@ -104,8 +105,10 @@ class KeptJob:
     """A job run into a feed, with the answer its keeper makes once it ends (None: cancelled)."""
 
     def __init__(self, job: Job, tracker: JobTracker, run: JobRun, base_url: str,
-                 claim: Claim | None, detached: bool) -> None:
+                 claim: Claim | None, detached: bool, lease: Lease | None = None) -> None:
         self.job = job
+        # A detached job's lease, released once its end is recorded (not when it ends).
+        self.lease = lease
         self.tracker = tracker
         self.run = run
         self.base_url = base_url
@@ -193,6 +196,8 @@ async def _conclude(kept: KeptJob, gateway: Gateway, failure: dict[str, Any] | N
             await kept.tracker.conclude(None if failure is None else failure["error"])
         except Exception:
             log.exception("job %s: its end could not be recorded", kept.job.id)
+        if kept.lease is not None:
+            await kept.lease.release()
 
 
 async def _run_out(kept: KeptJob, gateway: Gateway) -> None:
