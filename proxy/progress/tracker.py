@@ -173,7 +173,8 @@ class JobTracker:
         self.defer_end = False
         changes, self._deferred = self._deferred, None
         if failure is not None:
-            changes = {"status": "failed", "eta_s": None, "error": failure}
+            changes = {"status": "failed", "eta_s": None, "queue_position": None,
+                       "error": failure}
         if changes is not None:
             await self._end(**changes)
 
