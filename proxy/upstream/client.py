@@ -2,11 +2,13 @@
 
 aiohttp rather than httpx: measured on this machine, a bare relay does ~1,700-1,900 req/s through an
 aiohttp session against ~360-390 with httpx's default pool (``scripts/bench_clients.py``). Transport
-failures become ``GatewayError`` here so adapters only handle what the upstream *said*.
+failures become ``GatewayError`` here so adapters only handle what the upstream *said*; the client
+is told what happened in plain words, the log where and why (:func:`transport_error`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +18,8 @@ import aiohttp
 
 from proxy.config import TimeoutConfig
 from proxy.core.errors import GatewayError, upstream_error, upstream_timeout
+
+log = logging.getLogger("proxy.upstream")
 
 
 class UpstreamClient:
@@ -64,7 +68,6 @@ class UpstreamClient:
         body: bytes | aiohttp.FormData | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Send a request; yields the response with headers read and the body still unread."""
-        host = urlsplit(url).netloc or url
         client_timeout = aiohttp.ClientTimeout(
             total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.first_byte
         )
@@ -76,30 +79,41 @@ class UpstreamClient:
                 yield response
         except GatewayError:
             raise
-        except aiohttp.ConnectionTimeoutError:
-            # No connection was made: nothing was sent, so another try is safe.
-            raise upstream_error(f"Could not connect to the upstream at {host} in time.",
-                                 code="upstream_unreachable", transient=True) from None
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise upstream_timeout(f"The upstream at {host} did not answer in time.") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise upstream_error(
-                f"Could not connect to the upstream at {host}: {exc.os_error.strerror or exc}.",
-                code="upstream_unreachable", transient=True,
-            ) from None
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
-            # The upstream may have been working (and billing): a client must not blindly retry.
-            raise upstream_error(
-                f"The connection to the upstream at {host} broke: {_reason(exc)}.",
-                code="upstream_disconnected", retryable=False,
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise upstream_error(
-                f"Request to the upstream at {host} failed: {_reason(exc)}.",
-                code="upstream_error",
-            ) from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise transport_error(method, url, exc) from None
+
+
+def transport_error(method: str, url: str, exc: BaseException) -> GatewayError:
+    """What a client is told when the upstream could not be reached or the connection failed:
+    a plain message and a code. Where the upstream is and what the library said are the
+    operator's business: they go to the log (secrets redacted there), never to the client."""
+    log.info("upstream %s %s failed: %s", method, _where(url), _reason(exc))
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        # No connection was made: nothing was sent, so another try is safe.
+        return upstream_error("Could not connect to the upstream in time.",
+                              code="upstream_unreachable", transient=True)
+    if isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
+        return upstream_timeout("The upstream did not answer in time.")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return upstream_error("Could not connect to the upstream.",
+                              code="upstream_unreachable", transient=True)
+    if isinstance(exc, (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError)):
+        # The upstream may have been working (and billing): a client must not blindly retry.
+        return upstream_error("The connection to the upstream broke before its answer was "
+                              "complete.", code="upstream_disconnected", retryable=False)
+    return upstream_error("The request to the upstream failed.", code="upstream_error")
+
+
+def _where(url: str) -> str:
+    """The upstream's address and path, without a query string (it may carry a key)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]  # never the user information
+    return f"{parts.scheme}://{host}{parts.path}" if host else "(no address)"
 
 
 def _reason(exc: BaseException) -> str:
-    text: Any = str(exc) or type(exc).__name__
-    return str(text)
+    """The library's account of the failure, for the log."""
+    if isinstance(exc, aiohttp.ClientConnectorError) and exc.os_error.strerror:
+        return f"{type(exc).__name__}: {exc.os_error.strerror}"
+    text: Any = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -61,17 +61,17 @@ class ComfyClient:
             log.warning("ComfyUI at %s refused the websocket (HTTP %s); polling instead",
                         self.host, exc.status)
             return None
-        except TimeoutError:
-            raise upstream_timeout(
-                f"The ComfyUI server at {self.host} did not open its websocket in time."
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise upstream_error(
-                f"Could not connect to the ComfyUI server at {self.host}: "
-                f"{exc.os_error.strerror or exc}.", code="upstream_unreachable") from None
-        except aiohttp.ClientError as exc:
-            raise upstream_error(f"The websocket to ComfyUI at {self.host} failed: "
-                                 f"{exc or type(exc).__name__}.") from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            # The client learns what happened; the server's address and the cause are logged.
+            log.warning("ComfyUI at %s: the websocket failed: %s", self.host,
+                        str(exc) or type(exc).__name__)
+            if isinstance(exc, TimeoutError):
+                raise upstream_timeout("The ComfyUI server did not open its websocket in "
+                                       "time.") from None
+            if isinstance(exc, aiohttp.ClientConnectorError):
+                raise upstream_error("Could not connect to the ComfyUI server.",
+                                     code="upstream_unreachable") from None
+            raise upstream_error("The websocket to the ComfyUI server failed.") from None
 
     async def submit(self, graph: dict[str, Any], client_id: str, prompt_id: str,
                      timeout: TimeoutConfig) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import threading
 import weakref
 from pathlib import Path
@@ -33,6 +34,8 @@ from proxy.core.errors import upstream_error
 if TYPE_CHECKING:
     import google.auth.credentials
     import requests
+
+log = logging.getLogger("proxy.providers.google")
 
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 # Refresh when fewer than this many seconds remain (google-auth's own threshold is 3m45s).
@@ -111,13 +114,17 @@ class GoogleCredentials:
                 request = google.auth.transport.requests.Request(self._session)
                 self._credentials.refresh(request)
             except google.auth.exceptions.GoogleAuthError as exc:
-                raise upstream_error(
-                    f"Could not get a Google access token ({_source(self._file)}): "
-                    f"{_describe(exc)}", code="upstream_auth_failed") from None
+                # Google's reason goes to the client; which credentials (a file on the
+                # gateway's host) only to the log.
+                log.warning("Google access token (%s) refused: %s", _source(self._file),
+                            _describe(exc))
+                raise upstream_error(f"Could not get a Google access token: {_describe(exc)}",
+                                     code="upstream_auth_failed") from None
             except requests.RequestException as exc:
-                raise upstream_error(
-                    f"Could not reach Google's token endpoint ({_source(self._file)}): "
-                    f"{type(exc).__name__}", code="upstream_auth_failed") from None
+                log.warning("Google's token endpoint (%s) unreachable: %s: %s",
+                            _source(self._file), type(exc).__name__, exc)
+                raise upstream_error("Could not reach Google's token endpoint.",
+                                     code="upstream_auth_failed") from None
             if not self._credentials.token:
                 raise upstream_error("Google's token endpoint answered without a token.",
                                      code="upstream_auth_failed")
