@@ -16,6 +16,7 @@ from starlette.requests import Request
 
 from proxy.config.schema import KeyConfig
 from proxy.core.errors import GatewayError
+from proxy.core.redact import remember
 
 KEY_PREFIX = "ipk_"
 
@@ -75,6 +76,7 @@ ANONYMOUS = Key(name="")
 class KeyRing:
     def __init__(self, keys: list[KeyConfig]) -> None:
         self._by_hash = {k.key_sha256.lower(): Key.from_config(k) for k in keys}
+        self._seen: set[str] = set()
 
     @property
     def enabled(self) -> bool:
@@ -90,7 +92,13 @@ class KeyRing:
         if not token:
             return None
         # A dict lookup on the hash: comparing hashes leaks nothing about the key itself.
-        return self._by_hash.get(hash_key(token))
+        key = self._by_hash.get(hash_key(token))
+        if key is not None and token not in self._seen:
+            # Only hashes are configured: a key is known word for word once it is used, and
+            # from then on redacted wherever it might be repeated (proxy.core.redact).
+            self._seen.add(token)
+            remember(token)
+        return key
 
     def authenticate_request(self, request: Request) -> Key:
         header = request.headers.get("authorization", "")

@@ -3,11 +3,17 @@
 Every failure a client can see is a :class:`GatewayError`; the app turns it into a JSON response
 (before a stream started) or an SSE ``error`` event (after). All four envelope keys are always
 present because OpenAI's schema requires them, ``null`` included.
+
+What an error carries is redacted when it is made (and whenever its message is changed): an
+upstream that repeats the credential it received, or any text shaped like a secret, never
+reaches a client (:mod:`proxy.core.redact`).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from proxy.core.redact import redact
 
 
 class GatewayError(Exception):
@@ -25,18 +31,26 @@ class GatewayError(Exception):
         retryable: bool | None = None,
         transient: bool = False,
     ) -> None:
-        super().__init__(message)
-        self.status = status
         self.message = message
-        self.type = type
-        self.param = param
-        self.code = code
+        super().__init__(self.message)
+        self.status = status
+        self.type = redact(type)
+        self.param = None if param is None else redact(param)
+        self.code = None if code is None else redact(code)
         self.headers = dict(headers or {})
         # ``x-should-retry`` for the official SDKs: None leaves their own policy in charge.
         self.retryable = retryable
         # An upstream failure the gateway may retry itself (or hand to a fallback model): the
         # upstream refused before doing (and billing) any work.
         self.transient = transient
+
+    @property
+    def message(self) -> str:
+        return self._message
+
+    @message.setter
+    def message(self, text: str) -> None:
+        self._message = redact(text)
 
     @property
     def retry_after(self) -> float | None:

@@ -1,19 +1,35 @@
 """Structured logs: one JSON object per line, every line of a request carrying its id.
 
-Payloads (prompts, images) and secrets (keys, upstream credentials, signed URLs) are never
-logged: access lines carry the path without its query string.
+Payloads (prompts, images) and secrets (keys, tokens, upstream credentials, signed URLs) are
+never logged, at any level. Access lines carry the path without its query string; the handler
+of :func:`configure` redacts every line (:mod:`proxy.core.redact`), drops the frames and
+handshake headers the websocket library prints at debug, and keeps the transport libraries
+that print packets, headers or bodies at ``WARNING``.
 """
 
 from __future__ import annotations
 
 import contextvars
+import importlib.util
 import logging
+import os
 import time
 
 import orjson
 
+from proxy.core.redact import redact
+
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id",
                                                                          default=None)
+
+# Libraries that log packets, frames, headers, URLs or bodies below WARNING (engineio and
+# socketio every packet, a Socket.IO auth token included; sse_starlette every chunk; botocore
+# signed requests; urllib3 and google.auth request lines): never below WARNING.
+QUIET_LOGGERS = ("websockets", "engineio", "socketio", "aiohttp", "sse_starlette", "botocore",
+                 "aiobotocore", "urllib3", "google.auth", "multipart", "python_multipart")
+# Libraries whose debug lines are frames and handshake headers, printed through a logger that
+# is not theirs (uvicorn lends ``uvicorn.error`` to the websockets library).
+FRAME_PACKAGES = ("websockets", "wsproto", "h11", "httptools")
 
 
 class JSONFormatter(logging.Formatter):
@@ -35,21 +51,74 @@ class JSONFormatter(logging.Formatter):
             value = getattr(record, name, None)
             if value is not None:
                 line[name] = value
-        if record.exc_info:
-            line["error"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["error"] = record.exc_text
         return orjson.dumps(line).decode()
 
 
+class RedactSecrets(logging.Filter):
+    """A handler filter: the record's message, traceback and string fields lose every secret
+    and credential-shaped value before any formatter sees them."""
+
+    _tracebacks = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # arguments that do not fit the format: keep the template only
+            message = f"{record.msg} (unformattable arguments)"
+        record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._tracebacks.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        for name in JSONFormatter.FIELDS:
+            value = getattr(record, name, None)
+            if isinstance(value, str):
+                setattr(record, name, redact(value))
+        return True
+
+
+class DropTransportFrames(logging.Filter):
+    """A handler filter dropping the debug lines of :data:`FRAME_PACKAGES`: every websocket
+    frame (a Socket.IO auth packet is one) and every handshake header, whichever logger
+    carries them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sources = tuple(_package_dirs(FRAME_PACKAGES))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.INFO or not record.pathname.startswith(self._sources)
+
+
+def _package_dirs(names: tuple[str, ...]) -> list[str]:
+    dirs = []
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            dirs.append(os.path.join(os.path.realpath(location), ""))
+            dirs.append(os.path.join(location, ""))
+    return dirs
+
+
 def configure(level: str) -> dict:
-    """A uvicorn ``log_config`` that sends every logger through the JSON formatter."""
+    """A uvicorn ``log_config`` that sends every logger through the JSON formatter, with
+    secrets redacted and transport frames dropped."""
     handler = {"class": "logging.StreamHandler", "formatter": "json",
-               "stream": "ext://sys.stderr"}
+               "stream": "ext://sys.stderr", "filters": ["frames", "secrets"]}
+    quiet = {name: {"level": "WARNING"} for name in QUIET_LOGGERS}
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JSONFormatter}},
+        "filters": {"frames": {"()": DropTransportFrames}, "secrets": {"()": RedactSecrets}},
         "handlers": {"default": handler},
         "root": {"handlers": ["default"], "level": level.upper()},
         # uvicorn's access log would print query strings (signed URLs): ours replaces it.
-        "loggers": {"uvicorn.access": {"handlers": [], "propagate": False}},
+        "loggers": {**quiet, "uvicorn.access": {"handlers": [], "propagate": False}},
     }

@@ -25,6 +25,7 @@ from proxy.config import (
     problems_in,
 )
 from proxy.core.errors import GatewayError, instance_lost, ledger_unavailable
+from proxy.core.redact import remember, secrets_in
 from proxy.fetching import AllowList, ImageFetcher
 from proxy.fleet.batch import Batch
 from proxy.fleet.client import connect
@@ -121,6 +122,7 @@ class Gateway:
         stores = Stores.from_config(config)
         usage = _usage_ledger(config)
         models = build_models(config, http)
+        _remember_secrets(config, models)
         metrics = Metrics()
         latency = LatencyBook()
         most = config.jobs.max_concurrent
@@ -221,6 +223,14 @@ class Gateway:
             await self.policy.aclose()
         if self.redis is not None:
             await self.redis.aclose()
+
+
+def _remember_secrets(config: GatewayConfig, models: ModelTable) -> None:
+    """Every credential the configuration holds (and each provider's settings, as parsed) is
+    redacted from client-visible messages and log lines from now on."""
+    remember(*secrets_in(config))
+    for served in models.models:
+        remember(*secrets_in(served.provider.settings))
 
 
 def _usage_ledger(config: GatewayConfig) -> UsageLedger | None:

@@ -29,6 +29,7 @@ from pathlib import Path
 import anyio.to_thread
 
 from proxy.core.errors import GatewayError
+from proxy.core.redact import remember
 from proxy.storage.base import check_name, content_type_of, is_safe_name, stored_name
 
 log = logging.getLogger("proxy.storage.local")
@@ -97,6 +98,7 @@ class LocalImageStore:
     def _prepare(self) -> None:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._key = self._configured_secret or load_or_create_secret(self.directory)
+        remember(self._key)  # never in a message or a log line
 
     # -- storing ---------------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from proxy.core.errors import upstream_error
+from proxy.core.redact import remember
 
 if TYPE_CHECKING:
     import google.auth.credentials
@@ -113,6 +114,7 @@ class GoogleCredentials:
                     self._credentials = _load(self._file)
                 request = google.auth.transport.requests.Request(self._session)
                 self._credentials.refresh(request)
+                remember(self._credentials.token)  # redacted wherever it is repeated
             except google.auth.exceptions.GoogleAuthError as exc:
                 # Google's reason goes to the client; which credentials (a file on the
                 # gateway's host) only to the log.
