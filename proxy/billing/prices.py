@@ -5,7 +5,10 @@ tokens at the image rate: when the upstream does not split its output tokens, th
 tokens (the Images API often leaves ``output_tokens_details`` out; pricing them as text is the
 bug peers ship). Models billed per image, and token-billed ones whose upstream reported no usage,
 are priced per image by size (or resolution tier) and quality, times the images returned. A
-model with no published price has no cost (``null``), never a made-up one.
+setting the request left out (or left ``auto``) is priced as the provider bills it: each entry's
+``defaults`` say what that is. A model with no published price has no cost (``null``), never a
+made-up one; what a job of a priced model costs when its settings still match no price is
+:meth:`Price.ceiling` (see :mod:`proxy.billing.cost`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,25 @@ PER_MILLION = 1_000_000
 PRICE_PREFIXES = {"gemini": ("google", "vertex"), "imagen": ("vertex", "google")}
 
 
+class Defaults(BaseModel):
+    """What the provider bills when a request leaves a setting out, or says ``auto``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    quality: str | None = None
+    # Edits, when the provider serves them at another quality (xAI: medium, not low).
+    edit_quality: str | None = None
+    # The resolution tier ("1K", "1k", ...), spelt as the ``per_image`` keys spell it.
+    resolution: str | None = None
+
+    def quality_for(self, quality: str | None, kind: str) -> str | None:
+        if quality not in (None, "", "auto"):
+            return quality
+        if kind == "edit" and self.edit_quality is not None:
+            return self.edit_quality
+        return self.quality or quality
+
+
 class Price(BaseModel):
     """One priced model family (a ``prices`` entry of pricing.yaml, or a config override)."""
 
@@ -40,7 +62,16 @@ class Price(BaseModel):
     image_tokens: dict[str, int] = Field(default_factory=dict)
     # USD per image: size or tier -> quality -> price; "*" matches anything.
     per_image: dict[str, dict[str, float]] = Field(default_factory=dict)
+    # The settings the provider bills when a request leaves them out.
+    defaults: Defaults = Field(default_factory=Defaults)
     notes: str | None = None
+
+    @property
+    def ceiling(self) -> float | None:
+        """The highest price per image this entry knows (None: it knows none)."""
+        prices = [price for by_quality in self.per_image.values()
+                  for price in by_quality.values()]
+        return max(prices) if prices else None
 
     def _token_cost(self, usage: Usage) -> float | None:
         rates = self.tokens
@@ -68,12 +99,16 @@ class Price(BaseModel):
         return price if price is not None else by_quality.get("*")
 
     def cost(self, *, images: int, usage: Usage | None, size: str | None,
-             quality: str | None, tier: str | None = None) -> float | None:
-        """USD for one job, or None when these prices cannot say."""
+             quality: str | None, tier: str | None = None,
+             kind: str = "generation") -> float | None:
+        """USD for one job, or None when these prices cannot say. ``quality`` and ``tier``
+        left out (or ``auto``) are the provider's ``defaults``."""
         if usage is not None:
             tokens = self._token_cost(usage)
             if tokens is not None:
                 return round(tokens, 6)
+        quality = self.defaults.quality_for(quality, kind)
+        tier = tier or self.defaults.resolution
         price = self._image_price(size, quality)
         if price is None and tier is not None:
             price = self._image_price(tier, quality)

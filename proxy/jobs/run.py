@@ -39,7 +39,7 @@ def _priced(job: Job, images: int, completed: Completed) -> float | None:
     key's budget all use this number."""
     resolved = resolved_settings(job.request, job.model.rules, completed)
     return job_cost(job.model.price, images=images, completed=completed, resolved=resolved,
-                    tier=job.request.resolution)
+                    tier=job.request.resolution, kind=job.kind)
 
 
 def meter_for(job: Job) -> UsageMeter:

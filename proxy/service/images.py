@@ -59,6 +59,7 @@ from proxy.service.replies import (
     not_found,
     not_streamed,
 )
+from proxy.service.spending import require_known_cost
 from proxy.service.stream import LiveStream, ReplayedStream
 
 __all__ = ["JOB_ID_HEADER", "ImageService", "Order", "Reply"]
@@ -133,6 +134,7 @@ class ImageService:
         request = bind(parsed, served)
         key.require("images:edit" if order.editing else "images")
         key.require_model(known.get("model") or served.name, served.name)
+        require_known_cost(key, self.gateway.models, served)
         if order.detached and request.stream:
             raise invalid_param("stream", "A job answered asynchronously (Prefer: "
                                 "respond-async) cannot also be streamed.")

@@ -7,7 +7,8 @@ real JPEGs whose size follows ``aspect_ratio`` and ``resolution`` (1k: long edge
 grok-2-image: 1024x768), returned as ``data:image/jpeg;base64,…`` or as a temporary URL. Modes:
 ``ok``; ``moderated`` (the 400 xAI sends when moderation rejects the image); ``status`` (any status,
 body and headers). ``withheld`` images (the first ones) come back with HTTP 200 as xAI flags them:
-``respect_moderation: false`` and no payload.
+``respect_moderation: false`` and no payload. ``reports_cost=False``: answers carry no ``usage``
+(xAI does not always state its charge).
 
 Edits (§D.1): ``POST /v1/images/edits`` takes JSON only (multipart is refused with a 415, as xAI
 answers the OpenAI SDK's ``images.edit()``), with one source image as ``image: {"url": …,
@@ -88,6 +89,7 @@ class XAICall:
 class FakeXAI:
     mode: str = "ok"  # "ok" | "moderated" | "status"
     withheld: int = 0
+    reports_cost: bool = True
     status: int = 500
     status_body: bytes = b""
     status_headers: dict[str, str] = field(default_factory=dict)
@@ -179,8 +181,8 @@ class FakeXAI:
             else:
                 item["url"] = f"https://imgen.x.ai/xai-imgen/xai-tmp-imgen-{uuid.uuid4()}.jpeg"
             data.append(item)
-        return Response(orjson.dumps({"data": data, "usage": usage}),
-                        media_type="application/json")
+        answer = {"data": data, "usage": usage} if self.reports_cost else {"data": data}
+        return Response(orjson.dumps(answer), media_type="application/json")
 
 
 def _source_image(ref: Any) -> bytes | str:

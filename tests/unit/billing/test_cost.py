@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pytest
 
+from proxy.billing.cost import job_cost
 from proxy.billing.prices import load_prices, price_for
-from proxy.core.events import Usage
+from proxy.core.events import Completed, Usage
 from proxy.models.catalog import load_catalog
 
 # (provider, upstream model, size, quality, tier, n, usage, expected USD)
@@ -80,3 +81,43 @@ def test_unknown_price_is_null_never_invented() -> None:
     assert price_for("comfyui", "sdxl", None) is None
     dalle = price_for("openai", "dall-e-3", None)
     assert dalle.cost(images=1, usage=None, size="999x999", quality="hd") is None
+
+
+@pytest.mark.parametrize(("kind", "quality", "tier", "usd"), [
+    ("generation", None, None, 0.04),   # quality auto is billed low, resolution 1k
+    ("generation", "auto", None, 0.04),
+    ("edit", None, None, 0.06),         # edits are served (and billed) at medium
+    ("generation", None, "2k", 0.06),
+    ("edit", "low", "2k", 0.06),        # what the client chose wins over the defaults
+])
+def test_settings_left_out_are_priced_as_the_provider_bills_them(kind, quality, tier,
+                                                                  usd) -> None:
+    price = price_for("xai", "grok-imagine-image-2.0", None)
+    resolved = {"size": "1024x1024"} if quality is None else {"size": "1024x1024",
+                                                              "quality": quality}
+    cost = job_cost(price, images=1, completed=Completed(), resolved=resolved, tier=tier,
+                    kind=kind)
+    assert cost == pytest.approx(usd)
+
+
+@pytest.mark.parametrize("kind", ["generation", "edit"])
+def test_every_catalog_model_has_a_cost_for_a_bare_prompt(kind) -> None:
+    """Nothing but a prompt (no size, quality or resolution; no usage, no charge reported):
+    every priced model still has a cost, or a budget could be spent through it."""
+    for model in load_catalog().models:
+        price = price_for(model.provider, model.upstream_model, None)
+        for resolved in ({}, {"size": "auto"}, {"size": "7x7", "quality": "unheard-of"}):
+            cost = job_cost(price, images=2, completed=Completed(), resolved=resolved,
+                            tier=None, kind=kind)
+            assert cost is not None and cost > 0, (model.name, resolved)
+
+
+def test_settings_no_price_matches_are_charged_the_highest_price() -> None:
+    # DALL-E 3 has no 999x999: the most it costs per image (1792x1024 hd, $0.12), twice.
+    dalle = price_for("openai", "dall-e-3", None)
+    assert job_cost(dalle, images=2, completed=Completed(), resolved={"size": "999x999"},
+                    tier=None) == pytest.approx(0.24)
+    # The upstream's own statement of its charge still wins over any table.
+    assert job_cost(dalle, images=2, completed=Completed(cost_usd=0.01), resolved={},
+                    tier=None) == pytest.approx(0.01)
+    assert job_cost(None, images=2, completed=Completed(), resolved={}, tier=None) is None
