@@ -32,13 +32,24 @@ RATIO = r"^(auto|[0-9]+(\.[0-9]+)?:[0-9]+(\.[0-9]+)?)$"
 NOT_BLANK = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 # Headers a client may not set on the upstream request: credentials (the gateway's own are
-# used) and hop-by-hop or framing headers the HTTP client owns.
+# used), who is billed (an OpenAI organisation or project, a Google quota project: the operator's
+# key decides), hop-by-hop, framing and encoding headers the HTTP client owns, and headers that
+# would make an intermediary change the request (its method, its apparent origin).
 FORBIDDEN_HEADERS = frozenset({
     "authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key",
     "cookie", "set-cookie", "ocp-apim-subscription-key", "x-amz-security-token",
-    "x-goog-user-project", "host", "content-length", "content-type", "transfer-encoding",
-    "connection", "te", "upgrade", "keep-alive", "expect",
+    "openai-organization", "openai-project", "x-goog-user-project",
+    "host", "content-length", "content-type", "content-encoding", "transfer-encoding",
+    "trailer", "connection", "te", "upgrade", "keep-alive", "expect", "proxy-connection",
+    "forwarded", "via", "x-real-ip", "x-http-method-override", "x-http-method",
+    "x-method-override",
 })
+# Whole families: every ``proxy-*`` header and every ``x-forwarded-*`` one.
+FORBIDDEN_HEADER_PREFIXES = ("proxy-", "x-forwarded-")
+# At most this many extra headers, and this many bytes of names and values together (what an
+# upstream's own limits comfortably take; more is refused before anything is sent).
+MAX_EXTRA_HEADERS = 32
+MAX_EXTRA_HEADER_BYTES = 8192
 # RFC 9110 field names (tokens) and values (visible ASCII, spaces and tabs).
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]{1,128}")
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]{0,8192}")
@@ -64,20 +75,34 @@ def _not_blank(prompt: str) -> str:
     return prompt
 
 
+def forbidden_header(name: str) -> bool:
+    """Whether a client may not set header ``name`` (any case) on the upstream request."""
+    lower = name.lower()
+    return lower in FORBIDDEN_HEADERS or lower.startswith(FORBIDDEN_HEADER_PREFIXES)
+
+
 def _check_headers(headers: Any) -> Any:
-    """Printable values, and no header the gateway owns. Runs before the type check, which
+    """A few printable headers, none the gateway owns. Runs before the type check, which
     refuses anything but an object of strings."""
     if not isinstance(headers, dict):
         return headers
+    if len(headers) > MAX_EXTRA_HEADERS:
+        raise refusal("too_many_headers", f"Invalid 'extra_headers': at most "
+                      f"{MAX_EXTRA_HEADERS} headers may be sent, not {len(headers)}.")
+    size = 0
     for name, value in headers.items():
         if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
             raise refusal("invalid_type", f"Invalid 'extra_headers': the value of '{name}' must "
                                           "be printable ASCII on one line.")
-        lower = name.lower()
-        if lower in FORBIDDEN_HEADERS or not _HEADER_NAME.fullmatch(lower):
+        if forbidden_header(name) or not _HEADER_NAME.fullmatch(name.lower()):
             raise refusal("forbidden_header", f"Invalid 'extra_headers': '{name}' may not be set "
-                          "by the client (credential and connection headers are the gateway's "
-                          "own).")
+                          "by the client (credential, billing, connection and forwarding "
+                          "headers are the gateway's own).")
+        size += len(name) + len(value)
+    if size > MAX_EXTRA_HEADER_BYTES:
+        raise refusal("headers_too_large", f"Invalid 'extra_headers': at most "
+                      f"{MAX_EXTRA_HEADER_BYTES} bytes of names and values may be sent, not "
+                      f"{size}.")
     return headers
 
 
@@ -162,12 +187,17 @@ class ImageParams(BaseModel):
     extra_headers: Annotated[dict[str, str] | None, BeforeValidator(_check_headers)] = Field(
         None,
         json_schema_extra={"propertyNames": {"pattern": "^[A-Za-z0-9-]+$"},
+                           "maxProperties": MAX_EXTRA_HEADERS,
                            # Visible characters, spaces and tabs: no control characters.
                            "additionalProperties": {"type": "string",
                                                     "pattern": r"^[^\x00-\x08\x0a-\x1f\x7f]*$"}},
-        description="Headers sent to the provider with the request. Credential and connection "
-                    "headers are refused (400 naming `extra_headers`): "
-                    + ", ".join(sorted(FORBIDDEN_HEADERS)) + ".")
+        description=f"Headers sent to the provider with the request: at most "
+                    f"{MAX_EXTRA_HEADERS}, {MAX_EXTRA_HEADER_BYTES} bytes of names and values "
+                    "in all. Credential, billing, connection and forwarding headers are refused "
+                    "(400 naming `extra_headers`): "
+                    + ", ".join(sorted(FORBIDDEN_HEADERS))
+                    + ", and every " + " and ".join(f"`{p}*`" for p in FORBIDDEN_HEADER_PREFIXES)
+                    + " header.")
 
 
 @dataclass(frozen=True, slots=True)
