@@ -44,16 +44,12 @@ from proxy.billing.ledger import (
 )
 from proxy.billing.ledger_spill import replay, write_spill
 from proxy.billing.record import (
-    ModelUsage,
     UsageRecord,
     UsageReport,
-    UsageTotals,
-    from_row,
     micros_to_decimal,
 )
 from proxy.billing.schema import SchemaTooNew
 from proxy.billing.schema_postgres import (
-    COLUMN_LIST,
     COST_INDEX,
     CREATED_INDEX,
     DAY,
@@ -61,10 +57,10 @@ from proxy.billing.schema_postgres import (
     KEY_INDEX,
     SPENT_SINCE,
     SPENT_SINCE_DAY,
-    SUMS,
     create_schema,
     insert_args,
     pg_row,
+    read_report,
 )
 
 log = logging.getLogger("proxy.billing")
@@ -364,27 +360,7 @@ class PostgresLedger(UsageLedger):
         check_page(limit, offset)
         clause, args = where_clause(lambda n: f"${n}", key=key, since=since, until=until,
                                     model=model)
-        page = f"LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}"
-
-        async def run(conn: asyncpg.Connection) -> UsageReport:
-            # One snapshot for all three statements.
-            async with conn.transaction(isolation="repeatable_read", readonly=True):
-                sums = await conn.fetchrow(f"SELECT {SUMS} FROM usage{clause}", *args)
-                # COLLATE "C": byte order, as SQLite sorts.
-                groups = await conn.fetch(f'SELECT model, {SUMS} FROM usage{clause} '
-                                          'GROUP BY model ORDER BY model COLLATE "C"', *args)
-                rows = await conn.fetch(f"SELECT {COLUMN_LIST} FROM usage{clause} "
-                                        f"ORDER BY created_at DESC, id DESC {page}",
-                                        *args, limit, offset)
-            totals = UsageTotals.from_sums(*sums)
-            return UsageReport(
-                totals=totals,
-                by_model=[ModelUsage(model=g[0], totals=UsageTotals.from_sums(*g[1:]))
-                          for g in groups],
-                rows=[from_row(tuple(row)) for row in rows],
-                has_more=offset + len(rows) < totals.requests)
-
-        return await self._read(run)
+        return await self._read(lambda conn: read_report(conn, clause, args, limit, offset))
 
     async def spent(self, key: str, since: float) -> Decimal:
         """From ``usage_spend`` when ``since`` starts a UTC day (every budget period does),

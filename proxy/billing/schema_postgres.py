@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from proxy.billing.record import UsageRecord, to_row
+from proxy.billing.record import ModelUsage, UsageRecord, UsageReport, UsageTotals, from_row, to_row
 from proxy.billing.schema import COLUMNS, SchemaTooNew
 
 SCHEMA_VERSION = 1
@@ -162,3 +162,23 @@ async def create_schema(conn: asyncpg.Connection) -> int:
             await conn.execute("INSERT INTO usage_schema_version (version) VALUES ($1)",
                                SCHEMA_VERSION)
         return int(found)
+
+
+async def read_report(conn: asyncpg.Connection, clause: str, args: list[Any], limit: int,
+                      offset: int) -> UsageReport:
+    """A page of ``GET /v1/usage``: the totals, the totals per model and the rows matching
+    ``clause``, read in one snapshot (all three statements see the same rows)."""
+    page = f"LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}"
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        sums = await conn.fetchrow(f"SELECT {SUMS} FROM usage{clause}", *args)
+        # COLLATE "C": byte order, as SQLite sorts.
+        groups = await conn.fetch(f'SELECT model, {SUMS} FROM usage{clause} '
+                                  'GROUP BY model ORDER BY model COLLATE "C"', *args)
+        rows = await conn.fetch(f"SELECT {COLUMN_LIST} FROM usage{clause} "
+                                f"ORDER BY created_at DESC, id DESC {page}", *args, limit, offset)
+    totals = UsageTotals.from_sums(*sums)
+    return UsageReport(
+        totals=totals,
+        by_model=[ModelUsage(model=g[0], totals=UsageTotals.from_sums(*g[1:])) for g in groups],
+        rows=[from_row(tuple(row)) for row in rows],
+        has_more=offset + len(rows) < totals.requests)
