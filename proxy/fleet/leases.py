@@ -31,7 +31,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import orjson
@@ -55,9 +55,13 @@ class Lapsed:
 
 
 class JobLease:
-    """One running job's lease (and, with a limited key, its slot); released exactly once."""
+    """One running job's lease (and, with a limited key, its slot); released exactly once.
 
-    __slots__ = ("held", "job_id", "owner", "slot", "table", "token")
+    ``recorded``: whether the store may hold it. A lease without a slot starts unrecorded (see
+    :meth:`LeaseTable.admit`) and is recorded by the next renewal, or earlier by
+    :meth:`LeaseTable.record` when its job becomes visible to the fleet."""
+
+    __slots__ = ("held", "job_id", "owner", "recorded", "slot", "table", "token")
 
     def __init__(self, table: LeaseTable, job_id: str, owner: str, slot: bool) -> None:
         self.table = table
@@ -66,6 +70,7 @@ class JobLease:
         self.slot = slot
         self.token = f"{job_id}:{secrets.token_hex(4)}"
         self.held = True
+        self.recorded = True
 
     async def release(self) -> None:
         """Give the lease (and slot) back; best effort: one that cannot be released now lapses
@@ -90,16 +95,46 @@ class LeaseTable:
         # Told of leases this instance held that the fleet ended (reaped while it was away).
         self.on_lost: LostHandler | None = None
         self._renewing: asyncio.Task[None] | None = None
+        # Leases held here that the store has not seen yet, by job id.
+        self._unrecorded: dict[str, list[JobLease]] = {}
 
     async def admit(self, job_id: str, owner: str, limit: int | None) -> JobLease | None:
         """Lease ``job_id`` for ``owner`` and, with a ``limit``, take one of the owner's
         ``limit`` slots; None when they are all taken. ``StoreUnavailable`` when the store
-        cannot say."""
-        lease = JobLease(self, job_id, owner, slot=limit is not None)
+        cannot say.
+
+        Without a ``limit`` nothing needs counting, and a lease only matters once the fleet can
+        see the job (its snapshot is in the store): the lease is held here, unrecorded, and
+        written by the next renewal (a job that ends before it never touches the store) or by
+        :meth:`record`, which whoever first stores the job's running snapshot calls first."""
+        if limit is None:
+            lease = JobLease(self, job_id, owner, slot=False)
+            lease.recorded = False
+            self._hold(lease)
+            self._unrecorded.setdefault(job_id, []).append(lease)
+            return lease
+        lease = JobLease(self, job_id, owner, slot=True)
         if not await self._admit(lease, limit):
             return None
         self._hold(lease)
         return lease
+
+    async def record(self, job_ids: Iterable[str]) -> None:
+        """Write the unrecorded leases of ``job_ids`` to the store now (their jobs are about to
+        be visible to the fleet: a lapsed lease must then end them). ``StoreUnavailable`` when
+        the store cannot take them (they stay unrecorded)."""
+        leases = [lease for job_id in job_ids
+                  for lease in self._unrecorded.pop(job_id, ()) if lease.held]
+        if not leases:
+            return
+        for lease in leases:
+            lease.recorded = True
+        try:
+            await self._renew(leases)  # fresh tokens: none of them can have been reaped
+        except BaseException:
+            self._unrecord(leases)
+            raise
+        await self._release_again(leases)
 
     def adopt(self, job_id: str, owner: str, limit: int | None) -> JobLease:
         """A lease held without asking the store (it is down and the job was admitted anyway):
@@ -110,22 +145,56 @@ class LeaseTable:
 
     async def release(self, lease: JobLease) -> None:
         self.held.pop(lease.token, None)
+        if not lease.recorded:  # never written: nothing to take back
+            waiting = self._unrecorded.get(lease.job_id)
+            if waiting is not None:
+                with contextlib.suppress(ValueError):
+                    waiting.remove(lease)
+                if not waiting:
+                    del self._unrecorded[lease.job_id]
+            return
         with contextlib.suppress(StoreUnavailable):
             await self._release(lease)
 
     async def renew(self) -> list[JobLease]:
-        """Renew every lease held here; the ones the fleet ended meanwhile are dropped and
-        returned (their jobs must stop)."""
+        """Renew every lease held here (recording the unrecorded ones); the ones the fleet
+        ended meanwhile are dropped and returned (their jobs must stop)."""
         leases = list(self.held.values())
         if not leases:
             return []
+        # Marked before the call: a job ending while it is on its way releases its lease.
+        fresh = [lease for lease in leases if not lease.recorded]
+        for lease in fresh:
+            lease.recorded = True
+        self._unrecorded.clear()
+        try:
+            tokens = await self._renew(leases)
+        except BaseException:
+            self._unrecord(fresh)
+            raise
+        await self._release_again(leases)
         lost = []
-        for token in await self._renew(leases):
+        for token in tokens:
             lease = self.held.pop(token, None)
             if lease is not None:
                 lease.held = False
                 lost.append(lease)
         return lost
+
+    async def _release_again(self, leases: list[JobLease]) -> None:
+        """Leases released while a call writing them was on its way: their release may have
+        reached the store first, so it goes again, after the write."""
+        for lease in leases:
+            if not lease.held:
+                with contextlib.suppress(StoreUnavailable):
+                    await self._release(lease)
+
+    def _unrecord(self, leases: list[JobLease]) -> None:
+        """``leases`` were not written after all (the store did not answer)."""
+        for lease in leases:
+            if lease.held:
+                lease.recorded = False
+                self._unrecorded.setdefault(lease.job_id, []).append(lease)
 
     def _hold(self, lease: JobLease) -> None:
         self.held[lease.token] = lease

@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from proxy.core.errors import StoreUnavailable
+from proxy.fleet.leases import LeaseTable
 from proxy.fleet.policy import WriteBehind, background
 from proxy.progress.latency import LatencyBook
 from proxy.progress.outbox import EVENT, NAMESPACE, Emitter, Outbox
@@ -91,8 +92,12 @@ class Tracked(Protocol):
 class ProgressHub:
     def __init__(self, store: SnapshotStore, latency: LatencyBook,
                  sync_interval: float = SYNC_INTERVAL,
-                 refresh_seconds: float = REFRESH_SECONDS) -> None:
+                 refresh_seconds: float = REFRESH_SECONDS,
+                 leases: LeaseTable | None = None) -> None:
         self.store = store
+        # A job's lease is written before its first running snapshot is (the fleet must be
+        # able to end a job it can see): :meth:`LeaseTable.record`.
+        self.leases = leases
         self.latency = latency
         self.sync_interval = sync_interval
         self.refresh_seconds = refresh_seconds
@@ -136,6 +141,7 @@ class ProgressHub:
             self._keep_in_sync()
             return True
         snapshot = tracker.snapshot
+        await self._record([tracker])
         opened = await (self.store.create(snapshot, tracker.room, replace=True) if replace
                         else self.store.create(snapshot, tracker.room))
         if not opened.created:
@@ -168,6 +174,7 @@ class ProgressHub:
                     tracker.dirty = False
                 with self._writing():
                     try:
+                        await self._record(trackers)
                         await self.store.sync([t.snapshot for t in trackers], (), ())
                     except Exception as exc:
                         for tracker in trackers:  # the sync writes them, once it can
@@ -178,6 +185,10 @@ class ProgressHub:
                         return
         finally:
             self._storing = None
+
+    async def _record(self, trackers: list[Tracked]) -> None:
+        if self.leases is not None and self.store.shared and trackers:
+            await self.leases.record(t.job_id for t in trackers)
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
@@ -298,6 +309,7 @@ class ProgressHub:
             return
         try:
             with self._writing():
+                await self._record(changed)
                 marked = await self.store.sync([t.snapshot for t in changed], renew,
                                                [t.room for t in trackers])
         except StoreUnavailable:

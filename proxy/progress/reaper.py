@@ -79,10 +79,13 @@ class Reaper:
         except StoreUnavailable:
             self._unended.append(lost)  # ended at the next sweep that reaches the store
             return
+        if ended is None:  # it had ended, or the fleet never saw it: only its slot was held
+            log.info("the lease of job %s of key '%s' lapsed (instance %s stopped renewing "
+                     "it); its slot is free", lost.job_id, lost.owner, lost.instance or "?")
+            return
         log.warning("job %s of key '%s' was ended (instance_lost): its instance %s stopped "
                     "renewing its lease", lost.job_id, lost.owner, lost.instance or "?")
-        if ended is not None:
-            self.outbox.push(room_for(ended.owner, ended.job_id), ended.to_wire())
+        self.outbox.push(room_for(ended.owner, ended.job_id), ended.to_wire())
 
     async def aclose(self) -> None:
         task, self._task = self._task, None

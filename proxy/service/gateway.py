@@ -129,7 +129,7 @@ class Gateway:
         # Refused clients are told to come back in about a quarter of a job's usual time.
         capacity = Capacity(auto_max_jobs() if most == "auto" else most,
                             lambda model: latency.expected(model) / 4)
-        hub = ProgressHub(stores.snapshots, latency)
+        hub = ProgressHub(stores.snapshots, latency, leases=stores.leases)
         reaper = (Reaper(stores.leases, stores.snapshots, hub.outbox, stores.policy)
                   if stores.policy is not None else None)
         guard = Guard(stores.counters, stores.leases, _spend_reader(usage),

@@ -124,3 +124,39 @@ async def test_redis_renewal_records_leases_again_after_redis_lost_them(
         assert 0 < await client.pttl(table.slots + "alice") <= table.lease_ms
     finally:
         await client.aclose()
+
+
+async def test_a_lease_without_a_slot_reaches_the_store_only_once_its_job_can_be_seen(
+        tables: Tables) -> None:
+    owner = tables(lease_seconds=0.3, instance="dies")
+    reaper = tables(lease_seconds=0.3, instance="lives")
+    short, seen, long = job(), job(), job()
+    ended = await owner.admit(short, "bob", None)
+    assert ended is not None and not ended.recorded
+    await ended.release()  # over before anyone could see it: the store never heard of it
+    watched = await owner.admit(seen, "bob", None)
+    running = await owner.admit(long, "bob", None)
+    assert watched is not None and running is not None
+    await owner.record([seen])  # its snapshot is about to be stored
+    assert watched.recorded and not running.recorded
+    await owner.aclose()  # the instance stops renewing, as if killed
+    await asyncio.sleep(0.4)
+    # Only the job the fleet could see is ended by it; the other was never stored anywhere.
+    assert [x.job_id for x in await reaper.reap()] == [seen]
+    assert await owner.renew() == [watched]  # the owner, cut off, learns it; records the other
+    assert running.recorded
+    await asyncio.sleep(0.4)
+    assert [x.job_id for x in await reaper.reap()] == [long]
+
+
+async def test_a_lease_recorded_while_its_job_ends_is_taken_back(redis_tables: Tables) -> None:
+    table = redis_tables(lease_seconds=0.3)
+    assert isinstance(table, RedisLeases)
+    lease = await table.admit(job(), "bob", None)
+    assert lease is not None
+    renewing = asyncio.ensure_future(table.renew())
+    await asyncio.sleep(0)  # the renewal is on its way with the lease in it
+    await lease.release()
+    await renewing
+    await asyncio.sleep(0.4)
+    assert await table.reap() == []  # released after it was recorded: nothing left to lapse
