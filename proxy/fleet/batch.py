@@ -25,6 +25,10 @@ class Script:
     def command(self, keys: list[Any], args: list[Any]) -> Command:
         return ("EVALSHA", self.sha, len(keys), *keys, *args)
 
+    def by_text(self, command: Command) -> Command:
+        """``command`` (from :meth:`command`) sent with the script's text instead."""
+        return ("EVAL", self.text, *command[2:])
+
 
 class Batch:
     def __init__(self, redis: Redis) -> None:
@@ -50,11 +54,16 @@ class Batch:
 
     async def script(self, script: Script, keys: list[Any], args: list[Any]) -> Any:
         """Run ``script`` (batched with whatever else is due)."""
-        try:
-            (reply,) = await self.run(script.command(keys, args))
-        except NoScriptError:
-            (reply,) = await self.run(("EVAL", script.text, len(keys), *keys, *args))
+        (reply,) = await self.run_with(script, script.command(keys, args))
         return reply
+
+    async def run_with(self, script: Script, first: Command, *rest: Command) -> list[Any]:
+        """:meth:`run` where ``first`` is ``script``'s command, sent again by its text if the
+        server forgot the script (a restarted Redis)."""
+        try:
+            return await self.run(first, *rest)
+        except NoScriptError:
+            return await self.run(script.by_text(first), *rest)
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []

@@ -58,7 +58,9 @@ class SnapshotStore(Protocol):
 
     async def sync(self, snapshots: Sequence[JobSnapshot], mark: Collection[str],
                    check: Sequence[str]) -> list[bool]:
-        """One round trip: store ``snapshots``, mark the rooms in ``mark`` as watched (for
+        """One round trip: store ``snapshots`` (except over a stored snapshot that has ended:
+        the fleet may have ended a job its cut-off instance still writes), mark the rooms in
+        ``mark`` as watched (for
         ``watch_ttl`` seconds), and say which rooms of ``check`` are marked."""
 
     async def aclose(self) -> None: ...
@@ -134,7 +136,9 @@ class MemorySnapshotStore:
     async def sync(self, snapshots: Sequence[JobSnapshot], mark: Collection[str],
                    check: Sequence[str]) -> list[bool]:
         for snapshot in snapshots:
-            await self.put(snapshot)
+            stored = await self.get(snapshot.job_id)
+            if stored is None or not stored.terminal:  # an ending stands (as in Redis)
+                await self.put(snapshot)
         now = time.monotonic()
         self._marks.sweep(now)
         for room in mark:
@@ -151,6 +155,25 @@ _REPLACE = Script("""
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 return 1
+""")
+
+
+# Write snapshots (KEYS: their keys; ARGV: retention, then one snapshot each) except over one
+# that has ended: an instance cut off from the fleet may write a job the fleet ended meanwhile
+# before its next renewal tells it so, and the fleet's ending must stand. (Inside a JSON string
+# every quote is escaped, so the pattern can only be the field itself.)
+_PUT_UNLESS_ENDED = Script("""
+local written = 0
+for i, key in ipairs(KEYS) do
+  local current = redis.call('GET', key)
+  if not (current and (string.find(current, '"status":"failed"', 1, true)
+                       or string.find(current, '"status":"succeeded"', 1, true)
+                       or string.find(current, '"status":"cancelled"', 1, true))) then
+    redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
+    written = written + 1
+  end
+end
+return written
 """)
 
 
@@ -207,13 +230,19 @@ class RedisSnapshotStore:
 
     async def sync(self, snapshots: Sequence[JobSnapshot], mark: Collection[str],
                    check: Sequence[str]) -> list[bool]:
-        commands = [self._set(snapshot) for snapshot in snapshots]
-        commands += [("SET", self.marks + room, b"1", "EX", self._mark_ex) for room in mark]
+        commands = [("SET", self.marks + room, b"1", "EX", self._mark_ex) for room in mark]
         if check:
             commands.append(("MGET", *(self.marks + room for room in check)))
-        if not commands:
+        if snapshots:
+            put = _PUT_UNLESS_ENDED.command(
+                [self.prefix + snapshot.job_id for snapshot in snapshots],
+                [self.retention, *(orjson.dumps(snapshot.to_store()) for snapshot in snapshots)])
+            replies = await self.policy.call("progress sync", lambda: self.batch.run_with(
+                _PUT_UNLESS_ENDED, put, *commands))
+        elif commands:
+            replies = await self.policy.call("progress sync", lambda: self.batch.run(*commands))
+        else:
             return []
-        replies = await self.policy.call("progress sync", lambda: self.batch.run(*commands))
         return [value is not None for value in replies[-1]] if check else []
 
     async def aclose(self) -> None:

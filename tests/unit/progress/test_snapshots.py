@@ -137,3 +137,20 @@ async def test_end_lost_fails_a_running_job_once(store: SnapshotStore) -> None:
     assert await store.end_lost(done, error) is None
     assert (await store.get(done)).status == "succeeded"  # type: ignore[union-attr]
     assert await store.end_lost(str(uuid.uuid4()), error) is None  # unknown
+
+
+async def test_an_ended_job_is_not_written_over_by_a_late_update(store: SnapshotStore) -> None:
+    """An instance cut off from the fleet may store its job's running snapshot after the fleet
+    ended it (before its renewal tells it): the ending stands. A new attempt under the id
+    replaces it on purpose (``create(replace=True)``)."""
+    job_id = str(uuid.uuid4())
+    await store.sync([snapshot(job_id, seq=4, status="running")], [], [])
+    error = {"message": "lost", "type": "server_error", "param": None, "code": "instance_lost"}
+    ended = await store.end_lost(job_id, error)
+    await store.sync([snapshot(job_id, seq=5, status="running")], [], [])
+    await store.sync([snapshot(job_id, seq=6, status="succeeded")], [], [])
+    assert await store.get(job_id) == ended
+    again = snapshot(job_id, seq=0, status="queued")
+    assert (await store.create(again, "room", replace=True)).created
+    await store.sync([snapshot(job_id, seq=1, status="running")], [], [])
+    assert (await store.get(job_id)).seq == 1  # type: ignore[union-attr]
