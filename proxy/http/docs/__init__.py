@@ -3,7 +3,8 @@
 Swagger UI is vendored in ``static/`` (``vendored.json`` records the npm package, its version,
 where it came from and every file's SHA-256); nothing is loaded from a CDN. The page uses
 relative URLs (``docs/…`` for its files, ``openapi.json`` for the document, ``./`` for the
-playground), so it also works behind a reverse proxy that serves the gateway under a prefix.
+playground), so it loads behind a reverse proxy that serves the gateway under a prefix too
+("Try it out" calls the paths the document names, from the root).
 """
 
 from __future__ import annotations
