@@ -82,6 +82,23 @@ def test_docs_renders_every_operation_with_no_request_beyond_the_gateway(server,
         assert status.inner_text().strip() == "200"
         assert '"status": "ok"' in health.locator(".live-responses-table").inner_text()
 
+        # With a key given to "Authorize", "Try it out" calls a keyed endpoint with it.
+        page.locator(".auth-wrapper .authorize").click()
+        page.locator(".modal-ux input").fill(KEY)
+        page.locator(".modal-ux .auth-btn-wrapper .authorize").click()
+        page.locator(".modal-ux .btn-done").click()
+        models = page.locator(".opblock", has=page.locator(".opblock-summary-path",
+                                                            has_text="/v1/models"))
+        models = models.filter(has_not=page.locator(".opblock-summary-path",
+                                                    has_text="/v1/models/")).first
+        models.locator(".opblock-summary").click()
+        models.locator(".try-out__btn").click()
+        models.locator(".execute").click()
+        status = models.locator(".live-responses-table tr.response .response-col_status").first
+        status.wait_for()
+        assert status.inner_text().strip() == "200"
+        assert '"id": "local"' in models.locator(".live-responses-table").inner_text()
+
         # Back to the playground: the link resolves to the gateway's own page.
         assert page.locator("#playground-link").evaluate("a => a.href") == f"{server.url}/"
     finally:
