@@ -25,6 +25,7 @@ from starlette.types import ASGIApp
 from proxy.config import GatewayConfig, load_config, load_default_config
 from proxy.core.errors import GatewayError
 from proxy.http.direct import INTERNAL_ERROR, Dispatch, Endpoint, direct_endpoint
+from proxy.http.docs import docs_routes
 from proxy.http.files import file_route
 from proxy.http.middleware import RequestIdMiddleware
 from proxy.http.openapi import openapi_route
@@ -90,6 +91,7 @@ def build_routes(config: GatewayConfig, gateway: Gateway) -> list[Route]:
             Route(f"{base}/models/{{model:path}}", get_model, methods=["GET"]),
         ]
     routes += playground_routes(config.server.base_paths)
+    routes += docs_routes()
     routes.append(openapi_route(config))
     return routes
 

@@ -1,10 +1,16 @@
-"""``image-proxy`` command line."""
+"""The ``image-proxy`` command: ``serve``, ``check-config`` and ``new-key``.
+
+``serve`` and ``check-config`` judge a configuration the same way (:func:`checked_config`), so
+``check-config`` says OK exactly when ``serve`` would start.
+"""
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
 import json
+import logging
+import logging.config
 import os
 import sys
 from collections.abc import Sequence
@@ -18,12 +24,18 @@ from proxy.auth import new_key
 from proxy.config import ConfigError, GatewayConfig
 from proxy.limits.capacity import raise_open_file_limit
 from proxy.observability.logs import configure
-from proxy.service.gateway import load_checked
+from proxy.service.gateway import check_config, load_checked
 
+log = logging.getLogger("proxy.cli")
 
-def _load(path: str | None) -> GatewayConfig:
-    """The configuration, checked as a whole (models, providers, fallbacks) before it runs."""
-    return load_checked(path)
+DESCRIPTION = "image-proxy: an OpenAI-compatible image-generation gateway."
+EPILOG = """examples:
+  image-proxy serve                         the built-in renderer on http://127.0.0.1:8080
+  image-proxy serve --config gateway.yaml   the gateway a configuration file describes
+  image-proxy check-config --config gateway.yaml
+  image-proxy new-key --name web-app
+
+Run "image-proxy COMMAND --help" for a command's options."""
 
 
 def log_config(args: argparse.Namespace) -> dict:
@@ -53,24 +65,67 @@ def open_bind_refusal(config: GatewayConfig) -> str | None:
             "pass --allow-open (server.allow_open: true) if that is really what you want.")
 
 
-def _serve(args: argparse.Namespace) -> int:
-    try:
-        config = _load(args.config)
-    except ConfigError as exc:
-        print("image-proxy: the configuration is not valid:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 2
+class Refused(Exception):
+    """The configuration is valid, but ``serve`` would not start with it (the message says why)."""
+
+
+def checked_config(args: argparse.Namespace) -> tuple[GatewayConfig, list[str]]:
+    """The configuration ``serve`` would run, with its command-line overrides, checked as a whole
+    (schema, providers, models, fallbacks, the open-bind rule), and the names of the models it
+    serves (a provider under ``providers:`` serves its whole catalog). Raises ``ConfigError``
+    (invalid) or :class:`Refused`."""
+    config = load_checked(args.config)
     if args.host is not None:
         config.server.host = args.host
     if args.port is not None:
         config.server.port = args.port
     if args.allow_open:
         config.server.allow_open = True
+    served = check_config(config)
     refusal = open_bind_refusal(config)
     if refusal:
-        print(f"image-proxy: {refusal}", file=sys.stderr)
+        raise Refused(refusal)
+    return config, served
+
+
+def base_url(host: str, port: int) -> str:
+    """Where a browser on this machine reaches a gateway bound to ``host``: a wildcard address
+    is reached over loopback."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _keys(config: GatewayConfig) -> str:
+    return f"{len(config.keys)} key(s)" if config.keys else "no keys (open)"
+
+
+def startup_lines(config: GatewayConfig, served: list[str]) -> list[str]:
+    """What ``serve`` says before it starts: what it serves and where to look."""
+    url = base_url(config.server.host, config.server.port)
+    return [f"image-proxy {__version__}: {len(served)} model(s), "
+            f"{_keys(config)}, API under "
+            + ", ".join(f"{url}{base or '/'}" for base in config.server.base_paths),
+            f"playground: {url}/",
+            f"API reference: {url}/docs (OpenAPI document: {url}/openapi.json)"]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        config, served = checked_config(args)
+    except ConfigError as exc:
+        print("image-proxy: the configuration is not valid:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
         return 2
+    except Refused as exc:
+        print(f"image-proxy: {exc}", file=sys.stderr)
+        return 2
+    logging_config = log_config(args)
+    logging.config.dictConfig(logging_config)
+    for line in startup_lines(config, served):
+        log.info(line)
 
     # Every job holds sockets: use all the open files the system allows this process (its
     # workers inherit it); jobs.max_concurrent "auto" is sized from the result.
@@ -87,26 +142,31 @@ def _serve(args: argparse.Namespace) -> int:
                                                 "allow_open": config.server.allow_open})
         uvicorn.run("proxy.app:from_environment", factory=True, workers=args.workers,
                     host=config.server.host, port=config.server.port,
-                    log_level=args.log_level, log_config=log_config(args),
+                    log_level=args.log_level, log_config=logging_config,
                     timeout_graceful_shutdown=timeout)
         return 0
 
     uvicorn.Server(uvicorn.Config(
         create_app(config), host=config.server.host, port=config.server.port,
-        log_level=args.log_level, log_config=log_config(args),
+        log_level=args.log_level, log_config=logging_config,
         timeout_graceful_shutdown=timeout)).run()
     return 0
 
 
 def _check(args: argparse.Namespace) -> int:
     try:
-        config = _load(args.config)
+        config, served = checked_config(args)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 2
-    names = ", ".join(m.name for m in config.models)
-    print(f"configuration OK: {len(config.models)} model(s): {names}")
+    except Refused as exc:
+        print(f"{args.config or '<embedded default>'}: serve would refuse it: {exc}",
+              file=sys.stderr)
+        return 2
+    print(f"configuration OK: {len(served)} model(s) served: {', '.join(served)}")
+    print(f"serve would listen on {config.server.host}:{config.server.port} with "
+          f"{_keys(config)}")
     return 0
 
 
@@ -120,31 +180,49 @@ def _new_key(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="image-proxy", description=__doc__)
+    parser = argparse.ArgumentParser(prog="image-proxy", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"image-proxy {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the gateway")
-    serve.add_argument("--config", help="YAML configuration file (default: the embedded one)")
-    serve.add_argument("--host", help="address to bind (overrides server.host)")
-    serve.add_argument("--port", type=int, help="port to bind (overrides server.port)")
+    serve = commands.add_parser(
+        "serve", help="run the gateway",
+        description="Run the gateway: the HTTP API, the playground at /, the API reference at "
+                    "/docs and Socket.IO progress, on server.host:server.port.")
+    _config_arguments(serve)
     serve.add_argument("--log-level", default="info",
-                       choices=["critical", "error", "warning", "info", "debug"])
+                       choices=["critical", "error", "warning", "info", "debug"],
+                       help="the least important lines logged (default: info)")
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.add_argument("--workers", type=int, default=1,
                        help="worker processes (use with redis_url; see README: Scaling out)")
-    serve.add_argument("--allow-open", action="store_true",
-                       help="serve a non-loopback address even with no keys configured")
     serve.set_defaults(run=_serve)
 
-    check = commands.add_parser("check-config", help="validate a configuration and exit")
-    check.add_argument("--config", help="YAML configuration file (default: the embedded one)")
+    check = commands.add_parser(
+        "check-config", help="validate a configuration and exit",
+        description="Check a configuration as serve would (with the same --host, --port and "
+                    "--allow-open) and list the models it serves; exit 0 if serve would "
+                    "start, 2 with every problem at its line if not.")
+    _config_arguments(check)
     check.set_defaults(run=_check)
 
-    key = commands.add_parser("new-key", help="print a new gateway key and its SHA-256")
+    key = commands.add_parser(
+        "new-key", help="print a new gateway key and its SHA-256",
+        description="Print a new gateway key and the SHA-256 to put in the configuration's "
+                    "keys: list (the key itself is never stored).")
     key.add_argument("--name", default="my-app", help="the key's name in the config snippet")
     key.set_defaults(run=_new_key)
     return parser
+
+
+def _config_arguments(command: argparse.ArgumentParser) -> None:
+    """What decides the configuration: the same for serve and check-config."""
+    command.add_argument("--config", help="YAML configuration file (default: the embedded one: "
+                                          "the built-in renderer, no keys)")
+    command.add_argument("--host", help="address to bind (overrides server.host)")
+    command.add_argument("--port", type=int, help="port to bind (overrides server.port)")
+    command.add_argument("--allow-open", action="store_true",
+                         help="serve a non-loopback address even with no keys configured")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

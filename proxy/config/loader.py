@@ -52,6 +52,8 @@ class _Lines:
             self.root = None
 
     def line(self, loc: Loc) -> int | None:
+        """The line of the key that names ``loc`` (a block value starts on the line after its
+        key), or of the list item; as deep as the file goes."""
         node = self.root
         line = node.start_mark.line + 1 if node is not None else None
         for part in loc:
@@ -59,19 +61,21 @@ class _Lines:
             if isinstance(node, yaml.MappingNode):
                 for key, value in node.value:
                     if key.value == part:
-                        child = value
+                        child, at = value, key.start_mark.line + 1
                         break
             elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
                 if 0 <= part < len(node.value):
                     child = node.value[part]
+                    at = child.start_mark.line + 1
             if child is None:
                 break
-            node, line = child, child.start_mark.line + 1
+            node, line = child, at
         return line
 
 
 def _interpolate(value: Any, loc: Loc, problems: list[tuple[Loc, str]]) -> Any:
-    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; a missing variable is an error."""
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; a variable that is not set, or
+    is empty, with no default is an error naming it (the location names the field)."""
     if isinstance(value, dict):
         return {k: _interpolate(v, (*loc, k), problems) for k, v in value.items()}
     if isinstance(value, list):
@@ -82,12 +86,16 @@ def _interpolate(value: Any, loc: Loc, problems: list[tuple[Loc, str]]) -> Any:
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         found = os.environ.get(name)
-        if found is None or (found == "" and default is not None):
-            if default is not None:
-                return default
-            problems.append((loc, f"environment variable {name} is not set"))
-            return ""
-        return found
+        if found:
+            return found
+        if default is not None:  # shell semantics: `:-` also replaces an empty value
+            return default
+        # An empty secret must not pass for one (an API key sent as ""): `${VAR:-}` says that
+        # empty is meant.
+        problems.append((loc, f"environment variable {name} is not set" if found is None else
+                         f"environment variable {name} is empty (set it, or write "
+                         f"${{{name}:-}} where an empty value is meant)"))
+        return ""
 
     return _ENV_REF.sub(substitute, value)
 

@@ -278,11 +278,12 @@ def load_checked_text(text: str, source: str = "<config>",
     return load_config_text(text, source=source, base_dir=base_dir, checks=_raw_checks)
 
 
-def check_config(config: GatewayConfig) -> None:
+def check_config(config: GatewayConfig) -> list[str]:
     """What ``from_config`` would refuse in an already loaded configuration, found without
-    building anything that holds resources: raises ``ConfigError``."""
+    building anything that holds resources: raises ``ConfigError``. Returns the names of the
+    models it would serve."""
     _check_fetch(config)
-    plan_models(config)
+    return [plan.entry.name for plan in plan_models(config)]
 
 
 def _raw_checks(data: dict[str, Any], base_dir: Path) -> list[tuple[Loc, str]]:

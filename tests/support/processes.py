@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -71,3 +75,36 @@ class GatewayProcess:
 
     def logged(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@contextmanager
+def serving(*args: str, log: Path, port: int | None = None,
+            env: dict[str, str] | None = None) -> Iterator[str]:
+    """``python -m proxy serve ARGS --port PORT`` as a user runs it (its log, stderr and
+    stdout, to ``log``), from start until it answers ``/healthz``; yields its URL and stops it
+    with SIGTERM. For synchronous tests."""
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    with log.open("ab") as out:
+        process = subprocess.Popen([sys.executable, "-m", "proxy", "serve", *args,
+                                    "--port", str(port)], stdout=out, stderr=subprocess.STDOUT,
+                                   env=env)
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, log.read_text(errors="replace")
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"gateway {url} did not start: {log.read_text(errors='replace')}")
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -290,6 +290,18 @@ def _fixed_paths(config: GatewayConfig) -> dict[str, Schema]:
                 "name": "name", "in": "path", "required": True,
                 "schema": {"type": "string", "examples": ["playground.js", "playground.css",
                                                           "socket.io.min.js"]}}])},
+        "/docs": {"get": _get("docs", "This document, browsable (Swagger UI)", _text(
+            "text/html", "The API reference page; it reads `/openapi.json`."),
+            tags=["docs"], security=[])},
+        "/docs/{name}": {"get": _get(
+            "docsAsset", "The API reference page's own files (Swagger UI, vendored)", {
+                "description": "The file.", "headers": _headers("x-request-id"),
+                "content": {t: {"schema": {"type": "string"}}
+                            for t in ("text/css", "text/javascript")}},
+            404, tags=["docs"], security=[], parameters=[{
+                "name": "name", "in": "path", "required": True,
+                "schema": {"type": "string", "examples": ["swagger-ui-bundle.js", "docs.js",
+                                                          "swagger-ui.css"]}}])},
         DOCUMENT_PATH: {"get": _get("openapi", "This document", {
             "description": "The OpenAPI document.",
             "content": {"application/json": {"schema": {"type": "object"}}}}, security=[])},
@@ -322,7 +334,7 @@ def openapi_document(config: GatewayConfig) -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "tags": [{"name": n} for n in ("images", "models", "usage", "files", "gateway",
-                                       "playground")],
+                                       "playground", "docs")],
         # With no keys the gateway is open: a bearer token is accepted and ignored.
         "security": [bearer] if config.keys else [{}, bearer],
         "paths": paths,

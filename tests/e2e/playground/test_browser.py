@@ -27,6 +27,7 @@ WATCH_PROGRESS = """
 window.__percents = [];
 document.addEventListener("DOMContentLoaded", () => {
   const bar = document.getElementById("progress");
+  if (!bar) return;  // another page (the API reference)
   new MutationObserver(() => window.__percents.push(Number(bar.getAttribute("aria-valuenow"))))
     .observe(bar, {attributes: true, attributeFilter: ["aria-valuenow"]});
 });
@@ -191,3 +192,10 @@ def test_the_sse_reader_handles_crlf_and_chunk_boundaries(server, page) -> None:
         {"type": "two", "data": "x\ny"},
         {"type": "three", "data": "é"},
     ]
+
+
+def test_the_api_reference_is_one_click_away(server, page) -> None:
+    page.goto(f"{server.url}/")
+    page.click("#docs-link")
+    page.wait_for_url(f"{server.url}/docs")
+    page.wait_for_selector(".opblock-summary-path")  # the reference rendered (tests/e2e/docs)

@@ -185,3 +185,38 @@ models: [{name: local, provider: local}]
     assert any(p.startswith("gw.yaml:1: fleet:") and "at most a third of lease_seconds" in p
                for p in found), found
     assert any(p.startswith("gw.yaml:2: limits.on_store_failure:") for p in found), found
+
+
+def test_unknown_block_key_names_its_own_line() -> None:
+    found = problems("""server:
+  host: 127.0.0.1
+  bogus:
+    nested: 1
+tracing:
+  enabled: true
+models:
+  - name: local
+    provider: local
+    timeout:
+      conect: 3
+""")
+    assert "gw.yaml:3: server.bogus: unknown key" in found
+    assert "gw.yaml:5: tracing: unknown key" in found
+    assert "gw.yaml:11: models[0].timeout.conect: unknown key" in found
+
+
+def test_empty_environment_variable_is_refused_naming_it_and_the_field(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_EMPTY_KEY", "")
+    found = problems("""providers:
+  openai:
+    api_key: ${TEST_EMPTY_KEY}
+""")
+    assert found == ["gw.yaml:3: providers.openai.api_key: environment variable TEST_EMPTY_KEY "
+                     "is empty (set it, or write ${TEST_EMPTY_KEY:-} where an empty value is "
+                     "meant)"]
+    # An empty value that is meant says so; a default replaces an empty variable.
+    config = load_config_text("models: [{name: local, provider: local}]\n"
+                              "redis_prefix: 'gw${TEST_EMPTY_KEY:-}'\n"
+                              "data_dir: ${TEST_EMPTY_KEY:-/tmp/gw}\n")
+    assert (config.redis_prefix, str(config.data_dir)) == ("gw", "/tmp/gw")
