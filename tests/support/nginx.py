@@ -10,8 +10,12 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 
@@ -43,3 +47,46 @@ def with_writable_paths(conf: str, into: Path) -> str:
     directives = re.sub(r"(?m)#.*$", "", conf)
     assert directives.count("/tmp/") == count, "a path under /tmp the test does not know about"
     return moved
+
+
+def in_front_of(conf: str, gateway: str, listen: int) -> str:
+    """deploy/nginx.conf pointed at ``gateway`` (``127.0.0.1:port``, for compose's
+    ``gateway:8080``) and listening on 127.0.0.1:``listen``: its two addresses, nothing else."""
+    conf, targets = re.subn(r"http://gateway:8080;", f"http://{gateway};", conf)
+    conf, listens = re.subn(r"(?m)^(\s*)listen 8080;", rf"\g<1>listen 127.0.0.1:{listen};", conf)
+    assert (targets, listens) == (1, 1), "deploy/nginx.conf's addresses are not where expected"
+    return conf
+
+
+@contextmanager
+def running_nginx(binary: Path, conf: str, workdir: Path, port: int) -> Iterator[str]:
+    """nginx in the foreground with ``conf`` (its writable paths moved into ``workdir``); yields
+    its URL once it answers ``/nginx-health``, and stops it at exit."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "nginx.conf"
+    path.write_text(with_writable_paths(conf, workdir / "run"))
+    log = workdir / "nginx.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([str(binary), "-p", str(workdir), "-c", str(path),
+                                    "-e", "stderr", "-g", "daemon off;"],
+                                   stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if httpx.get(f"{url}/nginx-health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, "nginx did not start:\n" + log.read_text()
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

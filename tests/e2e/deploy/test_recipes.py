@@ -24,18 +24,14 @@ import pytest
 import yaml
 
 from proxy.config.schema import ServerConfig
+from tests.support.compose import DEPLOY, compose, gateway_environment
 from tests.support.dockerfile import exec_form, stages
 from tests.support.nginx import nginx_binary, with_writable_paths
 from tests.support.paths import REPO_ROOT
 
-DEPLOY = REPO_ROOT / "deploy"
 SCHEMA = Path(__file__).parents[2] / "support" / "data" / "compose-spec.json"
 # compose-spec/compose-spec, schema/compose-spec.json at commit 170098ba (2026-06-23)
 SCHEMA_SHA256 = "1f91e091f16b2dd50ab8860e02bb391d22df553d91c145eacedb1b6eff9c3f0e"
-
-
-def compose() -> dict[str, Any]:
-    return yaml.safe_load((DEPLOY / "compose.yaml").read_text())
 
 
 def compose_errors(document: dict[str, Any]) -> list[str]:
@@ -103,24 +99,10 @@ def test_compose_passes_every_variable_the_fleet_config_needs() -> None:
     assert _required_variables(DEPLOY / "fleet.yaml") <= set(environment)
 
 
-def _compose_environment(values: dict[str, str]) -> dict[str, str]:
-    """The gateway service's environment with compose's interpolation done from ``values``."""
-    def substitute(match: re.Match[str]) -> str:
-        name, operator, word = match.group(1), match.group(2), match.group(3)
-        if name in values:
-            return values[name]
-        assert operator == ":-", f"{name} is required: {word}"
-        return word
-
-    pattern = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:[-?])([^}]*))?\}")
-    return {key: pattern.sub(substitute, str(value))
-            for key, value in compose()["x-gateway-environment"].items()}
-
-
 @pytest.mark.parametrize("config", ["fleet.yaml", "container/gateway.yaml"])
 def test_gateway_configs_pass_check_config(config: str) -> None:
     values = {"IMAGE_PROXY_KEY_SHA256": "ab" * 32, "POSTGRES_PASSWORD": "pw"}
-    env = {**os.environ, **_compose_environment(values)}
+    env = {**os.environ, **gateway_environment(values)}
     result = subprocess.run([sys.executable, "-m", "proxy", "check-config", "--config",
                              str(DEPLOY / config)], env=env, capture_output=True, text=True,
                             timeout=60, check=False, cwd=REPO_ROOT)
