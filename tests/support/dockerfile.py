@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -84,12 +85,58 @@ def exec_form(value: str) -> list[str]:
     return [str(word) for word in words]
 
 
+class DockerIgnore:
+    """A ``.dockerignore``, as Docker reads it: patterns in order, the last one that matches a
+    path (or one of its parent directories) decides, ``!`` takes a path back in; ``*`` and ``?``
+    stay within one path element, ``**`` spans any number of them."""
+
+    def __init__(self, text: str) -> None:
+        self.patterns: list[tuple[bool, re.Pattern[str]]] = []
+        for line in text.splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            negate = line.startswith("!")
+            pattern = line.removeprefix("!").strip().strip("/")
+            self.patterns.append((negate, re.compile(self._translate(pattern))))
+
+    @staticmethod
+    def _translate(pattern: str) -> str:
+        out, i = "", 0
+        while i < len(pattern):
+            if pattern.startswith("**/", i):
+                out, i = out + "(?:.*/)?", i + 3
+            elif pattern.startswith("**", i):
+                out, i = out + ".*", i + 2
+            elif pattern[i] == "*":
+                out, i = out + "[^/]*", i + 1
+            elif pattern[i] == "?":
+                out, i = out + "[^/]", i + 1
+            elif pattern[i] == "[":
+                end = pattern.index("]", i)
+                out, i = out + pattern[i:end + 1], end + 1
+            else:
+                out, i = out + re.escape(pattern[i]), i + 1
+        return out
+
+    def excludes(self, path: str) -> bool:
+        parts = path.strip("/").split("/")
+        prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+        excluded = False
+        for negate, pattern in self.patterns:
+            if any(pattern.fullmatch(prefix) for prefix in prefixes):
+                excluded = not negate
+        return excluded
+
+
 class Rootfs:
     """The image's file system as a directory of this machine, and its environment."""
 
     def __init__(self, root: Path, context: Path) -> None:
         self.root = root
         self.context = context
+        ignore = context / ".dockerignore"
+        self.ignore = DockerIgnore(ignore.read_text() if ignore.exists() else "")
         self.workdir = root
         # The image's absolute paths seen so far (WORKDIR, ENV values, COPY destinations).
         self.paths: set[str] = set()
@@ -136,17 +183,24 @@ class Rootfs:
         if dest.startswith("/"):
             self._learn(dest)
         for source in sources:
-            origin = self.host(source) if from_stage else self.context / source
             if from_stage:
                 self._learn(source)
-            if origin.is_dir():
+                origin = self.host(source)
                 if origin.resolve() != target.resolve():
-                    shutil.copytree(origin, target, dirs_exist_ok=True,
-                                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                    shutil.copytree(origin, target, dirs_exist_ok=True)
+                continue
+            origin = self.context / source
+            if origin.is_dir():
+                files = [p for p in origin.rglob("*") if p.is_file()]
+                copies = [(p, target / p.relative_to(origin)) for p in files]
             else:
-                into = target / origin.name if dest.endswith("/") else target
+                copies = [(origin, target / origin.name if dest.endswith("/") else target)]
+            for file, into in copies:
+                # what .dockerignore keeps out of the build context is not there to copy
+                if self.ignore.excludes(str(file.relative_to(self.context))):
+                    continue
                 into.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(origin, into)
+                shutil.copy2(file, into)
 
     def run(self, instruction: Instruction, base_env: dict[str, str], timeout: float) -> None:
         """A RUN line through /bin/sh, in the working directory, with the stage's environment."""
