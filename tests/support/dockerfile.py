@@ -153,7 +153,9 @@ class Rootfs:
     def map(self, text: str) -> str:
         """``text`` with every image path it names turned into its place under the root."""
         for path in sorted(self.paths, key=len, reverse=True):
-            text = text.replace(path, str(self.host(path)))
+            # the whole path, or a path under it: never the tail of another (/usr/src vs /src)
+            text = re.sub(rf"(?<![\w./-]){re.escape(path)}(?=/|[^\w.-]|$)",
+                          lambda _, path=path: str(self.host(path)), text)
         return text
 
     def _learn(self, image_path: str) -> None:
