@@ -129,6 +129,7 @@ class Gateway:
         # Refused clients are told to come back in about a quarter of a job's usual time.
         capacity = Capacity(auto_max_jobs() if most == "auto" else most,
                             lambda model: latency.expected(model) / 4)
+        metrics.jobs_capacity.set(capacity.total)
         hub = ProgressHub(stores.snapshots, latency, leases=stores.leases)
         reaper = (Reaper(stores.leases, stores.snapshots, hub.outbox, stores.policy)
                   if stores.policy is not None else None)
