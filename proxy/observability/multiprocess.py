@@ -31,16 +31,25 @@ ENV = "PROMETHEUS_MULTIPROC_DIR"
 log = logging.getLogger("proxy.observability")
 
 
+def clear_named_directory() -> Path | None:
+    """The directory ``PROMETHEUS_MULTIPROC_DIR`` names (None when unset), made if missing and
+    emptied of an earlier run's files. A single process that finds it set writes there too."""
+    named = os.environ.get(ENV)
+    if not named:
+        return None
+    path = Path(named)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    return path
+
+
 def prepare_directory() -> tuple[Path, bool]:
     """The directory the workers write their metrics to, set in ``PROMETHEUS_MULTIPROC_DIR``
     and empty; whether it was made here (and is to be removed at the end)."""
-    named = os.environ.get(ENV)
-    if named:
-        path = Path(named)
-        path.mkdir(parents=True, exist_ok=True)
-        for stale in path.glob("*.db"):
-            stale.unlink()
-        return path, False
+    named = clear_named_directory()
+    if named is not None:
+        return named, False
     path = Path(tempfile.mkdtemp(prefix="image-proxy-metrics-"))
     os.environ[ENV] = str(path)
     return path, True

@@ -106,19 +106,21 @@ async def test_every_kind_of_refusal_is_counted_with_its_route_and_code() -> Non
 
 def circuit_config(url: str) -> str:
     return f"""
-reliability: {{retries: 0, circuit_failures: 2, circuit_cooldown: 0.3}}
+reliability: {{retries: 0, circuit_failures: 2, circuit_cooldown: {COOLDOWN}}}
 models:
   - {{name: openai/gpt-image-1, provider: openai, base_url: "{url}/v1", api_key: {API_KEY}}}
 """
 
 
+COOLDOWN = 2.0
+
+
 async def test_circuit_state_cost_and_build_info() -> None:
     fake = FakeOpenAI()
     with upstream_and_gateway(fake, circuit_config) as (_, server):
-        first = scrape(server)
-        states = {labels: v for (name, labels), v in first.items()
+        states = {labels: v for (name, labels), v in scrape(server).items()
                   if name == "image_proxy_upstream_circuit_state"}
-        assert len(states) == 1 and list(states.values()) == [0]  # closed from the start
+        assert list(states.values()) == [0]  # every upstream shown from the start, closed
         ((_, upstream),), = states
         body = {"model": "openai/gpt-image-1", "prompt": "p", "size": "1024x1024",
                 "quality": "low"}
@@ -133,34 +135,46 @@ async def test_circuit_state_cost_and_build_info() -> None:
             for _ in range(2):
                 assert (await client.post(GENERATIONS, json=body)).status_code == 502
             opened = scrape(server)
-            fast = await client.post(GENERATIONS, json=body)
-            assert fast.json()["error"]["code"] == "upstream_circuit_open"
-
-            await asyncio.sleep(0.3)  # the cooldown: the next request is the probe
             fake.mode, fake.delay = "ok", 0.5
-            probe = asyncio.create_task(client.post(GENERATIONS, json=body))
-            for _ in range(200):
+
+            async def until_probed() -> tuple[int, httpx.Response]:
+                """Requests fail fast until the cooldown is over; then one is the probe."""
+                for fast in range(int(COOLDOWN * 100)):
+                    answer = await client.post(GENERATIONS, json=body)
+                    if answer.status_code != 503:
+                        return fast, answer
+                    assert answer.json()["error"]["code"] == "upstream_circuit_open"
+                    await asyncio.sleep(0.02)
+                raise AssertionError("the circuit never let a probe through")
+
+            probe = asyncio.create_task(until_probed())
+            probing = opened
+            for _ in range(int(COOLDOWN * 100)):
                 probing = scrape(server)
                 if value(probing, "image_proxy_upstream_circuit_state", upstream=upstream) == 1:
                     break
                 await asyncio.sleep(0.02)
-            assert (await probe).status_code == 200
-            costs.append((await probe).json()["cost"])
+            fast, answer = await probe
+            assert answer.status_code == 200 and fast > 0
+            costs.append(answer.json()["cost"])
         closed = scrape(server)
 
     assert value(opened, "image_proxy_upstream_circuit_state", upstream=upstream) == 2
     assert value(opened, "image_proxy_upstream_circuit_opened_total", upstream=upstream) == 1
     assert value(probing, "image_proxy_upstream_circuit_state", upstream=upstream) == 1
     assert value(closed, "image_proxy_upstream_circuit_state", upstream=upstream) == 0
+    assert value(closed, "image_proxy_upstream_circuit_opened_total", upstream=upstream) == 1
     model = {"model": "openai/gpt-image-1", "provider": "openai"}
     attempts = "image_proxy_upstream_attempts_total"
     assert value(closed, attempts, **model, outcome="ok") == 3
     assert value(closed, attempts, **model, outcome="upstream_error") == 2
-    assert value(closed, attempts, **model, outcome="upstream_circuit_open") == 1
+    assert value(closed, attempts, **model, outcome="upstream_circuit_open") == fast
     failed = {**model, "kind": "generation", "status": "failed"}
     assert value(closed, "image_proxy_jobs_total", **failed, error_code="upstream_error") == 2
     assert value(closed, "image_proxy_jobs_total", **failed,
-                 error_code="upstream_circuit_open") == 1
+                 error_code="upstream_circuit_open") == fast
+    assert value(closed, "image_proxy_requests_total", route=GENERATIONS, status_code="503",
+                 error_code="upstream_circuit_open") == fast
     assert all(cost > 0 for cost in costs)
     assert abs(value(closed, "image_proxy_cost_usd_total", **model) - sum(costs)) < 1e-9
     assert value(closed, "image_proxy_build_info", version=__version__,

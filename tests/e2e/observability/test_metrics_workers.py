@@ -24,9 +24,13 @@ JOB = {"model": "local", "prompt": "p", "size": "64x64", "quality": "low"}
 GOOD, REFUSED = 8, 5
 # An earlier run's counter file left in the directory: 1000 requests that this run never saw.
 STALE = """
+import glob, os
+directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+os.makedirs(directory)
 from prometheus_client import Counter
 Counter("image_proxy_requests", "", ["route", "status_code", "error_code"]).labels(
     "/v1/images/generations", "200", "").inc(1000)
+assert glob.glob(os.path.join(directory, "counter_*.db"))
 """
 
 
@@ -67,14 +71,18 @@ def worker_pids(directory: Path) -> set[int]:
     return {int(path.stem.rsplit("_", 1)[1]) for path in directory.glob("gauge_livesum_*.db")}
 
 
-async def test_every_scrape_counts_the_requests_of_both_workers(tmp_path: Path) -> None:
-    metrics_dir = tmp_path / "metrics"
-    metrics_dir.mkdir()
+async def stale_directory(metrics_dir: Path) -> dict[str, str]:
+    """``metrics_dir`` holding an earlier run's counts; the environment that names it."""
     env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     stale = await asyncio.create_subprocess_exec(sys.executable, "-c", STALE,
                                                  env={**os.environ, **env})
     assert await stale.wait() == 0
-    assert list(metrics_dir.glob("counter_*.db"))
+    return env
+
+
+async def test_every_scrape_counts_the_requests_of_both_workers(tmp_path: Path) -> None:
+    metrics_dir = tmp_path / "metrics"
+    env = await stale_directory(metrics_dir)
     config = tmp_path / "gateway.yaml"
     config.write_text(CONFIG.format(data=tmp_path / "data"))
     gateway = GatewayProcess(config, tmp_path / "gateway.log", workers=2, env=env)
@@ -136,3 +144,19 @@ async def test_the_metrics_directory_is_made_for_the_run_and_removed_after(
         await gateway.stop()
     assert process.returncode == 0, gateway.logged()
     assert not list(temp.iterdir())
+
+
+async def test_a_single_process_given_a_directory_starts_it_clean(tmp_path: Path) -> None:
+    env = await stale_directory(tmp_path / "metrics")
+    config = tmp_path / "gateway.yaml"
+    config.write_text(CONFIG.format(data=tmp_path / "data"))
+    gateway = GatewayProcess(config, tmp_path / "gateway.log", env=env)
+    await gateway.start()
+    try:
+        await gateway.ready()
+        await send_requests(gateway.url)
+        seen = await scrape(gateway.url)
+    finally:
+        await gateway.stop()
+    assert seen["image_proxy_requests_total"] == GOOD + REFUSED
+    assert seen["image_proxy_worker_processes"] == 1
