@@ -58,7 +58,9 @@ def code_label(code: str | None) -> str:
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, shared_store: bool = False) -> None:
+        """``shared_store``: the gateway uses Redis (``image_proxy_shared_store_up`` exists
+        only then: a gateway without one has no outage to report)."""
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -114,11 +116,13 @@ class Metrics:
             ["model"], registry=r)
         self.fallbacks = Counter(
             "image_proxy_fallbacks", "Jobs handed to a fallback model.", ["model"], registry=r)
-        self.store_up = Gauge(
-            "image_proxy_shared_store_up",
-            "1 while the shared store (Redis) answers, 0 during an outage (with redis_url); "
-            "with several workers, 0 if any live worker sees it down.",
-            multiprocess_mode="livemin", registry=r)
+        self.store_up: Gauge | None = None
+        if shared_store:
+            self.store_up = Gauge(
+                "image_proxy_shared_store_up",
+                "1 while the shared store (Redis) answers, 0 during an outage; with several "
+                "workers, 0 if any live worker sees it down.",
+                multiprocess_mode="livemin", registry=r)
         self.workers = Gauge(
             "image_proxy_worker_processes", "Worker processes serving on this host.",
             multiprocess_mode="livesum", registry=r)

@@ -123,7 +123,7 @@ class Gateway:
         usage = _usage_ledger(config)
         models = build_models(config, http)
         _remember_secrets(config, models)
-        metrics = Metrics()
+        metrics = Metrics(shared_store=stores.policy is not None)
         latency = LatencyBook()
         most = config.jobs.max_concurrent
         # Refused clients are told to come back in about a quarter of a job's usual time.
@@ -149,8 +149,8 @@ class Gateway:
         tune_allocator()
         self._trimmer = asyncio.ensure_future(trim_when_idle(lambda: self.capacity.running))
         self.leases.on_lost = self._lost
-        if self.policy is not None:
-            gauge = self.metrics.store_up
+        gauge = self.metrics.store_up
+        if self.policy is not None and gauge is not None:
             gauge.set(1)
             self.policy.watchers.append(lambda up: gauge.set(1 if up else 0))
         if self.reaper is not None:

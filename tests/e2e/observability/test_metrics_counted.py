@@ -14,6 +14,7 @@ import httpx
 from proxy import __version__
 from tests.support.fakes.openai_upstream import API_KEY, FakeOpenAI
 from tests.support.keys import ADMIN, ADMIN_HASH, ALICE, ALICE_HASH, VIEWER, VIEWER_HASH
+from tests.support.redis_server import redis_server
 from tests.support.stack import upstream_and_gateway
 
 from .test_observability import scrape, value
@@ -181,3 +182,24 @@ async def test_circuit_state_cost_and_build_info() -> None:
                  python=platform.python_version()) == 1
     assert value(closed, "image_proxy_worker_processes") == 1
     assert value(closed, "image_proxy_jobs_capacity") > 0
+
+
+async def test_shared_store_up_follows_redis_and_exists_only_with_it(start_gateway) -> None:
+    with start_gateway("models: [{name: local, provider: local}]") as server:
+        assert not any(name == "image_proxy_shared_store_up" for name, _ in scrape(server))
+    with redis_server() as redis, start_gateway(
+            f"redis_url: {redis.url}\nredis_prefix: metrics-{uuid.uuid4().hex[:8]}\n"
+            "models: [{name: local, provider: local}]") as server:
+        seen = [value(scrape(server), "image_proxy_shared_store_up")]
+        redis.kill()
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            for want in (0, 1):
+                for _ in range(200):  # /readyz asks Redis (during an outage, its probe does)
+                    await client.get("/readyz")
+                    if value(scrape(server), "image_proxy_shared_store_up") == want:
+                        break
+                    await asyncio.sleep(0.05)
+                seen.append(value(scrape(server), "image_proxy_shared_store_up"))
+                if want == 0:
+                    redis.start()
+    assert seen == [1, 0, 1]
