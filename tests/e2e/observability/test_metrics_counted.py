@@ -1,7 +1,7 @@
 """What ``/metrics`` counts: every request by route, status code and error code (each kind of
 refusal included, on the image endpoints' short way in and on Starlette's routes alike, and
 never the probes or the scrape itself); each upstream's circuit as it opens, probes and closes;
-what jobs cost; the build."""
+what jobs cost; the build; Redis up and down; jobs waiting in their upstream's queue."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import uuid
 import httpx
 
 from proxy import __version__
+from tests.support.fakes.comfyui import COMFY_MODEL, FakeComfyUI, comfy_yaml
 from tests.support.fakes.openai_upstream import API_KEY, FakeOpenAI
 from tests.support.keys import ADMIN, ADMIN_HASH, ALICE, ALICE_HASH, VIEWER, VIEWER_HASH
 from tests.support.redis_server import redis_server
@@ -203,3 +204,24 @@ async def test_shared_store_up_follows_redis_and_exists_only_with_it(start_gatew
                 if want == 0:
                     redis.start()
     assert seen == [1, 0, 1]
+
+
+async def test_a_job_in_its_upstreams_queue_is_counted_as_queued_until_it_runs() -> None:
+    fake = FakeComfyUI(step_delay=0.005, paused=True)  # prompts wait in ComfyUI's queue
+    with upstream_and_gateway(fake, comfy_yaml) as (_, server):
+        queued = {"model": COMFY_MODEL}
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            job = asyncio.create_task(client.post(GENERATIONS, json={
+                "model": COMFY_MODEL, "prompt": "p", "size": "256x256"}))
+            waiting = 0.0
+            for _ in range(300):
+                waiting = value(scrape(server), "image_proxy_jobs_queued", **queued)
+                if waiting:
+                    break
+                await asyncio.sleep(0.02)
+            fake.paused = False
+            assert (await job).status_code == 200
+        after = scrape(server)
+    assert waiting == 1
+    assert value(after, "image_proxy_jobs_queued", **queued) == 0
+    assert value(after, "image_proxy_jobs_in_flight") == 0
