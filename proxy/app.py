@@ -250,7 +250,8 @@ def create_app(config: GatewayConfig) -> ASGIApp:
     app.state.service = ImageService(gateway)
     # Socket.IO answers /socket.io/ and hands everything else (lifespan included: no startup
     # hooks are given to it) to Starlette; image requests skip both (proxy/http/direct.py).
-    rest = socketio.ASGIApp(sio, other_asgi_app=RequestIdMiddleware(app),
+    metrics = gateway.metrics
+    rest = socketio.ASGIApp(sio, other_asgi_app=RequestIdMiddleware(app, metrics),
                             socketio_path="socket.io")
-    return Dispatch({path: RequestIdMiddleware(direct_endpoint(endpoint, app))
+    return Dispatch({path: RequestIdMiddleware(direct_endpoint(endpoint, app), metrics, path)
                      for path, endpoint in image_routes(config).items()}, rest)

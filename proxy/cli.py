@@ -24,6 +24,7 @@ from proxy.auth import new_key
 from proxy.config import ConfigError, GatewayConfig
 from proxy.limits.capacity import raise_open_file_limit
 from proxy.observability.logs import configure
+from proxy.observability.multiprocess import clear_named_directory, run_workers
 from proxy.service.gateway import check_config, load_checked
 
 log = logging.getLogger("proxy.cli")
@@ -140,12 +141,14 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ[OVERRIDES_ENV] = json.dumps({"host": config.server.host,
                                                 "port": config.server.port,
                                                 "allow_open": config.server.allow_open})
-        uvicorn.run("proxy.app:from_environment", factory=True, workers=args.workers,
-                    host=config.server.host, port=config.server.port,
-                    log_level=args.log_level, log_config=logging_config,
-                    timeout_graceful_shutdown=timeout)
+        # Metrics summed over the workers: see proxy.observability.multiprocess.
+        run_workers(uvicorn.Config(
+            "proxy.app:from_environment", factory=True, workers=args.workers,
+            host=config.server.host, port=config.server.port, log_level=args.log_level,
+            log_config=logging_config, timeout_graceful_shutdown=timeout))
         return 0
 
+    clear_named_directory()  # PROMETHEUS_MULTIPROC_DIR set: this one process writes there
     uvicorn.Server(uvicorn.Config(
         create_app(config), host=config.server.host, port=config.server.port,
         log_level=args.log_level, log_config=logging_config,

@@ -9,8 +9,10 @@ import uuid
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from proxy.http.responses import ERROR_CODE_STATE
 from proxy.jobs.job import new_job_id
 from proxy.observability.logs import request_id as log_context
+from proxy.observability.metrics import UNMATCHED, Metrics
 
 access = logging.getLogger("proxy.access")
 
@@ -30,10 +32,17 @@ class RequestIdMiddleware:
 
     It wraps the whole application, outside Starlette's error handling, so 404s, 405s and our
     500s carry the id too. The id is also the job id for image requests.
+
+    With ``metrics``, it counts every request once answered: by ``route`` (an image endpoint's
+    own path, given), or else by the template of the Starlette route that answered it, and by
+    status code and error code (what an error answer noted in the scope's state).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None,
+                 route: str | None = None) -> None:
         self.app = app
+        self.metrics = metrics
+        self.route = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,6 +70,12 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            if self.metrics is not None:
+                route = self.route
+                if route is None:
+                    matched = scope.get("route")  # set by Starlette's router
+                    route = getattr(matched, "path", None) or UNMATCHED
+                self.metrics.request_answered(route, status, state.get(ERROR_CODE_STATE, ""))
             if access.isEnabledFor(logging.INFO):
                 # The path without its query string: signed URLs must not reach the logs.
                 access.info("%s %s %d", scope["method"], scope["path"], status, extra={

@@ -77,6 +77,25 @@ def _spliced(content: dict[str, Any]) -> list[bytes]:
     return chunks
 
 
+# Where an error answer leaves its code in the request's scope state, for the request metrics
+# (``RequestIdMiddleware``): a stream's error after its 200 is the job's, not the request's.
+ERROR_CODE_STATE = "error_code"
+
+
+class ErrorBody(JSONBody):
+    """OpenAI's error envelope; its code (or type) is noted in the request's state when sent."""
+
+    def __init__(self, error: GatewayError, headers: dict[str, str] | None = None) -> None:
+        super().__init__(error.body(), status_code=error.status,
+                         headers={**(headers or {}), **error.response_headers()})
+        self.error_code = error.code or error.type
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = scope.get("state")
+        if state is not None:
+            state[ERROR_CODE_STATE] = self.error_code
+        await super().__call__(scope, receive, send)
+
+
 def error_response(error: GatewayError, headers: dict[str, str] | None = None) -> JSONBody:
-    merged = {**(headers or {}), **error.response_headers()}
-    return JSONBody(error.body(), status_code=error.status, headers=merged)
+    return ErrorBody(error, headers)

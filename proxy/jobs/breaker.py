@@ -17,11 +17,15 @@ Each probe is its own token: a call that started earlier cannot resolve a later 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from proxy.core.errors import GatewayError
+
+# Told of every change of a circuit: the upstream, its state now (closed, half_open, open), and
+# whether it has just opened (from closed, or after a failed probe).
+CircuitWatcher = Callable[[str, str, bool], None]
 
 
 def counts_against(error: GatewayError) -> bool:
@@ -60,6 +64,12 @@ class Breaker:
     failures: int = 0
     opened_at: float | None = None
     _probe: Call | None = field(default=None, repr=False)
+    name: str = ""
+    watcher: CircuitWatcher | None = field(default=None, repr=False)
+
+    def _tell(self, state: str, opened: bool = False) -> None:
+        if self.watcher is not None:
+            self.watcher(self.name, state, opened)
 
     @property
     def probing(self) -> bool:
@@ -89,7 +99,10 @@ class Breaker:
         from nought (a probe's answer, or that of a call that started before the circuit
         opened: the upstream works now either way)."""
         call.settled = True
+        was_closed = self.opened_at is None
         self.failures, self.opened_at, self._probe = 0, None, None
+        if not was_closed:
+            self._tell("closed")
 
     def _admit(self, name: str) -> Call:
         if self.opened_at is None:
@@ -97,6 +110,7 @@ class Breaker:
         waited = time.monotonic() - self.opened_at
         if waited >= self.cooldown and self._probe is None:
             self._probe = Call(self, probe=True)  # half-open: this request is the probe
+            self._tell("half_open")
             return self._probe
         wait = max(1, round(self.cooldown - waited))
         raise GatewayError(
@@ -110,13 +124,16 @@ class Breaker:
         self.failures += 1
         if self._probe is call:
             self.opened_at, self._probe = time.monotonic(), None  # open for another cooldown
+            self._tell("open", opened=True)
         elif self.opened_at is None and self.failures >= self.failures_to_open:
             self.opened_at = time.monotonic()
+            self._tell("open", opened=True)
 
     def _release(self, call: Call) -> None:
         call.settled = True
         if self._probe is call:
             self._probe = None  # the cooldown is over: the next request probes
+            self._tell("open")
 
 
 @dataclass
@@ -124,10 +141,13 @@ class Breakers:
     failures_to_open: int = 5
     cooldown: float = 30.0
     _by_upstream: dict[str, Breaker] = field(default_factory=dict)
+    watcher: CircuitWatcher | None = field(default=None, repr=False)
 
     def get(self, upstream: str) -> Breaker:
         breaker = self._by_upstream.get(upstream)
         if breaker is None:
-            breaker = Breaker(self.failures_to_open, self.cooldown)
+            breaker = Breaker(self.failures_to_open, self.cooldown, name=upstream,
+                              watcher=self.watcher)
             self._by_upstream[upstream] = breaker
+            breaker._tell("closed")
         return breaker

@@ -32,7 +32,10 @@ class Reliability:
         self.config = config
         self.models = models
         self.metrics = metrics
-        self.breakers = Breakers(config.circuit_failures, config.circuit_cooldown)
+        self.breakers = Breakers(config.circuit_failures, config.circuit_cooldown,
+                                 watcher=metrics.circuit if metrics is not None else None)
+        for served in models.models:  # every upstream's circuit shown from the start (closed)
+            self.breakers.get(served.upstream_key)
 
     def delay(self, attempt: int, error: GatewayError) -> float | None:
         """How long to wait before retry ``attempt + 1``; None when not worth waiting."""
@@ -44,8 +47,8 @@ class Reliability:
 
     def _timed(self, model: ServedModel, started: float, outcome: str) -> None:
         if self.metrics is not None:
-            self.metrics.upstream_seconds.labels(model.provider_name, outcome).observe(
-                time.monotonic() - started)
+            self.metrics.upstream_attempt(model.name, model.provider_name, outcome,
+                                          time.monotonic() - started)
 
     def chain(self, job: Job) -> list[ServedModel]:
         return [job.model, *(self.models.resolve(name) for name in job.model.config.fallbacks)]
@@ -80,8 +83,9 @@ class Reliability:
             self.config.retries)
         breaker = self.breakers.get(model.upstream_key)
         for attempt in range(retries + 1):
-            visible = False
+            visible = timed = False
             started = time.monotonic()
+            queue = None  # the queued gauge, while the upstream holds the job in its queue
             try:
                 # The breaker records how the call ends, whatever way it ends (cancelled too).
                 with breaker.call(model.upstream_key) as call:
@@ -90,20 +94,37 @@ class Reliability:
                             if isinstance(event, Failed):
                                 raise event.error  # the one way to fail is to raise
                             visible = visible or isinstance(event, _VISIBLE)
+                            if isinstance(event, Progress) and event.stage == "queued":
+                                if queue is None and self.metrics is not None:
+                                    queue = self.metrics.queued(model.name)
+                                    queue.inc()
+                            elif queue is not None:
+                                queue.dec()
+                                queue = None
                             if isinstance(event, Completed):
                                 # Recorded before handing it on: a reader stops at the
                                 # terminal event, and nothing after this loop would run.
                                 call.succeeded()
                                 self._timed(model, started, "ok")
+                                timed = True
                             yield event
                 return
             except GatewayError as error:
                 self._timed(model, started, error.code or "error")
+                timed = True
                 if visible or not error.transient or error.code == "upstream_circuit_open":
                     raise
                 wait = self.delay(attempt, error) if attempt < retries else None
                 if wait is None:
                     raise
+            except BaseException as exc:  # the reader left (or a bug, which the run reports)
+                if not timed:
+                    self._timed(model, started, "internal_error" if isinstance(exc, Exception)
+                                else "cancelled")
+                raise
+            finally:
+                if queue is not None:
+                    queue.dec()
             if self.metrics is not None:
                 self.metrics.retries.labels(model.name).inc()
             yield Progress(0.0, stage="retrying",

@@ -123,12 +123,13 @@ class Gateway:
         usage = _usage_ledger(config)
         models = build_models(config, http)
         _remember_secrets(config, models)
-        metrics = Metrics()
+        metrics = Metrics(shared_store=stores.policy is not None)
         latency = LatencyBook()
         most = config.jobs.max_concurrent
         # Refused clients are told to come back in about a quarter of a job's usual time.
         capacity = Capacity(auto_max_jobs() if most == "auto" else most,
                             lambda model: latency.expected(model) / 4)
+        metrics.jobs_capacity.set(capacity.total)
         hub = ProgressHub(stores.snapshots, latency, leases=stores.leases)
         reaper = (Reaper(stores.leases, stores.snapshots, hub.outbox, stores.policy)
                   if stores.policy is not None else None)
@@ -148,8 +149,8 @@ class Gateway:
         tune_allocator()
         self._trimmer = asyncio.ensure_future(trim_when_idle(lambda: self.capacity.running))
         self.leases.on_lost = self._lost
-        if self.policy is not None:
-            gauge = self.metrics.store_up
+        gauge = self.metrics.store_up
+        if self.policy is not None and gauge is not None:
             gauge.set(1)
             self.policy.watchers.append(lambda up: gauge.set(1 if up else 0))
         if self.reaper is not None:

@@ -322,8 +322,8 @@ class ImageService:
             metrics = gateway.metrics
             metrics.jobs_in_flight.dec()
             metrics.job_finished(record.model, record.provider, record.kind, record.status,
-                                 record.latency_ms / 1000, meter.image_bytes,
-                                 meter.partial_bytes)
+                                 record.error_code, record.latency_ms / 1000, record.cost,
+                                 meter.image_bytes, meter.partial_bytes)
             if record.cost:
                 gateway.guard.add_spend(key, record.cost, record.created_at)
             if gateway.usage is not None:

@@ -4,6 +4,7 @@ it logs: each writes its log to a file of its own."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -32,9 +33,14 @@ async def wait_healthy(url: str, timeout: float = 30) -> None:
 
 
 class GatewayProcess:
-    def __init__(self, config: Path, log: Path) -> None:
+    """``image-proxy serve`` (``workers`` processes) with ``env`` added to this environment."""
+
+    def __init__(self, config: Path, log: Path, workers: int = 1,
+                 env: dict[str, str] | None = None) -> None:
         self.config = config
         self.log = log
+        self.workers = workers
+        self.env = env
         self.port = free_port()
         self.process: asyncio.subprocess.Process | None = None
 
@@ -47,12 +53,19 @@ class GatewayProcess:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "proxy", "serve", "--config", str(self.config),
                 "--port", str(self.port), "--log-level", "info",
+                "--workers", str(self.workers),
+                env=None if self.env is None else {**os.environ, **self.env},
                 stdout=asyncio.subprocess.DEVNULL, stderr=log)
 
     async def ready(self, timeout: float = 30) -> None:
-        """Wait until it answers ``/healthz``."""
+        """Wait until it answers ``/healthz`` and every worker has started."""
         try:
             await wait_healthy(self.url, timeout)
+            for _ in range(int(timeout * 10)):
+                if self.logged().count("Application startup complete") >= self.workers:
+                    return
+                await asyncio.sleep(0.1)
+            raise AssertionError("not every worker started")
         except AssertionError:
             raise AssertionError(f"gateway {self.url} did not start; its log:\n"
                                  f"{self.logged()}") from None

@@ -67,11 +67,19 @@ async def test_metrics_move_by_the_expected_amounts() -> None:
     def moved(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
 
-    ok = {"kind": "generation", "status": "succeeded", "provider": "local", "model": "local"}
-    assert moved("image_proxy_requests_total", **ok) == 3
-    assert moved("image_proxy_requests_total", **{**ok, "status": "failed"}) == 0
-    assert moved("image_proxy_requests_total", kind="generation", status="succeeded",
-                 provider="openai", model="flaky") == 1
+    ok = {"kind": "generation", "status": "succeeded", "provider": "local", "model": "local",
+          "error_code": ""}
+    assert moved("image_proxy_jobs_total", **ok) == 3
+    assert moved("image_proxy_jobs_total", **{**ok, "status": "failed"}) == 0
+    assert moved("image_proxy_jobs_total", kind="generation", status="succeeded",
+                 provider="openai", model="flaky", error_code="") == 1
+    route = "/v1/images/generations"
+    assert moved("image_proxy_requests_total", route=route, status_code="200",
+                 error_code="") == 4
+    assert moved("image_proxy_requests_total", route=route, status_code="400",
+                 error_code="invalid_value") == 1
+    assert moved("image_proxy_upstream_attempts_total", model="flaky", provider="openai",
+                 outcome="ok") == 1
     assert moved("image_proxy_job_seconds_count", model="local", provider="local") == 3
     assert moved("image_proxy_retries_total", model="flaky") == 1
     assert moved("image_proxy_upstream_seconds_count", provider="openai",

@@ -12,7 +12,7 @@ import pytest
 
 from proxy.core.errors import GatewayError
 from proxy.jobs import breaker as breaker_module
-from proxy.jobs.breaker import Breaker
+from proxy.jobs.breaker import Breaker, Breakers
 
 COOLDOWN = 30.0
 
@@ -197,3 +197,26 @@ def test_calls_from_before_the_circuit_opened_leave_its_probe_alone(clock: Clock
     assert not probing.__exit__(None, None, None)  # ended without a verdict: slot freed
     with breaker.call("up") as call:
         assert call.probe
+
+
+def test_a_watcher_is_told_every_change_of_state(clock: Clock) -> None:
+    told: list[tuple[str, str, bool]] = []
+    breakers = Breakers(failures_to_open=2, cooldown=COOLDOWN,
+                        watcher=lambda *change: told.append(change))
+    breaker = breakers.get("up")
+    assert told == [("up", "closed", False)]  # known from the start
+    fail(breaker, upstream_503())
+    fail(breaker, upstream_503())
+    refused(breaker)
+    clock.now += COOLDOWN
+    with pytest.raises(GatewayError), breaker.call("up"):  # the probe fails: open again
+        raise upstream_503()
+    clock.now += COOLDOWN
+    with breaker.call("up"):  # a probe that ends without evidence (its client left)
+        pass
+    with breaker.call("up") as probe:
+        probe.succeeded()
+    assert told[1:] == [("up", "open", True), ("up", "half_open", False),
+                        ("up", "open", True), ("up", "half_open", False),
+                        ("up", "open", False), ("up", "half_open", False),
+                        ("up", "closed", False)]
