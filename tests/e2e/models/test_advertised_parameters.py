@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from proxy.models.catalog import load_catalog
-
 from tests.support.fakes import azure, google, openai_upstream, xai
 from tests.support.fakes.azure import FakeAzure
 from tests.support.fakes.comfyui import FakeComfyUI
@@ -117,8 +116,8 @@ def every_provider() -> Iterator[RunningServer]:
     fake_google.static_tokens = {VERTEX_TOKEN}
     # Every Azure catalog model deployed under its own name (the gateway's default deployment).
     deployed = {m.upstream_model: m.upstream_model for m in load_catalog().models_of("azure")}
-    apps = {"openai": FakeOpenAI().app, "azure": FakeAzure(deployments=deployed).app, "google": fake_google.app,
-            "xai": FakeXAI().app, "comfyui": FakeComfyUI().app}
+    apps = {"openai": FakeOpenAI().app, "azure": FakeAzure(deployments=deployed).app,
+            "google": fake_google.app, "xai": FakeXAI().app, "comfyui": FakeComfyUI().app}
     with upstreams_and_gateway(apps, every_provider_yaml) as (_, gateway):
         yield gateway
 
