@@ -132,18 +132,21 @@ def test_mask_by_url_and_bad_values(gateway, targets) -> None:
     assert missing.json()["error"]["param"] == "image"
 
 
-def test_an_unsupported_format_is_refused_alike_however_the_image_arrives(gateway,
-                                                                         targets) -> None:
-    """One sniffer, one rule, one message: a GIF as a file part, base64, a data URL or a URL."""
+@pytest.mark.parametrize(("payload", "path"), [(GIF, "/a.gif"),
+                                             (b"<html>not a png</html>", "/liar.png")])
+def test_an_unsupported_format_is_refused_alike_however_the_image_arrives(
+        gateway, targets, payload, path) -> None:
+    """One sniffer, one rule, one message: a GIF (or bytes that are no image at all) as a file
+    part, base64, a data URL or a URL."""
     _, trusted_server, _, _ = targets
-    gif_b64 = base64.b64encode(GIF).decode()
+    encoded = base64.b64encode(payload).decode()
     answers = [
         httpx.post(f"{gateway.url}/v1/images/edits", timeout=60,
                    data={"model": "local", "prompt": "p"},
-                   files={"image": ("a.gif", GIF, "image/gif")}),
+                   files={"image": ("a.png", payload, "image/png")}),
         *(edit(gateway, {"model": "local", "prompt": "p", "image": image})
-          for image in (gif_b64, f"data:image/gif;base64,{gif_b64}",
-                        f"{trusted_server.url}/a.gif")),
+          for image in (encoded, f"data:image/png;base64,{encoded}",
+                        f"{trusted_server.url}{path}")),
     ]
     errors = [answer.json()["error"] for answer in answers]
     assert [answer.status_code for answer in answers] == [400] * 4
