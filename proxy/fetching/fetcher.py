@@ -12,7 +12,8 @@ For every hop (the URL, then each redirect, followed by hand):
    connected the socket's peer address is checked against the pinned set before a byte is sent;
 5. the response must be 2xx (3xx: back to 1 with the ``Location``), declare ``image/*`` or an
    octet stream, stay under ``max_bytes`` (Content-Length first, then while streaming), and start
-   with the magic bytes of a PNG, JPEG, WebP or GIF.
+   with the magic bytes of a format the gateway takes (PNG, JPEG, WebP: one rule for every
+   input image, :func:`proxy.images.limits.accepted_format`).
 
 The fetcher owns its own aiohttp session: no proxy from the environment (a proxy would resolve
 names itself), no cookie jar shared between clients, no pooled connections (each hop connects
@@ -52,8 +53,8 @@ from proxy.fetching.images import (
     acceptable_media_type,
 )
 from proxy.fetching.inline import decode_inline
-from proxy.images.formats import MIME_TYPES, sniff
-from proxy.images.limits import too_large
+from proxy.images.formats import MIME_TYPES
+from proxy.images.limits import accepted_format, too_large
 
 log = logging.getLogger("proxy.fetching")
 
@@ -66,7 +67,7 @@ _CHUNK = 64 * 1024
 # Fetches in flight at once (more wait for a slot), and per host (no hammering one site).
 _MAX_CONNECTIONS = 100
 _MAX_CONNECTIONS_PER_HOST = 16
-_ACCEPT = "image/png,image/jpeg,image/webp,image/gif;q=0.9,image/*;q=0.8"
+_ACCEPT = "image/png,image/jpeg,image/webp,image/*;q=0.8"
 
 
 async def system_resolve(host: str, port: int) -> list[str]:
@@ -369,8 +370,6 @@ class ImageFetcher:
             if len(buffer) > max_bytes:
                 raise too_large(param, max_bytes)
         data = bytes(buffer)
-        fmt = sniff(data)
-        if fmt is None:
-            raise invalid_image(param, "it is not a PNG, JPEG, WebP or GIF image")
+        fmt = accepted_format(data, param)
         log.debug("fetched image %s (%s, %d bytes)", safe_url(url), fmt, len(data))
         return FetchedImage(data=data, content_type=MIME_TYPES[fmt], format=fmt, url=str(url))

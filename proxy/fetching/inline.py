@@ -12,8 +12,8 @@ from proxy.fetching.images import (
     FetchedImage,
     acceptable_media_type,
 )
-from proxy.images.formats import MIME_TYPES, sniff
-from proxy.images.limits import too_large
+from proxy.images.formats import MIME_TYPES
+from proxy.images.limits import accepted_format, too_large
 
 _WHITESPACE = re.compile(rb"\s+")
 _BASE64 = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
@@ -21,7 +21,8 @@ _BASE64 = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
 
 def decode_inline(value: str, *, param: str, max_bytes: int) -> FetchedImage:
     """Decode a ``data:`` URL (base64 only) or bare base64 (standard or URL-safe alphabet,
-    padding optional, whitespace ignored) and check that it is a PNG, JPEG, WebP or GIF."""
+    padding optional, whitespace ignored) and check that it is in a format the gateway takes
+    (:func:`proxy.images.limits.accepted_format`, the same rule as for every input image)."""
     if not isinstance(value, str):
         raise invalid_image(param, "expected a string")
     payload = value
@@ -57,7 +58,5 @@ def decode_inline(value: str, *, param: str, max_bytes: int) -> FetchedImage:
         raise invalid_image(param, "it is not valid base64") from None
     if len(data) > max_bytes:
         raise too_large(param, max_bytes)
-    fmt = sniff(data)
-    if fmt is None:
-        raise invalid_image(param, "it is not a PNG, JPEG, WebP or GIF image")
+    fmt = accepted_format(data, param)
     return FetchedImage(data=data, content_type=MIME_TYPES[fmt], format=fmt)

@@ -11,8 +11,8 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from proxy.core.errors import invalid_param
-from proxy.images.formats import MIME_TYPES, sniff
-from proxy.images.limits import ACCEPTED, MAX_IMAGE_BYTES, too_large
+from proxy.images.formats import MIME_TYPES
+from proxy.images.limits import MAX_IMAGE_BYTES, accepted_format, too_large
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +49,7 @@ def load_image(data: bytes, *, param: str, filename: str = "image",
     """Check that ``data`` is an image we accept; read its size from the header only."""
     if len(data) > max_bytes:
         raise too_large(param, max_bytes)
-    kind = sniff(data)
-    if kind not in ACCEPTED:
-        raise invalid_param(
-            param, f"Invalid file '{param}': not a supported image. Supported formats are "
-                   "'image/png', 'image/jpeg' and 'image/webp'.", code="invalid_image")
+    kind = accepted_format(data, param)
     try:
         with PILImage.open(io.BytesIO(data)) as image:
             width, height = image.size

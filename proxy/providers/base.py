@@ -83,6 +83,14 @@ class Provider(ABC):
         setting. Called when the model table is built, before any adapter is.
         """
 
+    @classmethod
+    def narrow_rules(cls, rules: ModelRules, settings: ProviderSettings,
+                     config_dir: Path) -> ModelRules:
+        """The model's rules as these settings leave them: what a backend or a workflow cannot
+        take is taken out here, once, so that binding refuses (or drops and reports) it and
+        ``GET /v1/models`` does not offer it. Called after :meth:`check` succeeded."""
+        return rules
+
     @abstractmethod
     def generate(self, call: Call) -> AsyncIterator[Event]:
         """Run one attempt: yield progress, partial images, images, then ``Completed``; raise

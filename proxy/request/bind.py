@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from proxy.core.errors import bad_value, invalid_param, unsupported_param
 from proxy.images.inputs import InputImage, check_mask
 from proxy.models.rules import SIZE_PATTERN, ModelRules
-from proxy.models.sizing import for_ratio_model, size_for_ratio
+from proxy.models.sizing import Adjustment, for_ratio_model, size_for_ratio, takes_ratio
 from proxy.request.bound import ImageRequest
 from proxy.request.fields import CORE, COSMETIC, OPENAI_OPTIONAL
 
@@ -196,19 +196,26 @@ def _check_size(size: str, rules: ModelRules, model: str) -> None:
 
 def _apply_geometry(known: dict[str, Any], rules: ModelRules, request: ImageRequest,
                     policy: _Policy) -> None:
-    """``size``, ``aspect_ratio`` and ``resolution``, whichever way the model takes them."""
+    """``size``, ``aspect_ratio`` and ``resolution``, whichever way the model takes them. A
+    value the model does not offer in its own spelling is refused; one spelling turned into
+    the other is recorded in ``request.adjusted`` (the ``x-adjusted-params`` header)."""
     size, ratio, tier = known.get("size"), known.get("aspect_ratio"), known.get("resolution")
     if rules.aspect_ratios:
         geometry = for_ratio_model(size, ratio, tier, rules)
         request.size = size if size and SIZE_PATTERN.match(size) else None
         request.aspect_ratio, request.resolution = geometry.aspect_ratio, geometry.resolution
+        request.adjusted.extend(str(a) for a in geometry.adjusted)
+        if geometry.unused:
+            policy.dropped.append(geometry.unused)
         return
     if tier is not None:
         policy.unsupported("resolution")
     if size is None and ratio not in (None, "auto"):
-        size = size_for_ratio(ratio, rules)
-        if size is None:
+        if not takes_ratio(rules):
             policy.unsupported("aspect_ratio")
+            return
+        size = size_for_ratio(ratio, rules)
+        request.adjusted.append(str(Adjustment(("aspect_ratio", ratio), (("size", size),))))
     elif ratio is not None:
         policy.dropped.append("aspect_ratio")  # size says it all, and wins
     if size is None:

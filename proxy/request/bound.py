@@ -35,6 +35,9 @@ class ImageRequest(ImageParams):
     extra: dict[str, Any] = Field(default_factory=dict)
     # Parameters dropped because the model cannot use them (reported in ``x-dropped-params``).
     dropped: list[str] = Field(default_factory=list)
+    # One spelling turned into another (a size into a ratio and tier, a ratio into a size), as
+    # ``x-adjusted-params`` entries (:class:`proxy.models.sizing.Adjustment`).
+    adjusted: list[str] = Field(default_factory=list)
 
     def upstream_params(self) -> dict[str, Any]:
         """The OpenAI-named parameters that are set, for adapters that speak OpenAI's dialect."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.models.rules import ModelRules
+from proxy.models.sizing import takes_ratio
 from proxy.request.fields import SPECS
 
 # Taken only by the models whose rules say so (a flag of the same name); the field's own
@@ -42,7 +43,8 @@ def _enum(name: str, values: list[str] | None) -> dict[str, Any] | None:
 
 def _size(rules: ModelRules) -> dict[str, Any] | None:
     if rules.aspect_ratios:
-        # Any WxH is accepted and mapped onto the nearest ratio and tier.
+        # Any WxH (or one of the ratios) is accepted and mapped onto the nearest ratio and
+        # tier (announced in x-adjusted-params).
         return _field("size", format="WxH", maps_to="aspect_ratio")
     if rules.sizes is None and rules.size_range is None:
         return None
@@ -55,6 +57,15 @@ def _size(rules: ModelRules) -> dict[str, Any] | None:
     if rules.default_size:
         spec["default"] = rules.default_size
     return spec
+
+
+def _aspect_ratio(rules: ModelRules) -> dict[str, Any] | None:
+    if rules.aspect_ratios:
+        return _field("aspect_ratio", enum=list(rules.aspect_ratios))
+    if takes_ratio(rules):
+        # Any W:H is accepted and mapped onto a size (announced in x-adjusted-params).
+        return _field("aspect_ratio", format="W:H", maps_to="size")
+    return None
 
 
 def describe_parameters(rules: ModelRules) -> dict[str, Any]:
@@ -71,7 +82,7 @@ def describe_parameters(rules: ModelRules) -> dict[str, Any]:
     }
     optional: dict[str, dict[str, Any] | None] = {
         "size": _size(rules),
-        "aspect_ratio": _enum("aspect_ratio", rules.aspect_ratios),
+        "aspect_ratio": _aspect_ratio(rules),
         "resolution": _enum("resolution", rules.resolutions),
         "quality": _enum("quality", rules.qualities),
         "output_format": _enum("output_format", rules.output_formats),

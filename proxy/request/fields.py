@@ -127,7 +127,8 @@ class ImageParams(BaseModel):
                              examples=["auto", "1024x1024", "1536x1024", "16:9"], description=(
         "`auto`, `WIDTHxHEIGHT` (models with a size range take any size inside it, e.g. "
         "gpt-image-2 and `local`), or for ratio-and-tier models (Gemini, Imagen, xAI) also "
-        "`W:H`. Mapped onto what the model takes; the response's `size` is the image's own."))
+        "`W:H` (one the model lists). Mapped onto what the model takes, and the mapping "
+        "announced in `x-adjusted-params`; the response's `size` is the image's own."))
     quality: str | None = Field(None, examples=["auto", "low", "medium", "high", "standard", "hd"],
                                 description="One of the model's `qualities` (e.g. `auto`, `low`, "
                                             "`medium`, `high`, `standard`, `hd`).")
@@ -159,8 +160,9 @@ class ImageParams(BaseModel):
     aspect_ratio: str | None = Field(
         None, validation_alias=AliasChoices("aspect_ratio", "aspectRatio"),
         json_schema_extra={"pattern": RATIO}, examples=["1:1", "16:9", "9:16"], description=(
-            "`W:H`: for pixel-sized models, the nearest listed size (or about a megapixel for "
-            "models taking any size); `size` wins when both are sent."))
+            "`W:H`: one the model lists for ratio models (another is a 400 naming it); for "
+            "pixel-sized models, the nearest listed size (or about a megapixel for models taking "
+            "any size), announced in `x-adjusted-params`; `size` wins when both are sent."))
     resolution: str | None = Field(
         None, validation_alias=AliasChoices("resolution", "imageSize"),
         examples=["512", "1K", "2K", "4K"],

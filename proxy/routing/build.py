@@ -186,6 +186,7 @@ def _plan(scope: _Scope, loc: Loc, entry: ModelConfig, problems: Problems) -> Pl
         price = None
     if settings is None:
         return None
+    rules = cls.narrow_rules(rules, settings, scope.base_dir)
     drop = scope.drop_unsupported if entry.drop_unsupported is None else entry.drop_unsupported
     return Plan(entry, cls, settings, rules, drop, price)
 

@@ -35,15 +35,29 @@ class ServedModel:
         """Which upstream this is, for its circuit breaker: provider and address."""
         return self.provider.upstream_key
 
+    @property
+    def implied_names(self) -> tuple[str, str]:
+        """The names a client may use without any being configured: the upstream's own id
+        (``grok-2-image-1212``, dated snapshots included) and ``<provider>/<upstream id>``."""
+        return self.upstream_model, f"{self.provider_name}/{self.upstream_model}"
+
 
 class ModelTable:
-    """Lookup by name or alias, with close-match suggestions for a 404."""
+    """Lookup by name or alias, with close-match suggestions for a 404.
+
+    A model answers to its name, its aliases, and its implied names (its upstream id, bare and
+    behind its provider's name). A configured name or alias always wins over an implied one;
+    an implied name two models share goes to the first served (config order, then catalog
+    order), so the same id resolves the same way on every start."""
 
     def __init__(self, models: list[ServedModel], default: str | None) -> None:
         self.models = models
         self._by_name: dict[str, ServedModel] = {}
         for served in models:
             for name in (served.name, *served.config.aliases):
+                self._by_name.setdefault(name, served)
+        for served in models:
+            for name in served.implied_names:
                 self._by_name.setdefault(name, served)
         if default is None and len(models) == 1:
             default = models[0].name

@@ -55,9 +55,9 @@ from proxy.service.replies import (
     Reply,
     Submission,
     conflict,
-    dropped_headers,
     not_found,
     not_streamed,
+    parameter_headers,
 )
 from proxy.service.spending import require_known_cost
 from proxy.service.stream import LiveStream, ReplayedStream
@@ -155,7 +155,7 @@ class ImageService:
         """A client-chosen id: start its job, attach to it, or replay its answer."""
         claim = Claim(fingerprint(key.name, parsed, detached=order.detached), key.name,
                       uuid.uuid4().hex, stream=request.stream)
-        repeat = {**dropped_headers(request), REPLAYED_HEADER: "true"}
+        repeat = {**parameter_headers(request), REPLAYED_HEADER: "true"}
         while True:
             pending = self.live.get(order.job_id)
             if pending is not None:  # claimed here: attach once it started
@@ -237,7 +237,7 @@ class ImageService:
             raise conflict(job.id, order.id_param)
         if previous is not None and order.detached:
             await gateway.results.delete(job.id)  # the earlier attempt's answer
-        headers = {**lease.headers, **dropped_headers(job.request)}
+        headers = {**lease.headers, **parameter_headers(job.request)}
         # A detached job ends visibly only once its result is stored (its keeper concludes it).
         tracker.defer_end = order.detached
         # A detached job keeps its lease until its end is recorded (its keeper releases it):

@@ -126,11 +126,18 @@ def not_found(job_id: str) -> GatewayError:
                         code="job_not_found")
 
 
-def dropped_headers(request: ImageRequest) -> dict[str, str]:
-    if not request.dropped:
-        return {}
-    # Names come from the client: percent-encoded so any name fits in a header.
-    return {"x-dropped-params": ",".join(quote(name, safe="-_.[]") for name in request.dropped)}
+def parameter_headers(request: ImageRequest) -> dict[str, str]:
+    """What binding changed, for the client: ``x-dropped-params`` (parameters the model could
+    not use) and ``x-adjusted-params`` (one spelling turned into another, see
+    :class:`proxy.models.sizing.Adjustment`)."""
+    headers: dict[str, str] = {}
+    if request.dropped:
+        # Names come from the client: percent-encoded so any name fits in a header.
+        headers["x-dropped-params"] = ",".join(quote(name, safe="-_.[]")
+                                               for name in request.dropped)
+    if request.adjusted:
+        headers["x-adjusted-params"] = ";".join(request.adjusted)
+    return headers
 
 
 def not_streamed(job_id: str) -> GatewayError:

@@ -48,6 +48,10 @@ class FetchTarget:
             await record(request)
             return Response(JPEG, media_type="image/jpeg")
 
+        async def gif(request: Request) -> Response:
+            await record(request)
+            return Response(GIF, media_type="image/gif")
+
         async def octet(request: Request) -> Response:
             await record(request)
             return Response(PNG, media_type="application/octet-stream")
@@ -101,7 +105,8 @@ class FetchTarget:
             return Response(PNG, media_type="image/png")
 
         return Starlette(routes=[
-            Route("/a.png", png), Route("/b.jpg", jpeg), Route("/octet.png", octet),
+            Route("/a.png", png), Route("/b.jpg", jpeg), Route("/a.gif", gif),
+            Route("/octet.png", octet),
             Route("/text", text), Route("/liar.png", liar), Route("/huge.png", huge),
             Route("/stream.png", stream), Route("/404", not_found),
             Route("/redirect/{n:int}", chain), Route("/to", to), Route("/slow", slow),

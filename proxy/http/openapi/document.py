@@ -72,6 +72,7 @@ _RATE_HEADERS = {"x-ratelimit-limit-requests": "RateLimitLimit",
 
 def _headers(*names: str, **by_header: str) -> dict[str, Schema]:
     known = {"x-request-id": "RequestId", "x-dropped-params": "DroppedParams",
+             "x-adjusted-params": "AdjustedParams",
              "retry-after": "RetryAfter", "x-should-retry": "ShouldRetry",
              "location": "Location", "preference-applied": "PreferenceApplied",
              "idempotent-replayed": "Replayed",
@@ -140,7 +141,8 @@ def _image_operation(kind: str, base: str, keyed: tuple[int, ...]) -> Schema:
                         "parameters": {"job_id": "$response.header.x-request-id"},
                         "description": "The job's progress snapshot (and, for an async job, "
                                        "its result)."}}
-    ok_headers = _headers("x-request-id", "x-dropped-params", "idempotent-replayed", *rate)
+    ok_headers = _headers("x-request-id", "x-dropped-params", "x-adjusted-params",
+                          "idempotent-replayed", *rate)
     return {
         "operationId": f"{'createImageEdit' if edit else 'createImage'}{_suffix(base)}",
         "tags": ["images"],
@@ -169,8 +171,9 @@ def _image_operation(kind: str, base: str, keyed: tuple[int, ...]) -> Schema:
                                    "$ref": f"#/components/schemas/{frame}"}}}},
             "202": {"description": "With `Prefer: respond-async`: the job was accepted and runs "
                                    "on; poll its `Location`.",
-                    "headers": _headers("x-request-id", "x-dropped-params", "location",
-                                        "preference-applied", "idempotent-replayed", *rate),
+                    "headers": _headers("x-request-id", "x-dropped-params", "x-adjusted-params",
+                                        "location", "preference-applied",
+                                        "idempotent-replayed", *rate),
                     "links": links,
                     "content": _json("ImageJob")},
             **_errors(*(s for s in _IMAGE_ERRORS if s not in (401, 403) or s in keyed)),

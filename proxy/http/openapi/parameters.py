@@ -15,6 +15,13 @@ HEADERS: dict[str, Schema] = {
                             "response `id`."), "required": True},
     "DroppedParams": _header("Comma-separated parameters the model could not use (or the "
                              "gateway does not know), dropped instead of refused."),
+    "AdjustedParams": _header(
+        "Parameters sent in one spelling and sent upstream in another (a `size` as an "
+        "`aspect_ratio` and `resolution`, an `aspect_ratio` as a `size`): entries separated "
+        "by `;`, each `name=value->name=value[,name=value]`, values percent-encoded, e.g. "
+        "`size=1536x1024->aspect_ratio=3:2,resolution=2K`.",
+        {"type": "string", "pattern": r"^[a-z_]+=[^;,=]*->[a-z_]+=[^;,=]*(,[a-z_]+=[^;,=]*)*"
+                                      r"(;[a-z_]+=[^;,=]*->[a-z_]+=[^;,=]*(,[a-z_]+=[^;,=]*)*)*$"}),
     "RetryAfter": _header("Seconds to wait before trying again.",
                           {"type": "string", "pattern": "^[0-9]+$"}),
     "ShouldRetry": _header("`false` when the official SDKs must not retry on their own.",

@@ -25,6 +25,7 @@ from proxy.core.errors import GatewayError, invalid_param, upstream_error
 from proxy.core.events import Completed, Event, Image, Progress
 from proxy.images.codec import to_b64
 from proxy.images.inputs import InputImage
+from proxy.models.rules import ModelRules
 from proxy.providers.base import Call, ModelSpec, Provider, ProviderContext, ProviderSettings
 from proxy.providers.comfyui.errors import PromptRefused, refusal
 from proxy.providers.comfyui.follow import Follow
@@ -111,6 +112,27 @@ class ComfyUIProvider(Provider):
         assert isinstance(settings, ComfyUISettings)
         load_workflow(settings, config_dir)
         load_edit_workflow(settings, config_dir)
+
+    @classmethod
+    def narrow_rules(cls, rules: ModelRules, settings: ProviderSettings,
+                     config_dir: Path) -> ModelRules:
+        """What the workflows can take: ``n`` above 1 needs a ``batch_size`` input, ``seed``,
+        ``negative_prompt`` and ``quality`` (steps) need theirs; edits need an edit workflow.
+        (A mask the edit workflow cannot take stays refused by the adapter, not dropped:
+        docs/comfyui.md.)"""
+        assert isinstance(settings, ComfyUISettings)
+        workflow = load_workflow(settings, config_dir)
+        edit = load_edit_workflow(settings, config_dir)
+        qualities = None
+        if rules.qualities is not None and workflow.maps("steps"):
+            qualities = [q for q in rules.qualities if q == "auto" or q in workflow.quality_steps]
+        return rules.model_copy(update={
+            "n_max": rules.n_max if workflow.maps("batch_size") else 1,
+            "seed": rules.seed and workflow.maps("seed"),
+            "negative_prompt": rules.negative_prompt and workflow.maps("negative_prompt"),
+            "qualities": qualities or None,
+            "edits": rules.edits and edit is not None,
+        })
 
     def _plan(self, call: Call) -> _Plan:
         request = call.request

@@ -145,8 +145,10 @@ def test_a_model_without_edit_workflow_refuses_edits_naming_model(comfy) -> None
     error = caught.value
     validate("ErrorResponse", error.response.json())
     assert (error.status_code, error.param, error.code) == (400, "model", "model_cannot_edit")
-    assert "has no edit workflow configured" in error.message
+    assert "cannot edit images" in error.message
     assert not fake.uploads and not fake.prompts
+    card = sdk(server).models.retrieve(MODEL)
+    assert card.model_extra["capabilities"]["edits"] is False, "GET /v1/models says so too"
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.support.fakes.openai_upstream import API_KEY, FakeOpenAI
-from tests.support.fetch_targets import PNG, FetchTarget
+from tests.support.fetch_targets import GIF, PNG, FetchTarget
 from tests.support.images import decode
 from tests.support.schemas import validate
 from tests.support.servers import RunningServer, serve
@@ -130,3 +130,26 @@ def test_mask_by_url_and_bad_values(gateway, targets) -> None:
         assert response.json()["error"]["code"] == code
     missing = edit(gateway, {"model": "local", "prompt": "p"})
     assert missing.json()["error"]["param"] == "image"
+
+
+@pytest.mark.parametrize(("payload", "path"), [(GIF, "/a.gif"),
+                                             (b"<html>not a png</html>", "/liar.png")])
+def test_an_unsupported_format_is_refused_alike_however_the_image_arrives(
+        gateway, targets, payload, path) -> None:
+    """One sniffer, one rule, one message: a GIF (or bytes that are no image at all) as a file
+    part, base64, a data URL or a URL."""
+    _, trusted_server, _, _ = targets
+    encoded = base64.b64encode(payload).decode()
+    answers = [
+        httpx.post(f"{gateway.url}/v1/images/edits", timeout=60,
+                   data={"model": "local", "prompt": "p"},
+                   files={"image": ("a.png", payload, "image/png")}),
+        *(edit(gateway, {"model": "local", "prompt": "p", "image": image})
+          for image in (encoded, f"data:image/png;base64,{encoded}",
+                        f"{trusted_server.url}{path}")),
+    ]
+    errors = [answer.json()["error"] for answer in answers]
+    assert [answer.status_code for answer in answers] == [400] * 4
+    assert {(e["param"], e["code"]) for e in errors} == {("image", "invalid_image")}
+    assert len({e["message"] for e in errors}) == 1, errors
+    assert "'image/png', 'image/jpeg' and 'image/webp'" in errors[0]["message"]

@@ -74,3 +74,29 @@ def test_every_alias_resolves_through_the_sdk(catalog_gateway) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         client.models.retrieve("openai/gpt-image-9")
     assert caught.value.code == "model_not_found" and "openai/gpt-image-2" in caught.value.message
+
+
+def test_every_model_answers_to_its_bare_and_provider_prefixed_upstream_id(
+        catalog_gateway) -> None:
+    """``grok-2-image-1212`` (a dated snapshot) as well as ``xai/grok-2-image-1212``: every
+    catalog model answers to its upstream id, bare and behind its provider's name, unless a
+    configured name or alias claims that id for another model."""
+    client = sdk(catalog_gateway)
+    catalog = load_catalog()
+    configured = {n for p in PROVIDERS for m in catalog.models_of(p) for n in (m.name, *m.aliases)}
+    assert client.models.retrieve("grok-2-image-1212").id == "xai/grok-2-image-1212"
+    for entry in (m for p in PROVIDERS for m in catalog.models_of(p)):
+        for implied in (entry.upstream_model, f"{entry.provider}/{entry.upstream_model}"):
+            if implied not in configured:
+                served = client.models.retrieve(implied).id
+                # Shared by two providers (gpt-image-1 on openai and azure): the first served.
+                assert load_model(catalog, served).upstream_model == entry.upstream_model
+    assert client.models.retrieve("gpt-image-1").id == "openai/gpt-image-1", "aliases win"
+    assert client.models.retrieve("azure/gpt-image-1").id == "azure/gpt-image-1"
+    response = httpx.post(f"{catalog_gateway.url}/v1/images/generations", timeout=30,
+                          json={"model": "grok-2-image-1212", "prompt": "p"})
+    assert response.status_code != 404, response.text
+
+
+def load_model(catalog, name: str):
+    return next(m for m in catalog.models if m.name == name)

@@ -179,12 +179,17 @@ def test_gemini_api_backend(gateway) -> None:
 
 
 @pytest.mark.parametrize("param", [{"seed": 7}, {"negative_prompt": "blur"}])
-def test_gemini_api_refuses_vertex_only_parameters(gateway, param) -> None:
+def test_gemini_api_never_sends_vertex_only_parameters(gateway, param) -> None:
+    """The Gemini API backend takes neither: dropped and reported like any parameter a model
+    cannot use (the default policy), and not offered by GET /v1/models."""
     fake, server = gateway
-    error = expect_error(server, openai.BadRequestError,
-                         model="gemini-api/imagen-4.0-generate-001", extra_body=param)
-    assert error.code == "unsupported_parameter" and error.param == next(iter(param))
-    assert fake.requests == []
+    raw = sdk(server).images.with_raw_response.generate(
+        model="gemini-api/imagen-4.0-generate-001", prompt="a red fox", extra_body=param)
+    assert raw.headers["x-dropped-params"] == next(iter(param))
+    sent = fake.requests[-1].body["parameters"]
+    assert {"seed", "negativePrompt", "addWatermark"}.isdisjoint(sent)
+    card = sdk(server).models.retrieve("gemini-api/imagen-4.0-generate-001")
+    assert next(iter(param)) not in card.model_extra["parameters"]
 
 
 @pytest.mark.parametrize(("reply", "exc_type", "code"), [

@@ -474,7 +474,7 @@ async def test_logs_never_carry_query_strings(make, target, caplog) -> None:
 
 @pytest.mark.parametrize(("value", "data", "fmt"), [
     ("data:image/png;base64," + base64.b64encode(PNG).decode(), PNG, "png"),
-    ("data:;base64," + base64.b64encode(GIF).decode(), GIF, "gif"),
+    ("data:;base64," + base64.b64encode(WEBP).decode(), WEBP, "webp"),
     ("DATA:image/webp;BASE64," + base64.b64encode(WEBP).decode(), WEBP, "webp"),
     (base64.b64encode(JPEG).decode(), JPEG, "jpeg"),
     (base64.urlsafe_b64encode(JPEG).decode().rstrip("="), JPEG, "jpeg"),
@@ -495,6 +495,7 @@ def test_inline_images_decode(value, data, fmt) -> None:
     ("data:text/html;base64," + base64.b64encode(PNG).decode(), "invalid_image", 400),
     ("data:image/png," + PNG.hex(), "invalid_image", 400),
     ("data:image/png;base64", "invalid_image", 400),
+    ("data:image/gif;base64," + base64.b64encode(GIF).decode(), "invalid_image", 400),
     ("data:image/png;base64," + base64.b64encode(PNG + bytes(200_000)).decode(),
      "image_too_large", 413),
 ])

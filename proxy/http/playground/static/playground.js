@@ -165,6 +165,8 @@
         input.setAttribute("list", list.id);
         input.placeholder = spec.maps_to ? "WxH or W:H" : (spec.default || "WxH");
         title.append(list);
+      } else if (spec.format === "W:H") {
+        input.placeholder = "W:H, e.g. 16:9";
       }
     }
     input.name = name;

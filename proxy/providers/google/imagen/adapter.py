@@ -11,15 +11,17 @@ the ``gemini`` provider (:mod:`proxy.providers.google.backend`).
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import anyio
 import orjson
 from pydantic import model_validator
 
-from proxy.core.errors import GatewayError, upstream_error
+from proxy.core.errors import upstream_error
 from proxy.core.events import Completed, Event, Image
-from proxy.providers.base import Call
+from proxy.models.rules import ModelRules
+from proxy.providers.base import Call, ProviderSettings
 from proxy.providers.google.backend import (
     GoogleProvider,
     GoogleSettings,
@@ -58,6 +60,15 @@ class ImagenProvider(GoogleProvider):
 
     default_location = "us-central1"
 
+    @classmethod
+    def narrow_rules(cls, rules: ModelRules, settings: ProviderSettings,
+                     config_dir: Path) -> ModelRules:
+        """The Gemini API takes neither ``seed`` nor ``negativePrompt`` (Vertex AI does)."""
+        assert isinstance(settings, ImagenSettings)
+        if settings.vertex:
+            return rules
+        return rules.model_copy(update={"seed": False, "negative_prompt": False})
+
     def _payload(self, call: Call) -> dict[str, Any]:
         request = call.request
         vertex = self.backend.vertex
@@ -66,12 +77,6 @@ class ImagenProvider(GoogleProvider):
             params["aspectRatio"] = request.aspect_ratio
         if request.resolution:
             params["sampleImageSize"] = request.resolution
-        for name in ("negative_prompt", "seed"):
-            if getattr(request, name) is not None and not vertex:
-                raise GatewayError(
-                    400, f"Parameter '{name}' is not supported by model '{self.model.name}' on "
-                         "the Gemini API (only on Vertex AI).",
-                    param=name, code="unsupported_parameter")
         if request.negative_prompt is not None:
             params["negativePrompt"] = request.negative_prompt
         if request.seed is not None:
