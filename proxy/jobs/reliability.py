@@ -20,6 +20,7 @@ from proxy.core.errors import GatewayError
 from proxy.core.events import Completed, Event, Failed, Image, PartialImage, Progress
 from proxy.jobs.breaker import Breakers
 from proxy.jobs.job import Job
+from proxy.jobs.telemetry import Attempt
 from proxy.observability.metrics import Metrics
 from proxy.routing.table import ModelTable, ServedModel
 
@@ -82,27 +83,35 @@ class Reliability:
         for attempt in range(retries + 1):
             visible = False
             started = time.monotonic()
+            wait: float | None = None  # before the next attempt; None: this one is the last
             try:
                 # The breaker records how the call ends, whatever way it ends (cancelled too).
                 with breaker.call(model.upstream_key) as call:
-                    async with aclosing(model.provider.generate(job.call())) as events:
-                        async for event in events:
-                            if isinstance(event, Failed):
-                                raise event.error  # the one way to fail is to raise
-                            visible = visible or isinstance(event, _VISIBLE)
-                            if isinstance(event, Completed):
-                                # Recorded before handing it on: a reader stops at the
-                                # terminal event, and nothing after this loop would run.
-                                call.succeeded()
-                                self._timed(model, started, "ok")
-                            yield event
+                    report = Attempt(job, model)
+                    try:
+                        async with aclosing(model.provider.generate(job.call())) as events:
+                            async for event in events:
+                                if isinstance(event, Failed):
+                                    raise event.error  # the one way to fail is to raise
+                                visible = visible or isinstance(event, _VISIBLE)
+                                if isinstance(event, Completed):
+                                    # Recorded before handing it on: a reader stops at the
+                                    # terminal event, and nothing after this loop would run.
+                                    call.succeeded()
+                                    self._timed(model, started, "ok")
+                                    report.succeeded(event)
+                                yield event
+                    except GatewayError as error:
+                        if attempt < retries and not visible and error.transient:
+                            wait = self.delay(attempt, error)
+                        report.failed(error, wait)
+                        raise
+                    finally:
+                        report.close()
                 return
             except GatewayError as error:
                 self._timed(model, started, error.code or "error")
-                if visible or not error.transient or error.code == "upstream_circuit_open":
-                    raise
-                wait = self.delay(attempt, error) if attempt < retries else None
-                if wait is None:
+                if wait is None:  # final, not worth waiting for, or the circuit is open
                     raise
             if self.metrics is not None:
                 self.metrics.retries.labels(model.name).inc()

@@ -18,6 +18,7 @@ import time
 import orjson
 
 from proxy.core.redact import redact
+from proxy.observability import tracing
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id",
                                                                          default=None)
@@ -33,8 +34,13 @@ FRAME_PACKAGES = ("websockets", "wsproto", "h11", "httptools")
 
 
 class JSONFormatter(logging.Formatter):
-    # Attributes a caller may attach with ``extra=`` that belong in the line.
-    FIELDS = ("method", "path", "status", "duration_ms", "job_id", "model", "provider")
+    # Attributes a caller may attach with ``extra=`` that belong in the line: the access log's,
+    # a job's (``proxy.jobs``: ``job_status`` is succeeded, failed or cancelled; ``status`` is
+    # always an HTTP status), a failed upstream attempt's (``proxy.upstream``).
+    FIELDS = ("method", "path", "status", "duration_ms", "job_id", "key", "model", "provider",
+              "kind", "job_status", "error_code", "upstream_status", "attempt", "attempts",
+              "latency_ms", "images", "image_bytes", "partial_bytes", "cost", "upstream",
+              "reason", "retry_in_s", "prompt")
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
@@ -47,6 +53,10 @@ class JSONFormatter(logging.Formatter):
         current = request_id.get()
         if current:
             line["request_id"] = current
+        traces = tracing.active()
+        ids = traces.ids() if traces is not None else None
+        if ids is not None:
+            line["trace_id"], line["span_id"] = ids
         for name in self.FIELDS:
             value = getattr(record, name, None)
             if value is not None:
