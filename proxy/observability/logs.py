@@ -41,6 +41,9 @@ class JSONFormatter(logging.Formatter):
               "kind", "job_status", "error_code", "upstream_status", "attempt", "attempts",
               "latency_ms", "images", "image_bytes", "partial_bytes", "cost", "upstream",
               "reason", "retry_in_s", "prompt")
+    # Those whose string values are redacted like the message: all but the job id, a canonical
+    # UUID the gateway made or checked (as the request id, which is not redacted either).
+    REDACTED = tuple(name for name in FIELDS if name != "job_id")
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
@@ -86,7 +89,7 @@ class RedactSecrets(logging.Filter):
             record.exc_text = redact(record.exc_text)
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
-        for name in JSONFormatter.FIELDS:
+        for name in JSONFormatter.REDACTED:
             value = getattr(record, name, None)
             if isinstance(value, str):
                 setattr(record, name, redact(value))

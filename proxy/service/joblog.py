@@ -41,5 +41,6 @@ def log_finished(job: Job, record: UsageRecord, meter: UsageMeter, *,
     if prompts:
         fields["prompt"] = job.request.prompt[:PROMPT_LOGGED]
     outcome = record.status if error is None else f"{record.status} ({record.error_code})"
-    log.info("job %s %s: %s on %s, %d attempt(s), %d ms", record.job_id, outcome,
-             record.model, record.provider, job.attempts, record.latency_ms, extra=fields)
+    # The same few messages recur (the job's id and numbers are fields): each is redacted once.
+    log.info("job %s: %s on %s, %d attempt(s)", outcome, record.model, record.provider,
+             job.attempts, extra=fields)
