@@ -99,8 +99,9 @@ class Attempt:
         the next attempt at the same model, None when there is none."""
         model, code = self.model, error.code or error.type
         cause = f"{code}: {error.message}"
-        if error.upstream_status is not None:
-            cause += f" (HTTP {error.upstream_status})"
+        status = error.upstream_status
+        if status is not None and f"HTTP {status}" not in error.message:
+            cause += f" (HTTP {status})"
         if error.reason:
             cause += f" ({error.reason})"
         if error.upstream:

@@ -16,17 +16,25 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from proxy.observability import tracing
 from tests.support.clients import async_sdk
 from tests.support.fakes.openai_upstream import API_KEY, FakeOpenAI
 from tests.support.paths import REPO_ROOT
 from tests.support.processes import wait_healthy
-from tests.support.servers import free_port
+from tests.support.servers import free_port, serve
 from tests.support.stack import upstream_and_gateway
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -208,15 +216,15 @@ def test_traces_asked_for_without_the_otel_extra_are_an_error_not_an_outage() ->
     assert "image-proxy[otel]" in done.stderr
 
 
-async def test_the_otel_environment_turns_traces_on_in_a_served_gateway(tmp_path) -> None:
-    """``image-proxy serve`` with OTEL_TRACES_EXPORTER=console and OTEL_SERVICE_NAME: the
-    spans are printed as JSON with that service name, flushed when the gateway stops."""
+async def serve_one_request(environ: dict[str, str]) -> tuple[str, str]:
+    """``image-proxy serve`` under ``environ`` (no other OTEL_* settings) answering one request
+    that carries ``traceparent``, then stopped: its stdout and stderr."""
     port = free_port()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    environ.update(OTEL_TRACES_EXPORTER="console", OTEL_SERVICE_NAME="images-east")
+    environ = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+               **environ}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "proxy", "serve", "--port", str(port), env=environ,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
         await wait_healthy(url)
@@ -227,19 +235,56 @@ async def test_the_otel_environment_turns_traces_on_in_a_served_gateway(tmp_path
             assert response.status_code == 200
     finally:
         process.terminate()
-        stdout, _ = await asyncio.wait_for(process.communicate(), 30)
-    text = stdout.decode()
-    decoder, spans, at = json.JSONDecoder(), [], text.find("{")
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    return stdout.decode(), stderr.decode()
+
+
+async def test_the_otel_environment_turns_traces_on_in_a_served_gateway() -> None:
+    """``image-proxy serve`` with OTEL_TRACES_EXPORTER=console and OTEL_SERVICE_NAME: the
+    spans are printed as JSON with that service name, flushed when the gateway stops, and the
+    job's log line names the trace."""
+    out, err = await serve_one_request({"OTEL_TRACES_EXPORTER": "console",
+                                        "OTEL_SERVICE_NAME": "images-east"})
+    decoder, spans, at = json.JSONDecoder(), [], out.find("{")
     while at >= 0:
-        span, end = decoder.raw_decode(text, at)
+        span, end = decoder.raw_decode(out, at)
         spans.append(span)
-        at = text.find("{", end)
+        at = out.find("{", end)
     by_name = {span["name"]: span for span in spans}
     assert {"POST /v1/images/generations", "generation local",
             "generate_content local"} <= set(by_name), list(by_name)
     for span in by_name.values():
         assert span["context"]["trace_id"] == f"0x{TRACE_ID}"
         assert span["resource"]["attributes"]["service.name"] == "images-east"
+    logged = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    job = next(line for line in logged if line.get("job_status"))
+    assert job["trace_id"] == TRACE_ID and len(job["span_id"]) == 16
+
+
+async def test_spans_reach_an_otlp_collector_named_by_the_endpoint_alone() -> None:
+    """Only OTEL_EXPORTER_OTLP_ENDPOINT set: the request's spans arrive at that collector over
+    OTLP/HTTP (protobuf), batched, by the time the gateway has stopped."""
+    received: list[ExportTraceServiceRequest] = []
+
+    async def traces(request: Request) -> Response:
+        received.append(ExportTraceServiceRequest.FromString(await request.body()))
+        return Response(ExportTraceServiceResponse().SerializeToString(),
+                        media_type="application/x-protobuf")
+
+    collector = Starlette(routes=[Route("/v1/traces", traces, methods=["POST"])])
+    with serve(collector) as server:
+        await serve_one_request({"OTEL_EXPORTER_OTLP_ENDPOINT": server.url})
+    spans = [span for export in received for resource in export.resource_spans
+             for scope in resource.scope_spans for span in scope.spans]
+    names = {span.name for span in spans}
+    assert {"POST /v1/images/generations", "generation local",
+            "generate_content local"} <= names, names
+    assert {span.trace_id.hex() for span in spans} == {TRACE_ID}
+    service = {attribute.value.string_value for export in received
+               for resource in export.resource_spans
+               for attribute in resource.resource.attributes
+               if attribute.key == "service.name"}
+    assert service == {"image-proxy"}
 
 
 def test_which_exporters_the_environment_asks_for() -> None:
