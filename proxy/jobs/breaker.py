@@ -16,12 +16,15 @@ Each probe is its own token: a call that started earlier cannot resolve a later 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from proxy.core.errors import GatewayError
+
+log = logging.getLogger("proxy.upstream")
 
 
 def counts_against(error: GatewayError) -> bool:
@@ -60,6 +63,8 @@ class Breaker:
     failures: int = 0
     opened_at: float | None = None
     _probe: Call | None = field(default=None, repr=False)
+    # Which upstream (provider and address), for the log lines of its circuit.
+    name: str = field(default="", kw_only=True)
 
     @property
     def probing(self) -> bool:
@@ -89,6 +94,8 @@ class Breaker:
         from nought (a probe's answer, or that of a call that started before the circuit
         opened: the upstream works now either way)."""
         call.settled = True
+        if self.opened_at is not None:
+            log.info("the circuit of upstream %s closed: it answered again", self.name)
         self.failures, self.opened_at, self._probe = 0, None, None
 
     def _admit(self, name: str) -> Call:
@@ -110,8 +117,12 @@ class Breaker:
         self.failures += 1
         if self._probe is call:
             self.opened_at, self._probe = time.monotonic(), None  # open for another cooldown
+            log.warning("the circuit of upstream %s stays open: its probe failed; requests to "
+                        "it are paused for another %g s", self.name, self.cooldown)
         elif self.opened_at is None and self.failures >= self.failures_to_open:
             self.opened_at = time.monotonic()
+            log.warning("the circuit of upstream %s opened after %d failures in a row; requests "
+                        "to it are paused for %g s", self.name, self.failures, self.cooldown)
 
     def _release(self, call: Call) -> None:
         call.settled = True
@@ -128,6 +139,6 @@ class Breakers:
     def get(self, upstream: str) -> Breaker:
         breaker = self._by_upstream.get(upstream)
         if breaker is None:
-            breaker = Breaker(self.failures_to_open, self.cooldown)
+            breaker = Breaker(self.failures_to_open, self.cooldown, name=upstream)
             self._by_upstream[upstream] = breaker
         return breaker
