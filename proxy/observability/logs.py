@@ -13,6 +13,7 @@ import contextvars
 import importlib.util
 import logging
 import os
+import re
 import time
 
 import orjson
@@ -46,6 +47,10 @@ class JSONFormatter(logging.Formatter):
     REDACTED = tuple(name for name in FIELDS if name != "job_id")
 
     def format(self, record: logging.LogRecord) -> str:
+        return orjson.dumps(self.fields(record)).decode()
+
+    def fields(self, record: logging.LogRecord) -> dict[str, object]:
+        """The line's names and values, in order."""
         line: dict[str, object] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
@@ -68,7 +73,27 @@ class JSONFormatter(logging.Formatter):
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
             line["error"] = record.exc_text
-        return orjson.dumps(line).decode()
+        return line
+
+
+class LogfmtFormatter(JSONFormatter):
+    """The same names and values as ``key=value`` pairs (logfmt), for people reading a
+    terminal: strings with spaces, quotes, ``=`` or control characters quoted, JSON-escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return " ".join(f"{name}={_logfmt(value)}" for name, value in self.fields(record).items())
+
+
+_PLAIN = re.compile(r"[^\s\"=\\\x00-\x1f\x7f]+")
+
+
+def _logfmt(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    text = str(value)
+    return text if _PLAIN.fullmatch(text) else orjson.dumps(text).decode()
 
 
 class RedactSecrets(logging.Filter):
@@ -119,16 +144,19 @@ def _package_dirs(names: tuple[str, ...]) -> list[str]:
     return dirs
 
 
-def configure(level: str) -> dict:
-    """A uvicorn ``log_config`` that sends every logger through the JSON formatter, with
-    secrets redacted and transport frames dropped."""
-    handler = {"class": "logging.StreamHandler", "formatter": "json",
+FORMATTERS: dict[str, type[JSONFormatter]] = {"json": JSONFormatter, "logfmt": LogfmtFormatter}
+
+
+def configure(level: str, format: str = "json") -> dict:
+    """A uvicorn ``log_config`` that sends every logger through the formatter named (one JSON
+    object a line, or logfmt), with secrets redacted and transport frames dropped."""
+    handler = {"class": "logging.StreamHandler", "formatter": format,
                "stream": "ext://sys.stderr", "filters": ["frames", "secrets"]}
     quiet = {name: {"level": "WARNING"} for name in QUIET_LOGGERS}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": JSONFormatter}},
+        "formatters": {format: {"()": FORMATTERS[format]}},
         "filters": {"frames": {"()": DropTransportFrames}, "secrets": {"()": RedactSecrets}},
         "handlers": {"default": handler},
         "root": {"handlers": ["default"], "level": level.upper()},
