@@ -117,8 +117,8 @@ class Traces:
     # Client spans of the upstream HTTP client (aiohttp's request hooks).
 
     def client_trace_config(self) -> aiohttp.TraceConfig:
-        """aiohttp hooks: a client span per upstream request, child of the current span (the
-        upstream attempt), its context sent in ``traceparent``."""
+        """aiohttp hooks: a client span per upstream request made within a span (an upstream
+        attempt), its context sent in ``traceparent``."""
         import aiohttp
 
         config = aiohttp.TraceConfig()
@@ -129,6 +129,8 @@ class Traces:
 
     async def _request_start(self, session: Any, ctx: Any,
                              params: aiohttp.TraceRequestStartParams) -> None:
+        if not self._trace.get_current_span().get_span_context().is_valid:
+            return  # a call of no job (a health check of a ComfyUI pool): no trace of its own
         url = params.url
         attributes: dict[str, Any] = {"http.request.method": params.method,
                                       "server.address": url.host or "",
