@@ -1,4 +1,5 @@
-"""Structured logs: one JSON object per line, every line of a request carrying its id.
+"""Structured logs: one JSON object per line (or logfmt, ``serve --log-format logfmt``), every
+line of a request carrying its id (and, while traces are on, its trace and span ids).
 
 Payloads (prompts, images) and secrets (keys, tokens, upstream credentials, signed URLs) are
 never logged, at any level. Access lines carry the path without its query string; the handler
