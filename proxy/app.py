@@ -36,6 +36,7 @@ from proxy.http.routes.jobs import get_job, get_job_events
 from proxy.http.routes.models import get_model, list_models
 from proxy.http.routes.usage import get_usage
 from proxy.http.socket import ProcessManager, ProgressNamespace, RedisManager, watchers_here
+from proxy.observability import tracing
 from proxy.service.gateway import Gateway
 from proxy.service.images import ImageService
 from proxy.storage import LocalImageStore
@@ -200,6 +201,8 @@ def from_environment() -> ASGIApp:
 
 
 def create_app(config: GatewayConfig) -> ASGIApp:
+    # Traces, when the OTEL_* environment asks for them (once per process; off by default).
+    tracing.configure_from_environment()
     gateway = Gateway.from_config(config)
     # Streams are ended by the gateway's own shutdown (after a grace period, with an error
     # event), not cancelled at the first signal as sse-starlette would.
@@ -236,6 +239,8 @@ def create_app(config: GatewayConfig) -> ASGIApp:
             if isinstance(manager, RedisManager):
                 await manager.aclose()
             await gateway.aclose()
+            if tracing.active() is not None:
+                await asyncio.to_thread(tracing.flush)
 
     app = Starlette(
         routes=build_routes(config, gateway),
@@ -253,5 +258,5 @@ def create_app(config: GatewayConfig) -> ASGIApp:
     metrics = gateway.metrics
     rest = socketio.ASGIApp(sio, other_asgi_app=RequestIdMiddleware(app, metrics),
                             socketio_path="socket.io")
-    return Dispatch({path: RequestIdMiddleware(direct_endpoint(endpoint, app), metrics, path)
+    return Dispatch({path: RequestIdMiddleware(direct_endpoint(endpoint, app), metrics, route=path)
                      for path, endpoint in image_routes(config).items()}, rest)

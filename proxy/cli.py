@@ -40,9 +40,9 @@ Run "image-proxy COMMAND --help" for a command's options."""
 
 
 def log_config(args: argparse.Namespace) -> dict:
-    """JSON lines on stderr; the access log (one line per request, with its id) only with
-    --access-log."""
-    config = configure(args.log_level)
+    """JSON lines (or logfmt) on stderr; the access log (one line per request, with its id)
+    only with --access-log."""
+    config = configure(args.log_level, args.log_format)
     config["loggers"]["proxy.access"] = {"level": "INFO" if args.access_log else "WARNING"}
     return config
 
@@ -196,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info",
                        choices=["critical", "error", "warning", "info", "debug"],
                        help="the least important lines logged (default: info)")
+    serve.add_argument("--log-format", default="json", choices=["json", "logfmt"],
+                       help="one JSON object a line (default), or key=value pairs")
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.add_argument("--workers", type=int, default=1,
                        help="worker processes (use with redis_url; see README: Scaling out)")

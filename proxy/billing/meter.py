@@ -49,19 +49,20 @@ class UsageMeter:
     def usage(self) -> Usage | None:
         return self.completed.usage if self.completed is not None else None
 
+    def status(self, cancelled: bool = False) -> UsageStatus:
+        """How the job ended: failed, succeeded (even if its client went away afterwards),
+        cancelled (its client went away first), or failed (it ended without a result)."""
+        if self.failed is not None:
+            return "failed"
+        if self.completed is not None:
+            return "succeeded"
+        return "cancelled" if cancelled else "failed"
+
     def finish(self, *, cancelled: bool = False, cost: float | None = None) -> UsageRecord:
         """The record. ``cost`` is the price-table cost; what the upstream says it charged
         (``Completed.cost_usd``) wins. A job that completed counts as succeeded even if its
         client went away afterwards: the work was done (and paid for)."""
-        status: UsageStatus
-        if self.failed is not None:
-            status = "failed"
-        elif self.completed is not None:
-            status = "succeeded"
-        elif cancelled:
-            status = "cancelled"
-        else:
-            status = "failed"
+        status = self.status(cancelled)
         error = self.failed.error if self.failed is not None else None
         resolved = self.completed.resolved if self.completed is not None else {}
         charged = self.completed.cost_usd if self.completed is not None else None

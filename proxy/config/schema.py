@@ -287,6 +287,14 @@ class LimitsConfig(Strict):
     on_store_failure: Literal["fail_open", "fail_closed"] = "fail_open"
 
 
+class LogsConfig(Strict):
+    """What the log lines may carry beyond the defaults (the format is one JSON object a line)."""
+
+    # The job's prompt in its log line (up to PROMPT_LOGGED characters, secrets redacted). Off:
+    # prompts are the users' words, and often more sensitive than anything else in the log.
+    prompts: bool = False
+
+
 def default_data_dir() -> Path:
     """``$IMAGE_PROXY_DATA_DIR``, else ``$XDG_DATA_HOME/image-proxy`` (~/.local/share)."""
     explicit = os.environ.get("IMAGE_PROXY_DATA_DIR")
@@ -312,6 +320,7 @@ class GatewayConfig(Strict):
     # Leases of running jobs and timeouts of the shared store (with redis_url).
     fleet: FleetConfig = Field(default_factory=FleetConfig)
     reliability: ReliabilityConfig = Field(default_factory=ReliabilityConfig)
+    logs: LogsConfig = Field(default_factory=LogsConfig)
     # Where images go when a client asks response_format "url": by default a directory in
     # data_dir served by the gateway under signed, expiring URLs; or an S3-compatible bucket.
     storage: StorageSettings = Field(default_factory=LocalStoreSettings)

@@ -43,6 +43,20 @@ class GatewayError(Exception):
         # An upstream failure the gateway may retry itself (or hand to a fallback model): the
         # upstream refused before doing (and billing) any work.
         self.transient = transient
+        # For the operator's log only, never a client: which upstream address failed, the HTTP
+        # status it answered (None: no answer), and what the connection library said.
+        self.upstream: str | None = None
+        self.upstream_status: int | None = None
+        self.reason: str | None = None
+
+    def at_upstream(self, address: str, status: int | None = None,
+                    reason: str | None = None) -> GatewayError:
+        """Note where the failure happened (kept when already noted, by a deeper caller)."""
+        self.upstream = self.upstream or address
+        if self.upstream_status is None:
+            self.upstream_status = status
+        self.reason = self.reason or reason
+        return self
 
     @property
     def message(self) -> str:

@@ -75,6 +75,12 @@ _SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+# Texts up to this long (a log line's names and short messages, an error's code) are redacted
+# once and remembered, until the known secrets change; at most CACHE_SIZE of them at a time.
+CACHED_LENGTH = 200
+CACHE_SIZE = 4096
+
+
 class Redactor:
     """Known secrets (word for word) and credential shapes, replaced by ``[redacted]``."""
 
@@ -84,6 +90,10 @@ class Redactor:
         self._known: tuple[str, ...] = ()
         self._set: frozenset[str] = frozenset()
         self._lock = threading.Lock()
+        # Short texts already redacted against the current secrets (the same model, key and
+        # provider names, codes and messages recur in every log line: the patterns cost tens of
+        # microseconds a text). Replaced, after ``_known``, whenever the secrets change.
+        self._cache: dict[str, str] = {}
 
     def remember(self, values: Iterable[str | bytes | None]) -> None:
         """Redact these values from now on (and their percent-encoded spelling)."""
@@ -97,8 +107,23 @@ class Redactor:
             if not fresh <= self._set:
                 self._set = frozenset(fresh | self._set)
                 self._known = tuple(sorted(self._set, key=len, reverse=True))
+                self._cache = {}
 
     def __call__(self, text: str) -> str:
+        if len(text) > CACHED_LENGTH:
+            return self._redact(text)
+        # Taken before reading the secrets: a text redacted against older ones only ever goes
+        # into the cache those secrets were current for (``remember`` swaps it after them).
+        cache = self._cache
+        done = cache.get(text)
+        if done is None:
+            done = self._redact(text)
+            if len(cache) >= CACHE_SIZE:
+                cache.clear()
+            cache[text] = done
+        return done
+
+    def _redact(self, text: str) -> str:
         for secret in self._known:
             if secret in text:
                 text = text.replace(secret, REDACTED)

@@ -11,10 +11,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from proxy.http.responses import ERROR_CODE_STATE
 from proxy.jobs.job import new_job_id
+from proxy.observability import tracing
 from proxy.observability.logs import request_id as log_context
 from proxy.observability.metrics import UNMATCHED, Metrics
 
 access = logging.getLogger("proxy.access")
+
+# Not traced: probes and scrapes, every few seconds, would bury the requests in the traces.
+UNTRACED = frozenset(("/healthz", "/readyz", "/metrics"))
 
 
 def _client_job_id(scope: Scope) -> str | None:
@@ -42,6 +46,7 @@ class RequestIdMiddleware:
                  route: str | None = None) -> None:
         self.app = app
         self.metrics = metrics
+        # The route's template when this wraps one route (an image endpoint), for the span.
         self.route = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -53,9 +58,15 @@ class RequestIdMiddleware:
         request_id = _client_job_id(scope) or new_job_id()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        token = log_context.set(request_id)
+        context = log_context.set(request_id)
         started = time.monotonic()
         status = 500
+        traces = tracing.active()
+        span = token = None
+        if traces is not None and scope["path"] not in UNTRACED:
+            span = traces.start(scope["method"], "server", _server_attributes(scope, request_id),
+                                headers=scope["headers"])
+            token = traces.activate(span)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -81,4 +92,28 @@ class RequestIdMiddleware:
                 access.info("%s %s %d", scope["method"], scope["path"], status, extra={
                     "method": scope["method"], "path": scope["path"], "status": status,
                     "duration_ms": round((time.monotonic() - started) * 1000, 1)})
-            log_context.reset(token)
+            if span is not None:
+                assert traces is not None
+                traces.deactivate(token)
+                route = self.route or getattr(scope.get("route"), "path", None)
+                if route:
+                    span.update_name(f"{scope['method']} {route}")
+                traces.end(span, {"http.route": route, "http.response.status_code": status},
+                           error=str(status) if status >= 500 else None)
+            log_context.reset(context)
+
+
+def _server_attributes(scope: Scope, request_id: str) -> dict[str, object]:
+    """The request's attributes in the HTTP semantic conventions (no query string)."""
+    attributes: dict[str, object] = {
+        "http.request.method": scope["method"], "url.path": scope["path"],
+        "url.scheme": scope.get("scheme", "http"), "image_proxy.request_id": request_id}
+    server, client = scope.get("server"), scope.get("client")
+    if server:
+        attributes["server.address"], attributes["server.port"] = server[0], server[1]
+    if client:
+        attributes["client.address"] = client[0]
+    for name, value in scope["headers"]:
+        if name == b"user-agent":
+            attributes["user_agent.original"] = value.decode("latin-1")
+    return attributes

@@ -16,6 +16,7 @@ Each probe is its own token: a call that started earlier cannot resolve a later 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from proxy.core.errors import GatewayError
 # Told of every change of a circuit: the upstream, its state now (closed, half_open, open), and
 # whether it has just opened (from closed, or after a failed probe).
 CircuitWatcher = Callable[[str, str, bool], None]
+log = logging.getLogger("proxy.upstream")
 
 
 def counts_against(error: GatewayError) -> bool:
@@ -100,6 +102,8 @@ class Breaker:
         opened: the upstream works now either way)."""
         call.settled = True
         was_closed = self.opened_at is None
+        if not was_closed:
+            log.info("the circuit of upstream %s closed: it answered again", self.name)
         self.failures, self.opened_at, self._probe = 0, None, None
         if not was_closed:
             self._tell("closed")
@@ -125,9 +129,13 @@ class Breaker:
         if self._probe is call:
             self.opened_at, self._probe = time.monotonic(), None  # open for another cooldown
             self._tell("open", opened=True)
+            log.warning("the circuit of upstream %s stays open: its probe failed; requests to "
+                        "it are paused for another %g s", self.name, self.cooldown)
         elif self.opened_at is None and self.failures >= self.failures_to_open:
             self.opened_at = time.monotonic()
             self._tell("open", opened=True)
+            log.warning("the circuit of upstream %s opened after %d failures in a row; requests "
+                        "to it are paused for %g s", self.name, self.failures, self.cooldown)
 
     def _release(self, call: Call) -> None:
         call.settled = True

@@ -75,6 +75,10 @@ class Job:
     aborted: GatewayError | None = None
     # USD, priced once when the job completed (None: unknown, or not completed).
     cost: float | None = None
+    # Upstream attempts made so far, over retries and fallbacks (the job's log line).
+    attempts: int = 0
+    # The job's trace span while traces are on (the parent of its upstream attempts' spans).
+    span: Any = None
 
     def call(self) -> Call:
         """What the adapter of the job's current model gets for one attempt."""

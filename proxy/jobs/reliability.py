@@ -20,10 +20,20 @@ from proxy.core.errors import GatewayError
 from proxy.core.events import Completed, Event, Failed, Image, PartialImage, Progress
 from proxy.jobs.breaker import Breakers
 from proxy.jobs.job import Job
+from proxy.jobs.telemetry import Attempt
 from proxy.observability.metrics import Metrics
 from proxy.routing.table import ModelTable, ServedModel
 
 _VISIBLE = (PartialImage, Image, Completed)
+
+
+class _Shown:
+    """Whether an attempt has shown the client something (then a failure is final)."""
+
+    __slots__ = ("visible",)
+
+    def __init__(self) -> None:
+        self.visible = False
 
 
 class Reliability:
@@ -83,50 +93,67 @@ class Reliability:
             self.config.retries)
         breaker = self.breakers.get(model.upstream_key)
         for attempt in range(retries + 1):
-            visible = timed = False
             started = time.monotonic()
-            queue = None  # the queued gauge, while the upstream holds the job in its queue
+            timed = False
+            wait: float | None = None  # before the next attempt; None: this one is the last
             try:
                 # The breaker records how the call ends, whatever way it ends (cancelled too).
                 with breaker.call(model.upstream_key) as call:
-                    async with aclosing(model.provider.generate(job.call())) as events:
-                        async for event in events:
-                            if isinstance(event, Failed):
-                                raise event.error  # the one way to fail is to raise
-                            visible = visible or isinstance(event, _VISIBLE)
-                            if isinstance(event, Progress) and event.stage == "queued":
-                                if queue is None and self.metrics is not None:
-                                    queue = self.metrics.queued(model.name)
-                                    queue.inc()
-                            elif queue is not None:
-                                queue.dec()
-                                queue = None
+                    report = Attempt(job, model)
+                    shown = _Shown()
+                    try:
+                        async for event in self._attempt(job, model, shown):
                             if isinstance(event, Completed):
                                 # Recorded before handing it on: a reader stops at the
                                 # terminal event, and nothing after this loop would run.
                                 call.succeeded()
                                 self._timed(model, started, "ok")
                                 timed = True
+                                report.succeeded(event)
                             yield event
+                    except GatewayError as error:
+                        if attempt < retries and not shown.visible and error.transient:
+                            wait = self.delay(attempt, error)
+                        report.failed(error, wait)
+                        raise
+                    finally:
+                        report.close()
                 return
             except GatewayError as error:
                 self._timed(model, started, error.code or "error")
                 timed = True
-                if visible or not error.transient or error.code == "upstream_circuit_open":
-                    raise
-                wait = self.delay(attempt, error) if attempt < retries else None
-                if wait is None:
+                if wait is None:  # final, not worth waiting for, or the circuit is open
                     raise
             except BaseException as exc:  # the reader left (or a bug, which the run reports)
                 if not timed:
                     self._timed(model, started, "internal_error" if isinstance(exc, Exception)
                                 else "cancelled")
                 raise
-            finally:
-                if queue is not None:
-                    queue.dec()
             if self.metrics is not None:
                 self.metrics.retries.labels(model.name).inc()
             yield Progress(0.0, stage="retrying",
                            message=f"{model.name}: attempt {attempt + 2} in {wait:.1f} s")
             await asyncio.sleep(wait)
+
+    async def _attempt(self, job: Job, model: ServedModel,
+                       shown: _Shown) -> AsyncGenerator[Event, None]:
+        """One call of the provider: its events, a ``Failed`` raised, and the queued gauge
+        up while the upstream holds the job in its queue."""
+        queue = None
+        try:
+            async with aclosing(model.provider.generate(job.call())) as events:
+                async for event in events:
+                    if isinstance(event, Failed):
+                        raise event.error  # the one way to fail is to raise
+                    shown.visible = shown.visible or isinstance(event, _VISIBLE)
+                    if isinstance(event, Progress) and event.stage == "queued":
+                        if queue is None and self.metrics is not None:
+                            queue = self.metrics.queued(model.name)
+                            queue.inc()
+                    elif queue is not None:
+                        queue.dec()
+                        queue = None
+                    yield event
+        finally:
+            if queue is not None:
+                queue.dec()

@@ -19,6 +19,7 @@ from proxy.billing.meter import UsageMeter
 from proxy.core.errors import GatewayError
 from proxy.core.events import Completed, Event, Failed
 from proxy.jobs.job import Job
+from proxy.jobs.telemetry import end_job_span, start_job_span
 from proxy.progress.tracker import JobTracker
 from proxy.request.echo import resolved_settings
 
@@ -67,6 +68,7 @@ async def run_job(job: Job, tracker: JobTracker, source: EventSource,
     events = source(job)
     meter = meter_for(job)
     cancelled = False
+    start_job_span(job)
     tracker.start_estimating()
     try:
         try:
@@ -106,5 +108,6 @@ async def run_job(job: Job, tracker: JobTracker, source: EventSource,
             await events.aclose()
             # A fallback may have served the job: the ledger records the model that did.
             meter.model, meter.provider = job.model.name, job.model.provider_name
+            end_job_span(job, meter, cancelled)
             if finished is not None:
                 await finished(meter, cancelled)

@@ -1,1 +1,2 @@
-"""What operators see: Prometheus metrics, structured logs, health and readiness."""
+"""What operators see: Prometheus metrics, structured logs, OpenTelemetry traces, health and
+readiness."""

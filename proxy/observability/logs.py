@@ -1,4 +1,5 @@
-"""Structured logs: one JSON object per line, every line of a request carrying its id.
+"""Structured logs: one JSON object per line (or logfmt, ``serve --log-format logfmt``), every
+line of a request carrying its id (and, while traces are on, its trace and span ids).
 
 Payloads (prompts, images) and secrets (keys, tokens, upstream credentials, signed URLs) are
 never logged, at any level. Access lines carry the path without its query string; the handler
@@ -13,11 +14,13 @@ import contextvars
 import importlib.util
 import logging
 import os
+import re
 import time
 
 import orjson
 
 from proxy.core.redact import redact
+from proxy.observability import tracing
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id",
                                                                          default=None)
@@ -33,10 +36,22 @@ FRAME_PACKAGES = ("websockets", "wsproto", "h11", "httptools")
 
 
 class JSONFormatter(logging.Formatter):
-    # Attributes a caller may attach with ``extra=`` that belong in the line.
-    FIELDS = ("method", "path", "status", "duration_ms", "job_id", "model", "provider")
+    # Attributes a caller may attach with ``extra=`` that belong in the line: the access log's,
+    # a job's (``proxy.jobs``: ``job_status`` is succeeded, failed or cancelled; ``status`` is
+    # always an HTTP status), a failed upstream attempt's (``proxy.upstream``).
+    FIELDS = ("method", "path", "status", "duration_ms", "job_id", "key", "model", "provider",
+              "kind", "job_status", "error_code", "upstream_status", "attempt", "attempts",
+              "latency_ms", "images", "image_bytes", "partial_bytes", "cost", "upstream",
+              "reason", "retry_in_s", "prompt")
+    # Those whose string values are redacted like the message: all but the job id, a canonical
+    # UUID the gateway made or checked (as the request id, which is not redacted either).
+    REDACTED = tuple(name for name in FIELDS if name != "job_id")
 
     def format(self, record: logging.LogRecord) -> str:
+        return orjson.dumps(self.fields(record)).decode()
+
+    def fields(self, record: logging.LogRecord) -> dict[str, object]:
+        """The line's names and values, in order."""
         line: dict[str, object] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
@@ -47,6 +62,10 @@ class JSONFormatter(logging.Formatter):
         current = request_id.get()
         if current:
             line["request_id"] = current
+        traces = tracing.active()
+        ids = traces.ids() if traces is not None else None
+        if ids is not None:
+            line["trace_id"], line["span_id"] = ids
         for name in self.FIELDS:
             value = getattr(record, name, None)
             if value is not None:
@@ -55,7 +74,27 @@ class JSONFormatter(logging.Formatter):
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
             line["error"] = record.exc_text
-        return orjson.dumps(line).decode()
+        return line
+
+
+class LogfmtFormatter(JSONFormatter):
+    """The same names and values as ``key=value`` pairs (logfmt), for people reading a
+    terminal: strings with spaces, quotes, ``=`` or control characters quoted, JSON-escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return " ".join(f"{name}={_logfmt(value)}" for name, value in self.fields(record).items())
+
+
+_PLAIN = re.compile(r"[^\s\"=\\\x00-\x1f\x7f]+")
+
+
+def _logfmt(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    text = str(value)
+    return text if _PLAIN.fullmatch(text) else orjson.dumps(text).decode()
 
 
 class RedactSecrets(logging.Filter):
@@ -76,7 +115,7 @@ class RedactSecrets(logging.Filter):
             record.exc_text = redact(record.exc_text)
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
-        for name in JSONFormatter.FIELDS:
+        for name in JSONFormatter.REDACTED:
             value = getattr(record, name, None)
             if isinstance(value, str):
                 setattr(record, name, redact(value))
@@ -106,16 +145,19 @@ def _package_dirs(names: tuple[str, ...]) -> list[str]:
     return dirs
 
 
-def configure(level: str) -> dict:
-    """A uvicorn ``log_config`` that sends every logger through the JSON formatter, with
-    secrets redacted and transport frames dropped."""
-    handler = {"class": "logging.StreamHandler", "formatter": "json",
+FORMATTERS: dict[str, type[JSONFormatter]] = {"json": JSONFormatter, "logfmt": LogfmtFormatter}
+
+
+def configure(level: str, format: str = "json") -> dict:
+    """A uvicorn ``log_config`` that sends every logger through the formatter named (one JSON
+    object a line, or logfmt), with secrets redacted and transport frames dropped."""
+    handler = {"class": "logging.StreamHandler", "formatter": format,
                "stream": "ext://sys.stderr", "filters": ["frames", "secrets"]}
     quiet = {name: {"level": "WARNING"} for name in QUIET_LOGGERS}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": JSONFormatter}},
+        "formatters": {format: {"()": FORMATTERS[format]}},
         "filters": {"frames": {"()": DropTransportFrames}, "secrets": {"()": RedactSecrets}},
         "handlers": {"default": handler},
         "root": {"handlers": ["default"], "level": level.upper()},

@@ -38,6 +38,7 @@ from proxy.jobs.runs import Runs
 from proxy.limits.capacity import Capacity, auto_max_jobs
 from proxy.limits.counters import Counters, MemoryCounters, RedisCounters
 from proxy.limits.guard import Guard, SpendQuery
+from proxy.observability import tracing
 from proxy.observability.metrics import Metrics
 from proxy.progress.hub import ProgressHub
 from proxy.progress.latency import LatencyBook
@@ -116,9 +117,11 @@ class Gateway:
         run, with every problem at its line."""
         _check_fetch(config)
         upstream = config.upstream
+        traces = tracing.active()
         http = UpstreamClient(limit=upstream.max_connections,
                               limit_per_host=upstream.max_connections_per_host,
-                              keepalive_timeout=upstream.keepalive_timeout)
+                              keepalive_timeout=upstream.keepalive_timeout,
+                              trace_configs=[traces.client_trace_config()] if traces else None)
         stores = Stores.from_config(config)
         usage = _usage_ledger(config)
         models = build_models(config, http)

@@ -39,6 +39,7 @@ from proxy.request.fingerprint import fingerprint
 from proxy.request.parse import parse_params
 from proxy.routing.table import ServedModel
 from proxy.service.gateway import Gateway
+from proxy.service.joblog import log_finished
 from proxy.service.kept import (
     CLAIM_SECONDS,
     REPLAYED_HEADER,
@@ -319,6 +320,7 @@ class ImageService:
             if lease is not None:
                 await lease.release()
             record = meter.finish(cancelled=cancelled, cost=job.cost)
+            log_finished(job, record, meter, prompts=gateway.config.logs.prompts)
             metrics = gateway.metrics
             metrics.jobs_in_flight.dec()
             metrics.job_finished(record.model, record.provider, record.kind, record.status,

@@ -8,7 +8,6 @@ is told what happened in plain words, the log where and why (:func:`transport_er
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,19 +18,20 @@ import aiohttp
 from proxy.config import TimeoutConfig
 from proxy.core.errors import GatewayError, upstream_error, upstream_timeout
 
-log = logging.getLogger("proxy.upstream")
-
 
 class UpstreamClient:
     """Owns the aiohttp session (made inside the running loop, at app start-up)."""
 
     def __init__(self, *, limit: int = 0, limit_per_host: int = 0,
-                 keepalive_timeout: float = 15.0) -> None:
+                 keepalive_timeout: float = 15.0,
+                 trace_configs: list[aiohttp.TraceConfig] | None = None) -> None:
         # 0: no limit. How many jobs run is decided by admission, never by a pool that parks
         # requests out of sight (``upstream:`` in the configuration).
         self._limit = limit
         self._limit_per_host = limit_per_host
         self._keepalive = keepalive_timeout
+        # Hooks on every request (the traces' client spans and ``traceparent``, when on).
+        self._trace_configs = trace_configs
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -43,7 +43,7 @@ class UpstreamClient:
             # Timeouts are set per request from each model's config.
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=None),
-                auto_decompress=True, trust_env=False,
+                auto_decompress=True, trust_env=False, trace_configs=self._trace_configs,
             )
 
     async def aclose(self) -> None:
@@ -67,27 +67,34 @@ class UpstreamClient:
         headers: dict[str, str] | None = None,
         body: bytes | aiohttp.FormData | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Send a request; yields the response with headers read and the body still unread."""
+        """Send a request; yields the response with headers read and the body still unread.
+
+        A ``GatewayError`` leaving the block (the adapter's reading of the answer) is noted
+        with the upstream's address and HTTP status, for the log."""
         client_timeout = aiohttp.ClientTimeout(
             total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.first_byte
         )
+        where = f"{method} {_where(url)}"
+        status: int | None = None
         try:
             async with self.session.request(
                 method, url, data=body, headers=headers, timeout=client_timeout,
                 allow_redirects=False,
             ) as response:
+                status = response.status
                 yield response
-        except GatewayError:
+        except GatewayError as error:
+            error.at_upstream(where, status)
             raise
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise transport_error(method, url, exc) from None
+            raise transport_error(exc).at_upstream(where, status, _reason(exc)) from None
 
 
-def transport_error(method: str, url: str, exc: BaseException) -> GatewayError:
+def transport_error(exc: BaseException) -> GatewayError:
     """What a client is told when the upstream could not be reached or the connection failed:
     a plain message and a code. Where the upstream is and what the library said are the
-    operator's business: they go to the log (secrets redacted there), never to the client."""
-    log.info("upstream %s %s failed: %s", method, _where(url), _reason(exc))
+    operator's business: they ride on the error (``GatewayError.at_upstream``) to the warning
+    line of the failed attempt (secrets redacted there), never to the client."""
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         # No connection was made: nothing was sent, so another try is safe.
         return upstream_error("Could not connect to the upstream in time.",

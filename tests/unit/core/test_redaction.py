@@ -103,3 +103,15 @@ models:
     assert {"redis-password-1", "pg-password-1", "s" * 40, "provider-wide-key-1",
             "header-key-1", "url-password-1", "model-key-1", "vertex-token-1"} <= found
     assert not found & {"t-1", "local", "m", "p", "gemini-2.5-flash-image"}
+
+
+def test_a_secret_learnt_later_is_redacted_from_texts_seen_before() -> None:
+    """Short texts are remembered once redacted; learning a secret forgets them."""
+    redact = Redactor()
+    text = "model m-learnt-later-credential on openai"
+    assert redact(text) == text
+    assert redact(text) == text  # from the cache
+    redact.remember(["learnt-later-credential"])
+    assert redact(text) == f"model m-{REDACTED} on openai"
+    long = "x" * 300 + " learnt-later-credential"
+    assert redact(long) == "x" * 300 + f" {REDACTED}"

@@ -6,6 +6,7 @@ A fake clock stands in for ``time.monotonic``, so cooldowns pass without waiting
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator
 
 import pytest
@@ -220,3 +221,24 @@ def test_a_watcher_is_told_every_change_of_state(clock: Clock) -> None:
                         ("up", "open", True), ("up", "half_open", False),
                         ("up", "open", False), ("up", "half_open", False),
                         ("up", "closed", False)]
+
+
+def test_the_circuit_says_when_it_opens_stays_open_and_closes(
+        clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="proxy.upstream")
+    breaker = Breaker(failures_to_open=2, cooldown=COOLDOWN, name="openai:http://gpu-1")
+    for _ in range(2):
+        fail(breaker, upstream_503())
+    refused(breaker)  # refusals while open are the jobs' lines, not the circuit's
+    clock.now += COOLDOWN
+    fail(breaker, upstream_503())  # the probe
+    clock.now += COOLDOWN
+    with breaker.call("up") as probe:
+        probe.succeeded()
+    said = [(record.levelname, record.getMessage()) for record in caplog.records]
+    assert said == [
+        ("WARNING", "the circuit of upstream openai:http://gpu-1 opened after 2 failures in a "
+                    "row; requests to it are paused for 30 s"),
+        ("WARNING", "the circuit of upstream openai:http://gpu-1 stays open: its probe failed; "
+                    "requests to it are paused for another 30 s"),
+        ("INFO", "the circuit of upstream openai:http://gpu-1 closed: it answered again")]
