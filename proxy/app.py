@@ -221,9 +221,12 @@ def create_app(config: GatewayConfig) -> ASGIApp:
     # Progress events go out only for watched jobs; who watches is in the server's rooms.
     gateway.hub.attach(sio, watchers_here(sio))
 
+    service = ImageService(gateway)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
+        service.start()  # with Redis: takes queued async jobs
         stop = ServerStop.install(gateway)
         try:
             yield
@@ -233,6 +236,7 @@ def create_app(config: GatewayConfig) -> ASGIApp:
             await sio.shutdown()
             if isinstance(manager, RedisManager):
                 await manager.aclose()
+            await service.aclose()
             await gateway.aclose()
 
     app = Starlette(
@@ -245,7 +249,7 @@ def create_app(config: GatewayConfig) -> ASGIApp:
         },
     )
     app.state.gateway = gateway
-    app.state.service = ImageService(gateway)
+    app.state.service = service
     # Socket.IO answers /socket.io/ and hands everything else (lifespan included: no startup
     # hooks are given to it) to Starlette; image requests skip both (proxy/http/direct.py).
     rest = socketio.ASGIApp(sio, other_asgi_app=RequestIdMiddleware(app),

@@ -52,18 +52,22 @@ class Lapsed:
     job_id: str
     owner: str  # the key that owns the job
     instance: str  # the instance that held the lease
+    # A job of the durable queue: its end is the queue's to write (it may run again).
+    durable: bool = False
 
 
 class JobLease:
     """One running job's lease (and, with a limited key, its slot); released exactly once."""
 
-    __slots__ = ("held", "job_id", "owner", "slot", "table", "token")
+    __slots__ = ("durable", "held", "job_id", "owner", "slot", "table", "token")
 
-    def __init__(self, table: LeaseTable, job_id: str, owner: str, slot: bool) -> None:
+    def __init__(self, table: LeaseTable, job_id: str, owner: str, slot: bool,
+                 durable: bool = False) -> None:
         self.table = table
         self.job_id = job_id
         self.owner = owner
         self.slot = slot
+        self.durable = durable
         self.token = f"{job_id}:{secrets.token_hex(4)}"
         self.held = True
 
@@ -91,20 +95,23 @@ class LeaseTable:
         self.on_lost: LostHandler | None = None
         self._renewing: asyncio.Task[None] | None = None
 
-    async def admit(self, job_id: str, owner: str, limit: int | None) -> JobLease | None:
+    async def admit(self, job_id: str, owner: str, limit: int | None,
+                    durable: bool = False) -> JobLease | None:
         """Lease ``job_id`` for ``owner`` and, with a ``limit``, take one of the owner's
         ``limit`` slots; None when they are all taken. ``StoreUnavailable`` when the store
-        cannot say."""
-        lease = JobLease(self, job_id, owner, slot=limit is not None)
+        cannot say. ``durable``: a job of the durable queue (reaping its lease frees its slot
+        but leaves its end to the queue)."""
+        lease = JobLease(self, job_id, owner, slot=limit is not None, durable=durable)
         if not await self._admit(lease, limit):
             return None
         self._hold(lease)
         return lease
 
-    def adopt(self, job_id: str, owner: str, limit: int | None) -> JobLease:
+    def adopt(self, job_id: str, owner: str, limit: int | None,
+              durable: bool = False) -> JobLease:
         """A lease held without asking the store (it is down and the job was admitted anyway):
         the next renewal that reaches the store records it, and its slot."""
-        lease = JobLease(self, job_id, owner, slot=limit is not None)
+        lease = JobLease(self, job_id, owner, slot=limit is not None, durable=durable)
         self._hold(lease)
         return lease
 
@@ -328,8 +335,11 @@ class RedisLeases(LeaseTable):
         return [*keys, self.slots + lease.owner] if lease.slot else keys
 
     def _info(self, lease: JobLease) -> bytes:
-        return orjson.dumps({"owner": lease.owner, "instance": self.instance,
-                             "slot": lease.slot})
+        info: dict[str, object] = {"owner": lease.owner, "instance": self.instance,
+                                   "slot": lease.slot}
+        if lease.durable:
+            info["durable"] = True
+        return orjson.dumps(info)
 
     async def _admit(self, lease: JobLease, limit: int | None) -> bool:
         args = [lease.token, self.lease_ms, limit or 0, self._info(lease)]
@@ -365,5 +375,5 @@ class RedisLeases(LeaseTable):
         for token, info in zip(reply[::2], reply[1::2], strict=True):
             data = orjson.loads(info) if info else {}
             lapsed.append(Lapsed(token.decode().split(":", 1)[0], data.get("owner", ""),
-                                 data.get("instance", "")))
+                                 data.get("instance", ""), bool(data.get("durable"))))
         return lapsed

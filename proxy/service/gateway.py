@@ -31,6 +31,7 @@ from proxy.fleet.batch import Batch
 from proxy.fleet.client import connect
 from proxy.fleet.leases import JobLease, LeaseTable, MemoryLeases, RedisLeases
 from proxy.fleet.policy import StorePolicy
+from proxy.fleet.queue import BLOCK_SECONDS, JobQueue
 from proxy.jobs.claims import ClaimStore, MemoryClaimStore, RedisClaimStore
 from proxy.jobs.reliability import Reliability
 from proxy.jobs.results import MemoryResultStore, RedisResultStore, ResultStore
@@ -63,6 +64,7 @@ class Stores:
     leases: LeaseTable
     redis: Redis | None = None
     policy: StorePolicy | None = None  # how calls to Redis fail
+    queue: JobQueue | None = None  # the durable queue of async jobs
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> Stores:
@@ -75,12 +77,16 @@ class Stores:
         redis = connect(config.redis_url, fleet.store_timeout)
         policy = StorePolicy(redis.ping, timeout=fleet.store_timeout)
         batch, prefix = Batch(redis), config.redis_prefix
+        queue = JobQueue(redis, batch, policy, prefix, consumer=instance,
+                         lease_seconds=fleet.lease_seconds, retention=retention,
+                         max_length=fleet.async_queue_max,
+                         reader=connect(config.redis_url, fleet.store_timeout + BLOCK_SECONDS))
         return cls(RedisSnapshotStore(batch, policy, prefix, retention),
                    RedisResultStore(redis, prefix, retention, policy),
                    RedisCounters(redis, prefix, policy), RedisClaimStore(redis, prefix),
                    RedisLeases(batch, policy, prefix, lease_seconds=fleet.lease_seconds,
                                instance=instance, retention=retention),
-                   redis, policy)
+                   redis, policy, queue)
 
 
 @dataclass
@@ -108,6 +114,7 @@ class Gateway:
     redis: Redis | None = field(default=None, repr=False)
     policy: StorePolicy | None = field(default=None, repr=False)
     reaper: Reaper | None = field(default=None, repr=False)
+    queue: JobQueue | None = field(default=None, repr=False)
     _trimmer: asyncio.Future[None] | None = field(default=None, repr=False)
 
     @classmethod
@@ -141,7 +148,8 @@ class Gateway:
                    store=build_store(config.storage, config.data_path), runs=Runs(),
                    reliability=Reliability(config.reliability, models, metrics),
                    results=stores.results, claims=stores.claims, leases=stores.leases,
-                   redis=stores.redis, policy=stores.policy, reaper=reaper)
+                   redis=stores.redis, policy=stores.policy, reaper=reaper,
+                   queue=stores.queue)
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -221,6 +229,8 @@ class Gateway:
         await self.http.aclose()
         if self.policy is not None:
             await self.policy.aclose()
+        if self.queue is not None and self.queue.reader is not self.queue.redis:
+            await self.queue.reader.aclose()
         if self.redis is not None:
             await self.redis.aclose()
 

@@ -1,0 +1,197 @@
+"""Async jobs (``Prefer: respond-async``) of a fleet are durable: they wait in a queue every
+instance shares, and a job whose runner is killed (SIGKILL) is taken over by another instance,
+which runs it if its upstream call never began, and fails it ``instance_lost`` (saying the
+upstream may have been called) if it had: a paid upstream is never called twice for one job."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.e2e.fleet.conftest import (
+    CAPPED,
+    CAPPED_HASH,
+    FREE,
+    FREE_HASH,
+    Fleet,
+    fleet_yaml,
+    holder,
+    queue_holders,
+)
+from tests.support.fakes.openai_upstream import API_KEY, FakeOpenAI
+from tests.support.redis_server import RedisServer
+
+LEASE = 1.0
+PAID = "openai/gpt-image-1"
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def config(redis: RedisServer, tmp_path: Path, upstream: str, more: str = "") -> str:
+    return fleet_yaml(redis, tmp_path / "data", f"""
+fleet: {{lease_seconds: {LEASE}, store_timeout: 0.2}}
+keys:
+  - {{name: capped, key_sha256: {CAPPED_HASH}, concurrent_jobs: 1}}
+  - {{name: free, key_sha256: {FREE_HASH}}}
+models:
+  - {{name: local, provider: local}}
+  - {{name: local/slow, provider: local, step_delay: 1.0}}
+  - name: {PAID}
+    provider: openai
+    base_url: {upstream}
+    api_key: {API_KEY}
+    timeout: {{connect: 5, first_byte: 600, total: 900}}
+{more}""")
+
+
+async def submit(http: httpx.AsyncClient, url: str, model: str, **more: Any) -> str:
+    """Post an async job; the URL to poll it at (on the same instance)."""
+    size = "1024x1024" if model == PAID else "64x64"
+    response = await http.post(f"{url}/v1/images/generations", headers={
+        "Prefer": "respond-async"}, json={"model": model, "prompt": "p", "size": size,
+                                          "quality": "low", **more})
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "queued", response.text
+    return response.headers["location"]
+
+
+async def poll(http: httpx.AsyncClient, url: str, done: Any, limit: float = 20) -> dict[str, Any]:
+    """GET ``url`` until ``done(job)``; the last snapshot read."""
+    deadline = time.monotonic() + limit
+    while True:
+        job = (await http.get(url)).json()
+        if done(job) or time.monotonic() > deadline:
+            return job
+        await asyncio.sleep(0.05)
+
+
+async def test_a_job_its_killed_runner_had_not_started_is_run_by_another_instance(
+        own_redis: RedisServer, fleet: Fleet, tmp_path: Path,
+        fake_openai: tuple[FakeOpenAI, str]) -> None:
+    fake, upstream = fake_openai
+    yaml = config(own_redis, tmp_path, upstream)
+    (a,) = await fleet(yaml, 1)
+    async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {CAPPED}"}) \
+            as http:
+        # The key runs one job at a time: the second waits on A, taken but not started.
+        first = await submit(http, a.url, "local/slow")
+        assert (await poll(http, f"{a.url}{first}",
+                           lambda j: (j.get("step") or 0) >= 1))["status"] == "running"
+        second = await submit(http, a.url, PAID)
+        for _ in range(200):
+            held = await queue_holders(own_redis)
+            if len(held) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert len(set(held.values())) == 1, held  # both held by A's runners
+        waiting = (await http.get(f"{a.url}{second}")).json()
+        assert waiting["status"] == "queued" and not fake.requests, waiting
+
+        a.kill()
+        (b,) = await fleet(yaml, 1)
+        ran = await poll(http, f"{b.url}{second}", lambda j: j["status"] in TERMINAL)
+        lost = await poll(http, f"{b.url}{first}", lambda j: j["status"] in TERMINAL)
+    assert ran["status"] == "succeeded", ran
+    assert ran["result"]["data"][0]["b64_json"]
+    assert len(fake.requests) == 1, "the upstream was called more than once"
+    # The first job had begun (the local renderer counts as an upstream): failed, not rerun.
+    assert (lost["status"], lost["error"]["code"]) == ("failed", "instance_lost"), lost
+    assert "may have been called" in lost["error"]["message"]
+    assert "Traceback" not in b.logged()
+
+
+async def test_a_job_whose_upstream_call_began_fails_instance_lost_and_is_not_run_twice(
+        own_redis: RedisServer, fleet: Fleet, tmp_path: Path,
+        fake_openai: tuple[FakeOpenAI, str]) -> None:
+    fake, upstream = fake_openai
+    fake.mode = "hang"  # the call begins and never ends
+    gateways = await fleet(config(own_redis, tmp_path, upstream), 2)
+    async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {FREE}"}) \
+            as http:
+        where = await submit(http, gateways[0].url, PAID)
+        for _ in range(200):
+            if fake.requests:
+                break
+            await asyncio.sleep(0.05)
+        assert len(fake.requests) == 1
+        held = await queue_holders(own_redis)
+        runner = holder(gateways, held[where.rsplit("/", 1)[1]])
+        (other,) = [g for g in gateways if g is not runner]
+        # The take-over waits a lease and half a second after an instance starts.
+        await asyncio.sleep(LEASE + 0.5)
+
+        runner.kill()
+        killed = time.monotonic()
+        job = await poll(http, f"{other.url}{where}", lambda j: j["status"] in TERMINAL,
+                         limit=3 * LEASE)
+        ended = time.monotonic() - killed
+        await asyncio.sleep(LEASE)  # a take-over that would run it again has had its chance
+        later = (await http.get(f"{other.url}{where}")).json()
+    assert (job["status"], job["error"]["code"]) == ("failed", "instance_lost"), job
+    assert "may have been called" in job["error"]["message"]
+    assert ended <= 2 * LEASE, f"ended {ended:.2f} s after the kill"
+    assert len(fake.requests) == 1, "the paid upstream was called twice"
+    assert (later["status"], later["seq"]) == ("failed", job["seq"])
+
+
+async def test_many_async_jobs_across_two_instances_never_show_succeeded_without_result(
+        own_redis: RedisServer, fleet: Fleet, tmp_path: Path,
+        fake_openai: tuple[FakeOpenAI, str]) -> None:
+    _, upstream = fake_openai
+    gateways = await fleet(config(own_redis, tmp_path, upstream,
+                                  "jobs: {retention_seconds: 600}\n"), 2)
+    seen: list[dict[str, Any]] = []
+    async with httpx.AsyncClient(timeout=60, headers={"Authorization": f"Bearer {FREE}"}) \
+            as http:
+        async def one(i: int) -> dict[str, Any]:
+            accepted_on, read_on = gateways[i % 2], gateways[(i + 1) % 2]
+            where = await submit(http, accepted_on.url, "local" if i % 3 else PAID)
+            while True:  # polled on the other instance, back to back
+                response = await http.get(f"{read_on.url}{where}")
+                assert response.status_code == 200, response.text
+                job = response.json()
+                seen.append(job)
+                if job["status"] in TERMINAL:
+                    return job
+
+        ended = await asyncio.gather(*(one(i) for i in range(24)))
+    assert [job["status"] for job in ended] == ["succeeded"] * 24, ended
+    assert len(seen) >= 240, f"only {len(seen)} polls: not a tight loop"
+    assert any(job["status"] in ("queued", "running") for job in seen)
+    bad = [job for job in seen if job["status"] == "succeeded"
+           and not job.get("result", {}).get("data")]
+    assert not bad, f"{len(bad)} of {len(seen)} polls saw succeeded without its result"
+    for gateway in gateways:
+        assert "Traceback" not in gateway.logged()
+
+
+async def test_a_new_async_job_while_redis_does_not_answer_is_503_never_500(
+        own_redis: RedisServer, fleet: Fleet, tmp_path: Path,
+        fake_openai: tuple[FakeOpenAI, str]) -> None:
+    _, upstream = fake_openai
+    (gateway,) = await fleet(config(own_redis, tmp_path, upstream), 1)
+    async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {FREE}"}) \
+            as http:
+        own_redis.freeze()
+        try:
+            refused = [await http.post(f"{gateway.url}/v1/images/generations",
+                                       headers={"Prefer": "respond-async"},
+                                       json={"model": "local", "prompt": "p"})
+                       for _ in range(3)]
+        finally:
+            own_redis.thaw()
+        back = time.monotonic()
+        while (await http.get(f"{gateway.url}/readyz")).status_code != 200:
+            assert time.monotonic() - back < 5, "/readyz stays 503 after Redis is back"
+            await asyncio.sleep(0.1)
+        where = await submit(http, gateway.url, "local")
+        job = await poll(http, f"{gateway.url}{where}", lambda j: j["status"] in TERMINAL)
+    for response in refused:
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "2"
+        assert response.json()["error"]["code"] == "store_unavailable"
+    assert job["status"] == "succeeded" and job["result"]["data"][0]["b64_json"]
+    assert "Traceback" not in gateway.logged()
