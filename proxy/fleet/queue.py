@@ -85,6 +85,29 @@ redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('DEL', KEYS[4])
 return 1
 """)
+# KEYS: stream. ARGV: group, consumer, min idle ms, most, marks prefix. The entries idle that
+# long, now the consumer's: {{entry id, job id, payload, started mark or ''}, ...}, and the ids
+# of those whose data is gone.
+TAKE_OVER = Script("""
+local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', ARGV[4])
+local out = {}
+local gone = r[3] or {}
+for _, e in ipairs(r[2]) do
+  local job, payload = '', ''
+  if e[2] then
+    for i = 1, #e[2], 2 do
+      if e[2][i] == 'job' then job = e[2][i + 1] elseif e[2][i] == 'payload' then
+        payload = e[2][i + 1] end
+    end
+  end
+  if job == '' then
+    gone[#gone + 1] = e[1]
+  else
+    out[#out + 1] = {e[1], job, payload, redis.call('GET', ARGV[5] .. job) or ''}
+  end
+end
+return {out, gone}
+""")
 # KEYS: stream. ARGV: group, consumer, entry ids. Resets the idle time of the entries still
 # pending for the consumer; returns the ones another consumer took over.
 RENEW = Script("""
@@ -179,7 +202,8 @@ class JobQueue:
                 if "NOGROUP" not in str(exc):
                     raise
                 await self._ensure_group()  # a new stream, or a Redis that came back empty
-                return []
+                reply = await self.reader.xreadgroup(GROUP, self.consumer, {self.stream: ">"},
+                                                     count=most)
             return [_entry(entry_id, fields) for _, entries in reply or ()
                     for entry_id, fields in entries if fields]
 
@@ -188,25 +212,20 @@ class JobQueue:
 
     async def take_over(self) -> tuple[list[Entry], list[str]]:
         """Entries whose runner stopped renewing them for a lease, now this consumer's (with
-        their started marks), and the ids of taken-over entries whose data is gone."""
+        their started marks), and the ids of taken-over entries whose data is gone; one
+        round trip."""
         async def autoclaim() -> tuple[list[Entry], list[str]]:
             try:
-                reply = await self.redis.xautoclaim(self.stream, GROUP, self.consumer,
-                                                    self.lease_ms, "0-0",
-                                                    count=AUTOCLAIM_MOST)
+                taken, gone = await self.batch.script(TAKE_OVER, [self.stream], [
+                    GROUP, self.consumer, self.lease_ms, AUTOCLAIM_MOST, self.marks])
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
                 await self._ensure_group()
                 return [], []
-            claimed = [_entry(entry_id, fields) for entry_id, fields in reply[1] if fields]
-            gone = [_text(entry_id) for entry_id, fields in reply[1] if not fields]
-            gone += [_text(entry_id) for entry_id in (reply[2] if len(reply) > 2 else ())]
-            if not claimed:
-                return [], gone
-            marks = await self.redis.mget([self.marks + entry.job_id for entry in claimed])
-            return [Entry(e.id, e.job_id, e.payload, started="" if mark is None else _text(mark))
-                    for e, mark in zip(claimed, marks, strict=True)], gone
+            return ([Entry(_text(entry_id), _text(job), payload, _text(mark))
+                     for entry_id, job, payload, mark in taken],
+                    [_text(entry_id) for entry_id in gone])
 
         return await self.policy.call("taking over queued jobs", autoclaim)
 

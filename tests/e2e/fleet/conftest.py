@@ -3,6 +3,7 @@ test may kill and start again), and the fake OpenAI upstream (``fake_openai``)."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -88,3 +89,14 @@ def holder(gateways: list[GatewayProcess], consumer: str) -> GatewayProcess:
     pid = int(consumer.rsplit(":", 1)[1])
     (found,) = [g for g in gateways if g.process is not None and g.process.pid == pid]
     return found
+
+
+async def runner_of(redis: RedisServer, gateways: list[GatewayProcess],
+                    job_id: str) -> GatewayProcess:
+    """The gateway process that took the queued job ``job_id`` (waiting until one has)."""
+    for _ in range(200):
+        held = await queue_holders(redis)
+        if job_id in held:
+            return holder(gateways, held[job_id])
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no instance took job {job_id}")

@@ -19,8 +19,8 @@ from tests.e2e.fleet.conftest import (
     FREE_HASH,
     Fleet,
     fleet_yaml,
-    holder,
     queue_holders,
+    runner_of,
 )
 from tests.support.fakes.openai_upstream import API_KEY, FakeOpenAI
 from tests.support.redis_server import RedisServer
@@ -30,21 +30,23 @@ PAID = "openai/gpt-image-1"
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
-def config(redis: RedisServer, tmp_path: Path, upstream: str, more: str = "") -> str:
+def config(redis: RedisServer, tmp_path: Path, upstream: str,
+           fleet: str = f"{{lease_seconds: {LEASE}, store_timeout: 0.2}}") -> str:
     return fleet_yaml(redis, tmp_path / "data", f"""
-fleet: {{lease_seconds: {LEASE}, store_timeout: 0.2}}
+fleet: {fleet}
 keys:
   - {{name: capped, key_sha256: {CAPPED_HASH}, concurrent_jobs: 1}}
   - {{name: free, key_sha256: {FREE_HASH}}}
 models:
   - {{name: local, provider: local}}
   - {{name: local/slow, provider: local, step_delay: 1.0}}
+  - {{name: local/steps, provider: local, step_delay: 0.1}}
   - name: {PAID}
     provider: openai
     base_url: {upstream}
     api_key: {API_KEY}
     timeout: {{connect: 5, first_byte: 600, total: 900}}
-{more}""")
+""")
 
 
 async def submit(http: httpx.AsyncClient, url: str, model: str, **more: Any) -> str:
@@ -117,8 +119,7 @@ async def test_a_job_whose_upstream_call_began_fails_instance_lost_and_is_not_ru
                 break
             await asyncio.sleep(0.05)
         assert len(fake.requests) == 1
-        held = await queue_holders(own_redis)
-        runner = holder(gateways, held[where.rsplit("/", 1)[1]])
+        runner = await runner_of(own_redis, gateways, where.rsplit("/", 1)[1])
         (other,) = [g for g in gateways if g is not runner]
         # The take-over waits a lease and half a second after an instance starts.
         await asyncio.sleep(LEASE + 0.5)
@@ -140,15 +141,17 @@ async def test_a_job_whose_upstream_call_began_fails_instance_lost_and_is_not_ru
 async def test_many_async_jobs_across_two_instances_never_show_succeeded_without_result(
         own_redis: RedisServer, fleet: Fleet, tmp_path: Path,
         fake_openai: tuple[FakeOpenAI, str]) -> None:
-    _, upstream = fake_openai
-    gateways = await fleet(config(own_redis, tmp_path, upstream,
-                                  "jobs: {retention_seconds: 600}\n"), 2)
+    fake, upstream = fake_openai
+    fake.delay = 0.3  # an upstream answers in its own time
+    # Nothing is killed here: the default lease and store timeout (a loaded test machine
+    # answers slower than a production Redis).
+    gateways = await fleet(config(own_redis, tmp_path, upstream, fleet="{}"), 2)
     seen: list[dict[str, Any]] = []
     async with httpx.AsyncClient(timeout=60, headers={"Authorization": f"Bearer {FREE}"}) \
             as http:
         async def one(i: int) -> dict[str, Any]:
             accepted_on, read_on = gateways[i % 2], gateways[(i + 1) % 2]
-            where = await submit(http, accepted_on.url, "local" if i % 3 else PAID)
+            where = await submit(http, accepted_on.url, "local/steps" if i % 3 else PAID)
             while True:  # polled on the other instance, back to back
                 response = await http.get(f"{read_on.url}{where}")
                 assert response.status_code == 200, response.text
