@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from proxy.auth import Key
-from proxy.core.errors import GatewayError, StoreUnavailable
+from proxy.core.errors import GatewayError, StoreUnavailable, upstream_maybe_called
 from proxy.fleet.policy import background
 from proxy.fleet.queue import Entry, JobQueue, QueueFull
 from proxy.jobs.claims import Claim
@@ -61,16 +61,6 @@ ADMIT_FIRST, ADMIT_MAX = 0.25, 2.0  # seconds between admission attempts of a wa
 Bind = Callable[[Key, Order], tuple[ParsedRequest, ServedModel, ImageRequest]]
 Admit = Callable[[Key, ServedModel, str, bool], Awaitable[tuple[Slot, Lease]]]
 Finisher = Callable[[Key, Job, Lease | None, Slot], JobFinished]
-
-
-def upstream_maybe_called(instance: str | None) -> GatewayError:
-    """The runner of a queued job stopped after its upstream call began."""
-    where = f" ({instance})" if instance else ""
-    return GatewayError(
-        503, f"The gateway instance running this job{where} stopped after the job's upstream "
-             "call began, so the upstream may have been called (and may charge for it); the "
-             "job was not run again. Send the request again to run it anew.",
-        type="server_error", code="instance_lost")
 
 
 class _Leave(Exception):

@@ -24,7 +24,12 @@ from proxy.config import (
     load_default_config,
     problems_in,
 )
-from proxy.core.errors import GatewayError, instance_lost, ledger_unavailable
+from proxy.core.errors import (
+    GatewayError,
+    instance_lost,
+    ledger_unavailable,
+    upstream_maybe_called,
+)
 from proxy.core.redact import remember, secrets_in
 from proxy.fetching import AllowList, ImageFetcher
 from proxy.fleet.batch import Batch
@@ -174,6 +179,11 @@ class Gateway:
         off from Redis, or frozen): their snapshots already say so; they stop here too."""
         error = instance_lost(self.leases.instance)
         for lease in leases:
+            if lease.durable:
+                # A queued job's end is its runner's to write, fenced by the queue (the
+                # fleet did not end it): it ends failed here, its upstream called already.
+                self.runs.abort_job(lease.job_id, upstream_maybe_called(self.leases.instance))
+                continue
             self.hub.disown(lease.job_id)
             self.runs.abort_job(lease.job_id, error)
 
