@@ -55,14 +55,22 @@ else
   end
 end
 """
-# KEYS: stream, snapshot, result. ARGV: job id, payload, snapshot, retention s, replace ('1' or
-# ''), most entries. {1, entry id}; {0}: the job id is taken; {-1}: the queue is full.
+# KEYS: stream, snapshot, result, ordinal. ARGV: job id, payload, snapshot, retention s,
+# replace ('1' or ''), most entries. {1, entry id}; {0}: the job id is taken; {-1}: the queue
+# is full. The entry's ordinal (the stream's entries-added counter) is kept for its position.
 ENQUEUE = Script("""
 if ARGV[5] ~= '1' and redis.call('EXISTS', KEYS[2]) == 1 then return {0} end
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[6]) then return {-1} end
 redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
 redis.call('DEL', KEYS[3])
-return {1, redis.call('XADD', KEYS[1], '*', 'job', ARGV[1], 'payload', ARGV[2])}
+local id = redis.call('XADD', KEYS[1], '*', 'job', ARGV[1], 'payload', ARGV[2])
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+for i = 1, #info, 2 do
+  if info[i] == 'entries-added' then
+    redis.call('SET', KEYS[4], info[i + 1], 'EX', ARGV[4])
+  end
+end
+return {1, id}
 """)
 # KEYS: stream, snapshot, mark. ARGV: group, entry id, consumer, retention s. 1: marked.
 MARK = Script(_OWNED + """
@@ -70,7 +78,8 @@ if not mine then return 0 end
 redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
 return 1
 """)
-# KEYS: stream, snapshot, result, mark. ARGV: group, entry id, consumer, retention s, snapshot,
+# KEYS: stream, snapshot, result, mark, ordinal. ARGV: group, entry id, consumer, retention s,
+# snapshot,
 # result ('' for none). 1: written, acknowledged and deleted; 0: another runner has the entry.
 FINISH = Script(_OWNED + """
 if not mine then return 0 end
@@ -82,7 +91,7 @@ else
 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('DEL', KEYS[4])
+redis.call('DEL', KEYS[4], KEYS[5])
 return 1
 """)
 # KEYS: stream. ARGV: group, consumer, min idle ms, most, marks prefix. The entries idle that
@@ -158,6 +167,7 @@ class JobQueue:
         self.consumer = consumer
         self.stream = f"{prefix}:queue:jobs"
         self.marks = f"{prefix}:queue:started:"
+        self.ordinals = f"{prefix}:queue:at:"
         self.snapshots = f"{prefix}:job:"
         self.results = f"{prefix}:result:"
         self.lease_seconds = lease_seconds
@@ -168,14 +178,14 @@ class JobQueue:
 
     def _keys(self, job_id: str) -> list[str]:
         return [self.stream, self.snapshots + job_id, self.results + job_id,
-                self.marks + job_id]
+                self.marks + job_id, self.ordinals + job_id]
 
     async def enqueue(self, job_id: str, payload: bytes, snapshot: bytes,
                       replace: bool) -> str | None:
         """Store the job's first snapshot and queue it, atomically; its entry id, or None when
         the job id is taken (``replace``: an earlier attempt under it may be overwritten).
         ``QueueFull`` when the queue holds ``max_length`` jobs."""
-        keys = self._keys(job_id)[:3]
+        keys = [*self._keys(job_id)[:3], self.ordinals + job_id]
         args = [job_id, payload, snapshot, self.retention, "1" if replace else "",
                 self.max_length]
         reply = await self.policy.call("queueing an async job", lambda: self.batch.script(
@@ -183,6 +193,25 @@ class JobQueue:
         if reply[0] == -1:
             raise QueueFull
         return reply[1].decode() if reply[0] == 1 else None
+
+    async def position(self, job_id: str) -> int | None:
+        """Where a queued job no runner has taken yet stands (1: next); None once taken (or
+        when Redis cannot say)."""
+        async def ask() -> int | None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.get(self.ordinals + job_id)
+                pipe.xinfo_groups(self.stream)
+                ordinal, groups = await pipe.execute(raise_on_error=False)
+            if not ordinal or isinstance(groups, Exception):
+                return None
+            read = next((group.get("entries-read") for group in groups
+                         if _text(group.get("name", b"")) == GROUP), 0)
+            if read is None:
+                return None
+            ahead = int(ordinal) - int(read)
+            return ahead if ahead > 0 else None
+
+        return await self.policy.call("reading a job's place in the queue", ask)
 
     async def _ensure_group(self) -> None:
         try:

@@ -31,7 +31,7 @@ import orjson
 from proxy.auth import Key
 from proxy.core.errors import GatewayError, StoreUnavailable, upstream_maybe_called
 from proxy.fleet.policy import background
-from proxy.fleet.queue import Entry, JobQueue, QueueFull
+from proxy.fleet.queue import Entry, JobQueue
 from proxy.jobs.claims import Claim
 from proxy.jobs.feed import JobFeed
 from proxy.jobs.job import Job
@@ -46,8 +46,8 @@ from proxy.request.bound import ImageRequest
 from proxy.routing.table import ServedModel
 from proxy.service.gateway import Gateway
 from proxy.service.kept import KeptJob, keep_answer, worth_retrying
-from proxy.service.queued import Queued, QueuedReply, decode, encode, queue_full
-from proxy.service.replies import Order, conflict, dropped_headers
+from proxy.service.queued import Queued, QueuedReply, decode, enqueue
+from proxy.service.replies import Order, dropped_headers
 
 log = logging.getLogger("proxy.service")
 
@@ -99,29 +99,23 @@ class DurableJobs:
     async def accept(self, key: Key, order: Order, served: ServedModel,
                      request: ImageRequest, claim: Claim | None) -> QueuedReply:
         """Queue the job (its id claimed already when the client chose it); 202 material."""
-        gateway = self.gateway
-        headers = {**await gateway.guard.accept(key), **dropped_headers(request)}
-        previous = await gateway.hub.find(order.job_id) if claim is not None else None
-        seq = 0 if previous is None else previous.seq + 1
-        now = time.time()
-        snapshot = JobSnapshot(job_id=order.job_id, seq=seq, status="queued", percent=0.0,
-                               model=served.name, created_at=now, updated_at=now,
-                               owner=key.name)
-        payload = encode(Queued(order, key.name, seq, now, claim))
-        try:
-            entry = await self.queue.enqueue(order.job_id, payload,
-                                             orjson.dumps(snapshot.to_store()),
-                                             replace=claim is not None)
-        except QueueFull:
-            raise queue_full(self.queue.max_length) from None
-        if entry is None:
-            raise conflict(order.job_id, order.id_param)
-        wire = snapshot.to_wire()
+        headers = {**await self.gateway.guard.accept(key), **dropped_headers(request)}
+        wire = await enqueue(self.gateway, self.queue, key, order, served.name, claim)
+        # Its place in the queue, as of now (the stored snapshot has none: it would go stale).
+        wire["queue_position"] = await self.position(order.job_id)
 
         async def view() -> dict[str, Any] | None:
             return wire
 
         return QueuedReply(order.job_id, headers, view)
+
+    async def position(self, job_id: str) -> int | None:
+        """A queued job's place in the queue (1: next) until a runner takes it; None after,
+        or when Redis cannot say."""
+        try:
+            return await self.queue.position(job_id)
+        except StoreUnavailable:
+            return None
 
     def pending(self, job_id: str) -> dict[str, Any] | None:
         """A job that ended here whose end the store has not taken yet: its snapshot's wire
@@ -380,9 +374,12 @@ class DurableJobs:
             stored = JobSnapshot(job_id=entry.job_id, seq=0, status="queued", percent=0.0,
                                  model="", created_at=now, updated_at=now,
                                  owner="" if queued is None else queued.key)
+        if stored.terminal:  # ended already: only its entry is left
+            await self._until_stored(lambda: self.queue.drop([entry.id]))
+            return
         body = error.body()
         ended = stored.failed(body["error"])
-        if stored.terminal or not await self._write_end(held, ended, body):
+        if not await self._write_end(held, ended, body):
             return
         # Its watchers hear it, on whichever instance they are connected to.
         self.gateway.hub.outbox.push(room_for(ended.owner, ended.job_id), ended.to_wire())

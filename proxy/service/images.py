@@ -393,5 +393,9 @@ class ImageService:
         # Only a finished job can have a result (a running one is answered without asking a
         # shared store that may be away).
         result = await self.gateway.results.get(job_id) if snapshot.terminal else None
-        return {**snapshot.to_wire(), **(result or {})}
+        view = {**snapshot.to_wire(), **(result or {})}
+        if (snapshot.status == "queued" and snapshot.queue_position is None
+                and self.durable is not None):  # waiting in the fleet's queue: its place
+            view["queue_position"] = await self.durable.position(job_id)
+        return view
 

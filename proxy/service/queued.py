@@ -11,17 +11,22 @@ where its updates continue from. The entry is JSON (:func:`encode`, :func:`decod
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from proxy.auth import Key
 from proxy.core.errors import GatewayError
+from proxy.fleet.queue import JobQueue, QueueFull
 from proxy.images.inputs import InputImage
 from proxy.jobs.claims import Claim
+from proxy.progress.snapshot import JobSnapshot
+from proxy.service.gateway import Gateway
 from proxy.service.kept import accepted_body
-from proxy.service.replies import Order, not_streamed
+from proxy.service.replies import Order, conflict, not_streamed
 
 VERSION = 1
 QUEUE_FULL_RETRY_AFTER = 5
@@ -87,6 +92,26 @@ def decode(raw: bytes) -> Queued:
                       None if claim is None else Claim(**claim))
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"unreadable queue entry: {type(exc).__name__}") from None
+
+
+async def enqueue(gateway: Gateway, queue: JobQueue, key: Key, order: Order, model: str,
+                  claim: Claim | None) -> dict[str, Any]:
+    """Store the job's ``queued`` snapshot and queue it, in one step; the snapshot's wire form.
+    A client-chosen id used before (freed by its last attempt) continues its updates' ``seq``
+    and replaces that attempt's snapshot and result."""
+    previous = await gateway.hub.find(order.job_id) if claim is not None else None
+    seq = 0 if previous is None else previous.seq + 1
+    now = time.time()
+    snapshot = JobSnapshot(job_id=order.job_id, seq=seq, status="queued", percent=0.0,
+                           model=model, created_at=now, updated_at=now, owner=key.name)
+    try:
+        entry = await queue.enqueue(order.job_id, encode(Queued(order, key.name, seq, now, claim)),
+                                    orjson.dumps(snapshot.to_store()), replace=claim is not None)
+    except QueueFull:
+        raise queue_full(queue.max_length) from None
+    if entry is None:
+        raise conflict(order.job_id, order.id_param)
+    return snapshot.to_wire()
 
 
 class QueuedReply:

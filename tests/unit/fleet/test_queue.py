@@ -58,6 +58,15 @@ async def test_each_entry_goes_to_one_consumer(queues: Queues) -> None:
     assert await a.read(10) == []
 
 
+async def test_a_queued_job_s_place_counts_down_until_a_runner_takes_it(
+        queues: Queues) -> None:
+    queue = queues("a")
+    first, second = await queued(queue), await queued(queue)
+    assert [await queue.position(first), await queue.position(second)] == [1, 2]
+    await queue.read(1)
+    assert [await queue.position(first), await queue.position(second)] == [None, 1]
+
+
 async def test_a_taken_job_id_and_a_full_queue_are_refused(queues: Queues) -> None:
     queue = queues(most=2)
     job_id = await queued(queue)
