@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +199,33 @@ async def test_a_new_async_job_while_redis_does_not_answer_is_503_never_500(
         assert response.json()["error"]["code"] == "store_unavailable"
     assert job["status"] == "succeeded" and job["result"]["data"][0]["b64_json"]
     assert "Traceback" not in gateway.logged()
+
+
+async def test_a_repeated_async_request_under_its_job_id_is_one_job_on_any_instance(
+        own_redis: RedisServer, fleet: Fleet, tmp_path: Path,
+        fake_openai: tuple[FakeOpenAI, str]) -> None:
+    fake, upstream = fake_openai
+    fake.delay = 0.5  # still running when the repeat comes
+    gateways = await fleet(config(own_redis, tmp_path, upstream), 2)
+    job_id = str(uuid.uuid4())
+    body = {"model": PAID, "prompt": "p", "size": "1024x1024", "quality": "low"}
+    headers = {"Prefer": "respond-async", "X-Job-Id": job_id}
+    async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {FREE}"}) \
+            as http:
+        first = await http.post(f"{gateways[0].url}/v1/images/generations", headers=headers,
+                                json=body)
+        repeat = await http.post(f"{gateways[1].url}/v1/images/generations", headers=headers,
+                                 json=body)
+        done = await poll(http, f"{gateways[1].url}/v1/images/jobs/{job_id}",
+                          lambda j: j["status"] in TERMINAL)
+        again = await http.post(f"{gateways[0].url}/v1/images/generations", headers=headers,
+                                json=body)
+        other = await http.post(f"{gateways[1].url}/v1/images/generations", headers=headers,
+                                json={**body, "prompt": "another"})
+    assert [r.status_code for r in (first, repeat, again)] == [202, 202, 202], repeat.text
+    assert {r.json()["id"] for r in (first, repeat, again)} == {job_id}
+    assert repeat.headers["idempotent-replayed"] == "true"
+    assert again.json()["status"] == "succeeded"
+    assert done["status"] == "succeeded" and done["result"]["data"][0]["b64_json"]
+    assert len(fake.requests) == 1, "one job, one upstream call"
+    assert other.status_code == 409 and other.json()["error"]["code"] == "job_id_conflict"
