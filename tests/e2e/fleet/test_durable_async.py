@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis.asyncio as aioredis
 
 from tests.e2e.fleet.conftest import (
     CAPPED,
     CAPPED_HASH,
     FREE,
     FREE_HASH,
+    QUEUE,
     Fleet,
     fleet_yaml,
     queue_holders,
@@ -48,6 +50,15 @@ models:
     api_key: {API_KEY}
     timeout: {{connect: 5, first_byte: 600, total: 900}}
 """)
+
+
+async def stream_entries(redis: RedisServer) -> list[Any]:
+    """Every entry the queue's stream holds now."""
+    client = aioredis.from_url(redis.url)
+    try:
+        return await client.xrange(QUEUE)
+    finally:
+        await client.aclose()
 
 
 async def submit(http: httpx.AsyncClient, url: str, model: str, **more: Any) -> str:
@@ -92,6 +103,9 @@ async def test_a_job_its_killed_runner_had_not_started_is_run_by_another_instanc
         assert len(set(held.values())) == 1, held  # both held by A's runners
         waiting = (await http.get(f"{a.url}{second}")).json()
         assert waiting["status"] == "queued" and not fake.requests, waiting
+        # What the queue holds names the key; it holds no secret.
+        entries = str(await stream_entries(own_redis))
+        assert "capped" in entries and CAPPED not in entries and API_KEY not in entries
 
         a.kill()
         (b,) = await fleet(yaml, 1)
@@ -170,6 +184,7 @@ async def test_many_async_jobs_across_two_instances_never_show_succeeded_without
     assert not bad, f"{len(bad)} of {len(seen)} polls saw succeeded without its result"
     for gateway in gateways:
         assert "Traceback" not in gateway.logged()
+    assert await stream_entries(own_redis) == []  # every finished job's entry is gone
 
 
 async def test_a_new_async_job_while_redis_does_not_answer_is_503_never_500(
