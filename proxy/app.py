@@ -226,9 +226,12 @@ def create_app(config: GatewayConfig) -> ASGIApp:
     # Progress events go out only for watched jobs; who watches is in the server's rooms.
     gateway.hub.attach(sio, watchers_here(sio))
 
+    service = ImageService(gateway)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
+        service.start()  # with Redis: takes queued async jobs
         stop = ServerStop.install(gateway)
         try:
             yield
@@ -238,6 +241,7 @@ def create_app(config: GatewayConfig) -> ASGIApp:
             await sio.shutdown()
             if isinstance(manager, RedisManager):
                 await manager.aclose()
+            await service.aclose()
             await gateway.aclose()
             if tracing.active() is not None:
                 await asyncio.to_thread(tracing.flush)
@@ -252,7 +256,7 @@ def create_app(config: GatewayConfig) -> ASGIApp:
         },
     )
     app.state.gateway = gateway
-    app.state.service = ImageService(gateway)
+    app.state.service = service
     # Socket.IO answers /socket.io/ and hands everything else (lifespan included: no startup
     # hooks are given to it) to Starlette; image requests skip both (proxy/http/direct.py).
     metrics = gateway.metrics

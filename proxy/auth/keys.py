@@ -85,6 +85,13 @@ class KeyRing:
     def keys(self) -> list[Key]:
         return list(self._by_hash.values())
 
+    def by_name(self, name: str) -> Key | None:
+        """The key named ``name`` (ANONYMOUS's name when the gateway has no keys): a queued
+        job runs under the key that sent it, found by its name, never by its secret."""
+        if not self.enabled:
+            return ANONYMOUS if name == ANONYMOUS.name else None
+        return next((key for key in self._by_hash.values() if key.name == name), None)
+
     def authenticate(self, token: str | None) -> Key | None:
         """The key for ``token``; ANONYMOUS when the gateway has no keys; None if refused."""
         if not self.enabled:

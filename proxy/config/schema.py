@@ -270,6 +270,14 @@ class FleetConfig(Strict):
     store_timeout: float = Field(1.0, gt=0, le=30)
     # This instance's name in leases and logs; default: host name and process id.
     instance_id: str | None = Field(None, min_length=1, max_length=200)
+    # Async jobs (``Prefer: respond-async``) go to a queue every instance shares (a Redis
+    # Stream) and any instance runs them: this many at once per instance (each also takes a
+    # place of ``jobs.max_concurrent``). Image jobs mostly wait on their upstream, so a few
+    # dozen cost little; fewer leave more of the queue to the other instances.
+    async_jobs: int = Field(16, ge=1, le=10000)
+    # Unfinished async jobs the queue may hold (fleet-wide, each with its request and input
+    # images); past it a new one gets 503 ``queue_full`` with a retry-after.
+    async_queue_max: int = Field(1000, ge=1)
 
     @model_validator(mode="after")
     def _timeout_fits(self) -> FleetConfig:

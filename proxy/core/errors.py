@@ -183,6 +183,17 @@ def limits_unavailable(key: str) -> GatewayError:
         retryable=True)
 
 
+def upstream_maybe_called(instance: str | None = None) -> GatewayError:
+    """The runner of a queued (durable async) job stopped after the job's upstream call began:
+    the job is not run again, and its client is told the upstream may have charged for it."""
+    where = f" ({instance})" if instance else ""
+    return GatewayError(
+        503, f"The gateway instance running this job{where} stopped after the job's upstream "
+             "call began, so the upstream may have been called (and may charge for it); the "
+             "job was not run again. Send the request again to run it anew.",
+        type="server_error", code="instance_lost")
+
+
 def instance_lost(instance: str | None = None) -> GatewayError:
     """The gateway instance running a job stopped (or lost the shared store) before the job
     ended: its lease lapsed and the fleet ended the job."""

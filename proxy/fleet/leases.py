@@ -52,6 +52,8 @@ class Lapsed:
     job_id: str
     owner: str  # the key that owns the job
     instance: str  # the instance that held the lease
+    # A job of the durable queue: its end is the queue's to write (it may run again).
+    durable: bool = False
 
 
 class JobLease:
@@ -61,13 +63,15 @@ class JobLease:
     :meth:`LeaseTable.admit`) and is recorded by the next renewal, or earlier by
     :meth:`LeaseTable.record` when its job becomes visible to the fleet."""
 
-    __slots__ = ("held", "job_id", "owner", "recorded", "slot", "table", "token")
+    __slots__ = ("durable", "held", "job_id", "owner", "recorded", "slot", "table", "token")
 
-    def __init__(self, table: LeaseTable, job_id: str, owner: str, slot: bool) -> None:
+    def __init__(self, table: LeaseTable, job_id: str, owner: str, slot: bool,
+                 durable: bool = False) -> None:
         self.table = table
         self.job_id = job_id
         self.owner = owner
         self.slot = slot
+        self.durable = durable
         self.token = f"{job_id}:{secrets.token_hex(4)}"
         self.held = True
         self.recorded = True
@@ -98,22 +102,25 @@ class LeaseTable:
         # Leases held here that the store has not seen yet, by job id.
         self._unrecorded: dict[str, list[JobLease]] = {}
 
-    async def admit(self, job_id: str, owner: str, limit: int | None) -> JobLease | None:
+    async def admit(self, job_id: str, owner: str, limit: int | None,
+                    durable: bool = False) -> JobLease | None:
         """Lease ``job_id`` for ``owner`` and, with a ``limit``, take one of the owner's
         ``limit`` slots; None when they are all taken. ``StoreUnavailable`` when the store
-        cannot say.
+        cannot say. ``durable``: a job of the durable queue (reaping its lease frees its slot
+        but leaves its end to the queue).
 
         Without a ``limit`` nothing needs counting, and a lease only matters once the fleet can
         see the job (its snapshot is in the store): the lease is held here, unrecorded, and
         written by the next renewal (a job that ends before it never touches the store) or by
-        :meth:`record`, which whoever first stores the job's running snapshot calls first."""
-        if limit is None:
+        :meth:`record`, which whoever first stores the job's running snapshot calls first. (A
+        durable job's lease is written at once: the queue stores its snapshots itself.)"""
+        if limit is None and not durable:
             lease = JobLease(self, job_id, owner, slot=False)
             lease.recorded = False
             self._hold(lease)
             self._unrecorded.setdefault(job_id, []).append(lease)
             return lease
-        lease = JobLease(self, job_id, owner, slot=True)
+        lease = JobLease(self, job_id, owner, slot=limit is not None, durable=durable)
         if not await self._admit(lease, limit):
             return None
         self._hold(lease)
@@ -136,10 +143,11 @@ class LeaseTable:
             raise
         await self._release_again(leases)
 
-    def adopt(self, job_id: str, owner: str, limit: int | None) -> JobLease:
+    def adopt(self, job_id: str, owner: str, limit: int | None,
+              durable: bool = False) -> JobLease:
         """A lease held without asking the store (it is down and the job was admitted anyway):
         the next renewal that reaches the store records it, and its slot."""
-        lease = JobLease(self, job_id, owner, slot=limit is not None)
+        lease = JobLease(self, job_id, owner, slot=limit is not None, durable=durable)
         self._hold(lease)
         return lease
 
@@ -397,8 +405,11 @@ class RedisLeases(LeaseTable):
         return [*keys, self.slots + lease.owner] if lease.slot else keys
 
     def _info(self, lease: JobLease) -> bytes:
-        return orjson.dumps({"owner": lease.owner, "instance": self.instance,
-                             "slot": lease.slot})
+        info: dict[str, object] = {"owner": lease.owner, "instance": self.instance,
+                                   "slot": lease.slot}
+        if lease.durable:
+            info["durable"] = True
+        return orjson.dumps(info)
 
     async def _admit(self, lease: JobLease, limit: int | None) -> bool:
         args = [lease.token, self.lease_ms, limit or 0, self._info(lease)]
@@ -434,5 +445,5 @@ class RedisLeases(LeaseTable):
         for token, info in zip(reply[::2], reply[1::2], strict=True):
             data = orjson.loads(info) if info else {}
             lapsed.append(Lapsed(token.decode().split(":", 1)[0], data.get("owner", ""),
-                                 data.get("instance", "")))
+                                 data.get("instance", ""), bool(data.get("durable"))))
         return lapsed

@@ -84,13 +84,16 @@ class StorePolicy:
         """Why the store is down, for /readyz."""
         return f"{self.name} unreachable for {self.down_for():.1f} s: {self._cause}"
 
-    async def call(self, what: str, make: Callable[[], Awaitable[T]]) -> T:
-        """``await make()``, or :class:`StoreUnavailable` (at once during an outage)."""
+    async def call(self, what: str, make: Callable[[], Awaitable[T]],
+                   waits: float = 0.0) -> T:
+        """``await make()``, or :class:`StoreUnavailable` (at once during an outage).
+        ``waits``: seconds the command itself waits in the store (a blocking read), on top of
+        the call's limit."""
         if self.down_since is not None:
             self.failed_calls += 1
             raise StoreUnavailable(what, self.outages)
         try:
-            async with asyncio.timeout(self.limit):
+            async with asyncio.timeout(self.limit + waits):
                 result = await make()
         except FAILURES as exc:
             self.report(what, exc)

@@ -156,20 +156,29 @@ class Guard:
                         "cannot be reached (limits.on_store_failure: fail_open): key '%s' and "
                         "others are admitted without them", key.name)
 
-    async def admit(self, key: Key, job_id: str) -> Lease:
-        """Check every limit and lease the job; the returned lease must be released when the
-        job ends."""
+    async def accept(self, key: Key) -> dict[str, str]:
+        """A job queued to run later (a durable async job): its request counts against the
+        key's rate now, and a spent budget refuses it now; its concurrency slot is taken when
+        it runs (:meth:`admit` with ``queued``). The rate headers."""
         headers = await self._rate(key)
+        await self._budget(key)
+        return headers
+
+    async def admit(self, key: Key, job_id: str, queued: bool = False) -> Lease:
+        """Check every limit and lease the job; the returned lease must be released when the
+        job ends. ``queued``: a job of the durable queue, accepted before (its request was
+        counted against the rate then): its budget and concurrency are checked now."""
+        headers = {} if queued else await self._rate(key)
         await self._budget(key)
         limit = key.concurrent_jobs
         if limit is None and not self.leases.shared:
             return Lease(None, headers)
         try:
-            job = await self.leases.admit(job_id, key.name, limit)
+            job = await self.leases.admit(job_id, key.name, limit, durable=queued)
         except StoreUnavailable as exc:
             if limit is not None:
                 self._unchecked(key, exc)
-            job = self.leases.adopt(job_id, key.name, limit)
+            job = self.leases.adopt(job_id, key.name, limit, durable=queued)
         if job is None:
             raise GatewayError(
                 429, f"Key '{key.name}' already runs {limit} jobs at once; wait for one to "

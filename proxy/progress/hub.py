@@ -40,7 +40,7 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 from proxy.core.errors import StoreUnavailable
@@ -51,12 +51,17 @@ from proxy.progress.outbox import EVENT, NAMESPACE, Emitter, Outbox
 from proxy.progress.snapshot import JobSnapshot
 from proxy.progress.snapshots import SnapshotStore
 
-__all__ = ["EVENT", "NAMESPACE", "Emitter", "ProgressHub", "Tracked", "room_for"]
+__all__ = ["EVENT", "NAMESPACE", "Emitter", "FinalWrite", "ProgressHub", "Tracked", "room_for"]
 
 log = logging.getLogger("proxy.progress")
 
 SYNC_INTERVAL = 0.5  # how often the owner asks a shared store who watches its running jobs
 REFRESH_SECONDS = 0.9  # at most this long (plus one sync) between rewrites of a running job
+
+
+# Stores a job's terminal snapshot (and whatever goes with it); False when it was not its to
+# write (another instance ended the job).
+FinalWrite = Callable[[JobSnapshot], Awaitable[bool]]
 
 
 def room_for(owner: str, job_id: str) -> str:
@@ -201,21 +206,26 @@ class ProgressHub:
             self._writes.discard(written)
             written.set_result(None)
 
-    async def finish(self, tracker: Tracked) -> None:
+    async def finish(self, tracker: Tracked, write: FinalWrite | None = None) -> None:
         """A job ended: its watchers hear it and its terminal snapshot is stored (or kept here
-        and retried, while a shared store is away)."""
+        and retried, while a shared store is away). ``write``: how it is stored instead (with
+        what must land together with it: a durable job's result); its watchers hear of it
+        once it is."""
         tracker.dirty = False
         snapshot = tracker.snapshot
         try:
             if tracker.job_id in self._disowned:
                 self._disowned.discard(tracker.job_id)
                 return
-            if tracker.watched:
+            if tracker.watched and write is None:
                 self.publish(tracker)
             if self._writes:
                 # An older snapshot of this job may be on its way: the terminal one goes after.
                 await asyncio.wait(set(self._writes))
-            if self.store.shared:
+            if write is not None:
+                if await write(snapshot) and tracker.watched:
+                    self.publish(tracker)
+            elif self.store.shared:
                 await self._final.put(snapshot.job_id, snapshot)
             else:
                 await self.store.put(snapshot)

@@ -73,6 +73,13 @@ class Reaper:
         return len(lapsed)
 
     async def _end(self, lost: Lapsed) -> None:
+        if lost.durable:
+            # Its slot is free now; the queue takes the job over (runs it again, or fails it
+            # if its upstream call began) once its entry has been idle for a lease.
+            log.warning("job %s of key '%s': its instance %s stopped renewing its lease; the "
+                        "job queue takes it over", lost.job_id, lost.owner,
+                        lost.instance or "?")
+            return
         error = instance_lost(lost.instance or None).body()["error"]
         try:
             ended = await self.store.end_lost(lost.job_id, error)

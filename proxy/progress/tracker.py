@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 from proxy.core.events import Completed, Event, Failed, PartialImage, Progress
-from proxy.progress.hub import ProgressHub, room_for
+from proxy.progress.hub import FinalWrite, ProgressHub, room_for
 from proxy.progress.snapshot import TERMINAL, WIRE_FIELDS, JobSnapshot
 
 TICK_SECONDS = 1.0
@@ -46,7 +46,8 @@ class JobTracker:
     hub is told when the job opens, changes while watched, and ends."""
 
     def __init__(self, hub: ProgressHub, job_id: str, model: str, owner: str,
-                 expected_seconds: float | None = None, seq: int = 0) -> None:
+                 expected_seconds: float | None = None, seq: int = 0,
+                 created_at: float | None = None) -> None:
         self.hub = hub
         self.job_id = job_id
         self.owner = owner
@@ -57,7 +58,8 @@ class JobTracker:
         # ``seq``: where a new attempt under a used id starts, after the last update of the
         # attempt before it, so watchers who drop stale updates by ``seq`` keep following.
         self._fields: dict[str, Any] = JobSnapshot(
-            job_id=job_id, seq=seq, status="queued", percent=0.0, model=model, created_at=now,
+            job_id=job_id, seq=seq, status="queued", percent=0.0, model=model,
+            created_at=now if created_at is None else created_at,
             updated_at=now, owner=owner).to_store()
         self._snapshot: JobSnapshot | None = None
         self._started = time.monotonic()
@@ -111,7 +113,7 @@ class JobTracker:
         if self._apply(changes) and publish and self.watched:
             self.hub.publish(self)
 
-    async def _end(self, **changes: Any) -> None:
+    async def _end(self, write: FinalWrite | None = None, **changes: Any) -> None:
         if self.defer_end:
             if self._deferred is None and not self.terminal:
                 self._deferred = changes
@@ -119,7 +121,7 @@ class JobTracker:
             return
         if self._apply(changes):
             self._stop_ticker()
-            await self.hub.finish(self)
+            await self.hub.finish(self, write)
 
     def _eta(self, percent: float) -> float | None:
         if self._running_since is None or percent <= 0 or percent >= 100:
@@ -166,17 +168,19 @@ class JobTracker:
             -> None:
         await self._end(status="cancelled", eta_s=None, queue_position=None, message=message)
 
-    async def conclude(self, failure: dict[str, Any] | None = None) -> None:
+    async def conclude(self, failure: dict[str, Any] | None = None,
+                       write: FinalWrite | None = None) -> None:
         """A detached job's answer is stored: the end held back since it ended becomes
         visible now (``failure``: it ends failed with this error body instead, its answer
-        could not be made)."""
+        could not be made). ``write``: how its terminal snapshot is stored (a durable job's,
+        together with its result)."""
         self.defer_end = False
         changes, self._deferred = self._deferred, None
         if failure is not None:
             changes = {"status": "failed", "eta_s": None, "queue_position": None,
                        "error": failure}
         if changes is not None:
-            await self._end(**changes)
+            await self._end(write, **changes)
 
     # ------------------------------------------------------------------ watching, estimates
     def watch(self) -> None:

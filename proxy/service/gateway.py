@@ -24,13 +24,19 @@ from proxy.config import (
     load_default_config,
     problems_in,
 )
-from proxy.core.errors import GatewayError, instance_lost, ledger_unavailable
+from proxy.core.errors import (
+    GatewayError,
+    instance_lost,
+    ledger_unavailable,
+    upstream_maybe_called,
+)
 from proxy.core.redact import remember, secrets_in
 from proxy.fetching import AllowList, ImageFetcher
 from proxy.fleet.batch import Batch
 from proxy.fleet.client import connect
 from proxy.fleet.leases import JobLease, LeaseTable, MemoryLeases, RedisLeases
 from proxy.fleet.policy import StorePolicy
+from proxy.fleet.queue import BLOCK_SECONDS, JobQueue
 from proxy.jobs.claims import ClaimStore, MemoryClaimStore, RedisClaimStore
 from proxy.jobs.reliability import Reliability
 from proxy.jobs.results import MemoryResultStore, RedisResultStore, ResultStore
@@ -64,6 +70,7 @@ class Stores:
     leases: LeaseTable
     redis: Redis | None = None
     policy: StorePolicy | None = None  # how calls to Redis fail
+    queue: JobQueue | None = None  # the durable queue of async jobs
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> Stores:
@@ -76,12 +83,16 @@ class Stores:
         redis = connect(config.redis_url, fleet.store_timeout)
         policy = StorePolicy(redis.ping, timeout=fleet.store_timeout)
         batch, prefix = Batch(redis), config.redis_prefix
+        queue = JobQueue(redis, batch, policy, prefix, consumer=instance,
+                         lease_seconds=fleet.lease_seconds, retention=retention,
+                         max_length=fleet.async_queue_max,
+                         reader=connect(config.redis_url, fleet.store_timeout + BLOCK_SECONDS))
         return cls(RedisSnapshotStore(batch, policy, prefix, retention),
                    RedisResultStore(redis, prefix, retention, policy),
                    RedisCounters(redis, prefix, policy), RedisClaimStore(redis, prefix),
                    RedisLeases(batch, policy, prefix, lease_seconds=fleet.lease_seconds,
                                instance=instance, retention=retention),
-                   redis, policy)
+                   redis, policy, queue)
 
 
 @dataclass
@@ -109,6 +120,7 @@ class Gateway:
     redis: Redis | None = field(default=None, repr=False)
     policy: StorePolicy | None = field(default=None, repr=False)
     reaper: Reaper | None = field(default=None, repr=False)
+    queue: JobQueue | None = field(default=None, repr=False)
     _trimmer: asyncio.Future[None] | None = field(default=None, repr=False)
 
     @classmethod
@@ -145,7 +157,8 @@ class Gateway:
                    store=build_store(config.storage, config.data_path), runs=Runs(),
                    reliability=Reliability(config.reliability, models, metrics),
                    results=stores.results, claims=stores.claims, leases=stores.leases,
-                   redis=stores.redis, policy=stores.policy, reaper=reaper)
+                   redis=stores.redis, policy=stores.policy, reaper=reaper,
+                   queue=stores.queue)
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -170,6 +183,11 @@ class Gateway:
         off from Redis, or frozen): their snapshots already say so; they stop here too."""
         error = instance_lost(self.leases.instance)
         for lease in leases:
+            if lease.durable:
+                # A queued job's end is its runner's to write, fenced by the queue (the
+                # fleet did not end it): it ends failed here, its upstream called already.
+                self.runs.abort_job(lease.job_id, upstream_maybe_called(self.leases.instance))
+                continue
             self.hub.disown(lease.job_id)
             self.runs.abort_job(lease.job_id, error)
 
@@ -225,6 +243,8 @@ class Gateway:
         await self.http.aclose()
         if self.policy is not None:
             await self.policy.aclose()
+        if self.queue is not None and self.queue.reader is not self.queue.redis:
+            await self.queue.reader.aclose()
         if self.redis is not None:
             await self.redis.aclose()
 

@@ -20,6 +20,7 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from proxy.auth import Key
@@ -38,6 +39,7 @@ from proxy.request.bound import ImageRequest
 from proxy.request.fingerprint import fingerprint
 from proxy.request.parse import parse_params
 from proxy.routing.table import ServedModel
+from proxy.service.durable import DurableJobs
 from proxy.service.gateway import Gateway
 from proxy.service.joblog import log_finished
 from proxy.service.kept import (
@@ -49,6 +51,7 @@ from proxy.service.kept import (
     Replayed,
     keep_answer,
 )
+from proxy.service.queued import QueuedReply
 from proxy.service.replies import (
     JOB_ID_HEADER,
     JobStream,
@@ -94,6 +97,19 @@ class ImageService:
         self.gateway = gateway
         # Client-chosen ids this process claimed, from the claim until their answer is settled.
         self.live: dict[str, Pending] = {}
+        # With Redis: async jobs are queued, and any instance runs them.
+        self.durable = None if gateway.queue is None else DurableJobs(
+            gateway, gateway.queue, bind=self._bind, admit=self._admit,
+            finisher=self._finisher)
+
+    def start(self) -> None:
+        """Start taking queued async jobs (with Redis)."""
+        if self.durable is not None:
+            self.durable.start()
+
+    async def aclose(self) -> None:
+        if self.durable is not None:
+            await self.durable.aclose()
 
     def ensure_open(self) -> None:
         """Refuse a new job while the gateway drains (SIGTERM): 503 ``server_shutting_down``;
@@ -113,6 +129,8 @@ class ImageService:
             parsed, served, request = self._bind(key, order)
             if order.watched:
                 return await self._submit_chosen(key, order, parsed, served, request)
+            if order.detached and self.durable is not None:
+                return await self.durable.accept(key, order, served, request, None)
             slot, lease = await self._admit(key, served, order.job_id)
         except GatewayError as error:
             if order.watched:
@@ -141,12 +159,14 @@ class ImageService:
                                 "respond-async) cannot also be streamed.")
         return parsed, served, request
 
-    async def _admit(self, key: Key, served: ServedModel, job_id: str) -> tuple[Slot, Lease]:
-        """A capacity slot and the key's admission (its lease on the job, in a fleet)."""
+    async def _admit(self, key: Key, served: ServedModel, job_id: str,
+                     queued: bool = False) -> tuple[Slot, Lease]:
+        """A capacity slot and the key's admission (its lease on the job, in a fleet);
+        ``queued``: a job of the durable queue, its request counted when it was accepted."""
         gateway = self.gateway
         slot = gateway.capacity.acquire(served.name, served.config.max_concurrent_jobs)
         try:
-            return slot, await gateway.guard.admit(key, job_id)
+            return slot, await gateway.guard.admit(key, job_id, queued)
         except BaseException:
             slot.release()
             raise
@@ -157,6 +177,9 @@ class ImageService:
         claim = Claim(fingerprint(key.name, parsed, detached=order.detached), key.name,
                       uuid.uuid4().hex, stream=request.stream)
         repeat = {**parameter_headers(request), REPLAYED_HEADER: "true"}
+        queued = order.detached and self.durable is not None
+        # A queued job's claim lasts until its runner settles it, wherever that runs.
+        hold = self.gateway.config.jobs.retention_seconds if queued else CLAIM_SECONDS
         while True:
             pending = self.live.get(order.job_id)
             if pending is not None:  # claimed here: attach once it started
@@ -167,7 +190,9 @@ class ImageService:
                 if kept is not None:
                     return Attached(kept, repeat)
                 continue  # refused before it started: the id is free again
-            held = await self.gateway.claims.claim(order.job_id, claim, CLAIM_SECONDS)
+            held = await self.gateway.claims.claim(order.job_id, claim, hold)
+            if held is None and queued:
+                return await self._queue_chosen(key, order, served, request, claim)
             if held is None:
                 return await self._start_chosen(key, order, Job(
                     id=order.job_id, parsed=parsed, model=served, request=request,
@@ -176,6 +201,9 @@ class ImageService:
                 raise conflict(order.job_id, order.id_param)
             if not held.running:
                 return self._replay(key, order.job_id, held, repeat)
+            if queued:  # queued or running somewhere in the fleet: 202, as it is now
+                return QueuedReply(order.job_id, repeat, partial(self.job_view, key,
+                                                                  order.job_id))
             await self._until_settled(order.job_id)  # its job runs in another process
 
     async def _start_chosen(self, key: Key, order: Order, job: Job, claim: Claim) -> Reply:
@@ -203,6 +231,20 @@ class ImageService:
         assert isinstance(started, Attached)
         pending.started.set_result(started.kept)
         return started
+
+    async def _queue_chosen(self, key: Key, order: Order, served: ServedModel,
+                            request: ImageRequest, claim: Claim) -> Reply:
+        """The id is ours: queue its job, or give the id back."""
+        assert self.durable is not None
+        try:
+            return await self.durable.accept(key, order, served, request, claim)
+        except BaseException:
+            try:
+                await asyncio.shield(self.gateway.claims.release(order.job_id, claim.token,
+                                                                 None, 0))
+            except GatewayError:  # its store is away: the claim lapses by itself
+                log.warning("job %s: its claim could not be given back", order.job_id)
+            raise
 
     async def _until_settled(self, job_id: str) -> None:
         """Wait while ``job_id``'s job runs in another process (its claim lapses if that process
@@ -341,6 +383,9 @@ class ImageService:
         other key, another key's."""
         hub = self.gateway.hub
         owner = key.name
+        ending = None if self.durable is None else self.durable.pending(job_id)
+        if ending is not None and (key.admin or ending["owner"] == owner):
+            return {name: value for name, value in ending.items() if name != "owner"}
         if key.admin:  # as on Socket.IO: admins see every key's jobs
             found = await hub.find(job_id)
             owner = found.owner if found is not None else owner
@@ -350,5 +395,9 @@ class ImageService:
         # Only a finished job can have a result (a running one is answered without asking a
         # shared store that may be away).
         result = await self.gateway.results.get(job_id) if snapshot.terminal else None
-        return {**snapshot.to_wire(), **(result or {})}
+        view = {**snapshot.to_wire(), **(result or {})}
+        if (snapshot.status == "queued" and snapshot.queue_position is None
+                and self.durable is not None):  # waiting in the fleet's queue: its place
+            view["queue_position"] = await self.durable.position(job_id)
+        return view
 

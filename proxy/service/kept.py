@@ -27,6 +27,7 @@ from proxy.jobs.claims import Claim
 from proxy.jobs.job import Job
 from proxy.jobs.runs import JobRun
 from proxy.limits.guard import Lease
+from proxy.progress.snapshot import JobSnapshot
 from proxy.progress.tracker import JobTracker
 from proxy.service.gateway import Gateway
 from proxy.service.hosting import host_images
@@ -101,12 +102,22 @@ class Answer:
                    [frame if isinstance(frame, bytes) else frame.encode() for frame in frames])
 
 
+# How a durable async job's end is written: its terminal snapshot and its result (or error
+# body) together; False when another instance had taken the job over.
+DurableEnd = Callable[[JobSnapshot, "dict[str, Any] | None"], Awaitable[bool]]
+
+
 class KeptJob:
     """A job run into a feed, with the answer its keeper makes once it ends (None: cancelled)."""
 
     def __init__(self, job: Job, tracker: JobTracker, run: JobRun, base_url: str,
-                 claim: Claim | None, detached: bool, lease: Lease | None = None) -> None:
+                 claim: Claim | None, detached: bool, lease: Lease | None = None,
+                 durable: DurableEnd | None = None) -> None:
         self.job = job
+        # A job of the durable queue: its end is written with its result, in one step; its
+        # claim (taken when it was queued) lasts until then, unrenewed.
+        self.durable = durable
+        self.result: dict[str, Any] | None = None
         # A detached job's lease, released once its end is recorded (not when it ends).
         self.lease = lease
         self.tracker = tracker
@@ -173,7 +184,10 @@ async def keep_answer(kept: KeptJob, gateway: Gateway) -> None:
         if kept.detached and answer is not None:
             # As GET {base}/images/jobs/{id} shows it: the ImagesResponse, or the error.
             result = answer.error.body() if answer.error else {"result": answer.body}
-            await gateway.results.put(kept.job.id, result)
+            if kept.durable is None:
+                await gateway.results.put(kept.job.id, result)
+            else:
+                kept.result = result  # written with its end
         failure = None
         if kept.claim is not None:
             await _settle(kept, gateway, answer, retry)
@@ -190,10 +204,20 @@ async def _conclude(kept: KeptJob, gateway: Gateway, failure: dict[str, Any] | N
     (its answer could not be made) is stored as its result and ends it failed."""
     with anyio.CancelScope(shield=True):
         try:
-            if failure is not None:
-                with contextlib.suppress(Exception):
-                    await gateway.results.put(kept.job.id, failure)
-            await kept.tracker.conclude(None if failure is None else failure["error"])
+            if kept.durable is not None:
+                result = kept.result if failure is None else failure
+                durable = kept.durable
+
+                async def write(snapshot: JobSnapshot) -> bool:
+                    return await durable(snapshot, result)
+
+                await kept.tracker.conclude(None if failure is None else failure["error"],
+                                            write=write)
+            else:
+                if failure is not None:
+                    with contextlib.suppress(Exception):
+                        await gateway.results.put(kept.job.id, failure)
+                await kept.tracker.conclude(None if failure is None else failure["error"])
         except Exception:
             log.exception("job %s: its end could not be recorded", kept.job.id)
         if kept.lease is not None:
@@ -207,7 +231,7 @@ async def _run_out(kept: KeptJob, gateway: Gateway) -> None:
     while not feed.ended:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(feed.finished(), RENEW_SECONDS)
-        if not feed.ended and kept.claim is not None:
+        if not feed.ended and kept.claim is not None and kept.durable is None:
             try:
                 await gateway.claims.renew(kept.job.id, kept.claim.token, CLAIM_SECONDS)
             except GatewayError:

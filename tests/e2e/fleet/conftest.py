@@ -3,11 +3,13 @@ test may kill and start again), and the fake OpenAI upstream (``fake_openai``)."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 from proxy.auth import new_key
 from tests.support.processes import GatewayProcess
@@ -42,13 +44,17 @@ Fleet = Callable[[str, int], Awaitable[list[GatewayProcess]]]
 @pytest.fixture
 async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
     """``await fleet(yaml, n)``: n gateway processes started from ``yaml``, ready; stopped (the
-    ones still running) after the test."""
+    ones still running) after the test. Called again, it starts more (each logs to a file of
+    its own)."""
+    started = 0
     async with AsyncExitStack() as stack:
         async def start(yaml: str, count: int) -> list[GatewayProcess]:
-            config = tmp_path / "gateway.yaml"
+            nonlocal started
+            config = tmp_path / f"gateway-{started}.yaml"
             config.write_text(yaml)
-            gateways = [GatewayProcess(config, tmp_path / f"gateway-{i}.log")
+            gateways = [GatewayProcess(config, tmp_path / f"gateway-{started + i}.log")
                         for i in range(count)]
+            started += count
             for gateway in gateways:
                 stack.push_async_callback(gateway.stop)
                 await gateway.start()
@@ -57,3 +63,40 @@ async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
             return gateways
 
         yield start
+
+
+QUEUE = "fleet-test:queue:jobs"  # the durable queue's stream (redis_prefix: fleet-test)
+
+
+async def queue_holders(redis: RedisServer) -> dict[str, str]:
+    """Which instance holds each queued job: job id → the instance's consumer name (its host
+    name and process id), from the consumer group's pending entries."""
+    client = aioredis.from_url(redis.url)
+    try:
+        pending = await client.xpending_range(QUEUE, "runners", "-", "+", 1000)
+        held = {}
+        for item in pending:
+            fields = await client.xrange(QUEUE, item["message_id"], item["message_id"])
+            if fields:
+                held[fields[0][1][b"job"].decode()] = item["consumer"].decode()
+        return held
+    finally:
+        await client.aclose()
+
+
+def holder(gateways: list[GatewayProcess], consumer: str) -> GatewayProcess:
+    """The gateway process whose consumer name is ``consumer``."""
+    pid = int(consumer.rsplit(":", 1)[1])
+    (found,) = [g for g in gateways if g.process is not None and g.process.pid == pid]
+    return found
+
+
+async def runner_of(redis: RedisServer, gateways: list[GatewayProcess],
+                    job_id: str) -> GatewayProcess:
+    """The gateway process that took the queued job ``job_id`` (waiting until one has)."""
+    for _ in range(200):
+        held = await queue_holders(redis)
+        if job_id in held:
+            return holder(gateways, held[job_id])
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no instance took job {job_id}")
