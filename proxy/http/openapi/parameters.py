@@ -71,8 +71,10 @@ PARAMETERS: dict[str, Schema] = {
                   "description": "Rows from this time on (unix seconds, inclusive).",
                   "schema": {"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,9})?$"}},
     "EndTime": {"name": "end_time", "in": "query", "required": False,
-                "description": "Rows before this time (unix seconds, exclusive); after "
-                               "`start_time`.",
+                "description": "Rows before this time (unix seconds, exclusive). With "
+                               "`start_time`, it must be later than `start_time`: an "
+                               "`end_time` at or before it is a 400 naming `end_time` "
+                               "(`invalid_value`).",
                 "schema": {"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,9})?$"}},
     "UsageModel": {"name": "model", "in": "query", "required": False,
                    "description": "Only this model's rows.",
