@@ -43,7 +43,9 @@ PARAMETERS: dict[str, Schema] = {
     "IdempotencyKey": {
         "name": "Idempotency-Key", "in": "header", "required": False,
         "description": "The same as `X-Job-Id`, as any text: a UUID is the job id, other text "
-                       "names one job per key (read its id from `x-request-id`).",
+                       "names one job per key (read its id from `x-request-id`). Sent with "
+                       "`X-Job-Id`, both must name the same job: otherwise a 400 naming "
+                       "`idempotency-key`.",
         "schema": {"type": "string", "minLength": 1, "maxLength": 255,
                    "pattern": "^[\\x20-\\x7e]+$"},
     },
