@@ -66,7 +66,7 @@ def test_every_schemathesis_check_holds(setup: str, tmp_path: Path) -> None:
              "--seed", "20260901", "--workers", "1", "--request-timeout", "30",
              "--suppress-health-check", "all", "--generation-database", "none",
              "--no-color", "--report-dir", str(tmp_path), *extra],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=540,
+            cwd=tmp_path, capture_output=True, text=True, timeout=540,
             env={**os.environ, "PYTHONPATH": str(REPO_ROOT),
                  "SCHEMATHESIS_HOOKS": "tests.e2e.openapi.schemathesis_hooks"})
     assert "valid_data_is_accepted_or_refused_as_documented" not in result.stderr
