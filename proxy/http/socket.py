@@ -54,6 +54,7 @@ class ProgressNamespace(socketio.AsyncNamespace):
         self.hub = hub
         self.keys = keys
         self.clients = clients
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
@@ -102,7 +103,9 @@ class ProgressNamespace(socketio.AsyncNamespace):
         if snapshot is not None and snapshot.terminal:
             # The job already ended: no update will come, so its end is also sent as a
             # ``progress`` event (after the ack), for clients that listen only to those.
-            background(self._send_ended(sid, wire))
+            sending = background(self._send_ended(sid, wire))
+            self._sending.add(sending)  # held until done: a task nobody holds may be collected
+            sending.add_done_callback(self._sending.discard)
         return {"ok": True, "job_id": job_id, "snapshot": wire}
 
     async def _send_ended(self, sid: str, wire: dict[str, Any] | None) -> None:

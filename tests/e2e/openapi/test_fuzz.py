@@ -8,7 +8,10 @@ event by event for streams, and invalid JSON or query data must be refused with 
 paths fuzzing rarely reaches (a stream, an async job and its snapshot, a hosted file, a JSON
 edit) are then walked explicitly through the same checks.
 
-Bugs found on the way (all fixed) are pinned at the end as regression tests, one each.
+Bugs found on the way (all fixed) are pinned at the end as regression tests, one each. The
+checks that need schemathesis's own phases (coverage: undeclared methods and their ``Allow``,
+missing headers; stateful; acceptance of valid data) run in ``test_every_check.py``, which runs
+every check the CLI has.
 """
 
 from __future__ import annotations
