@@ -69,7 +69,7 @@ def test_every_schemathesis_check_holds(setup: str, tmp_path: Path) -> None:
             cwd=tmp_path, capture_output=True, text=True, timeout=540,
             env={**os.environ, "PYTHONPATH": str(REPO_ROOT),
                  "SCHEMATHESIS_HOOKS": "tests.e2e.openapi.schemathesis_hooks"})
-    assert "valid_data_is_accepted_or_refused_as_documented" not in result.stderr
+    # A hooks module that fails to load, like any failure, is a non-zero exit.
     assert result.returncode == 0, _failures(result.stdout + result.stderr)
-    assert re.search(r"\b0 failures\b|No issues found", result.stdout) or \
-        " failures" not in result.stdout, _failures(result.stdout)
+    generated = re.search(r"(\d+) generated", result.stdout)
+    assert generated and int(generated[1]) > 500, result.stdout[-3000:]
