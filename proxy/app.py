@@ -52,9 +52,15 @@ async def _gateway_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-    message = (f"No route for {request.method} {request.url.path}." if exc.status_code == 404
-               else str(exc.detail))
-    return error_response(GatewayError(exc.status_code, message, code=code))
+    message = str(exc.detail)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 404:
+        message = f"No route for {request.method} {request.url.path}."
+    elif exc.status_code == 405 and "allow" in {name.lower() for name in headers}:
+        # Starlette's ``Allow`` header (the methods the path takes) stays on the answer.
+        allowed = next(value for name, value in headers.items() if name.lower() == "allow")
+        message = f"{request.method} is not allowed on {request.url.path}: use {allowed}."
+    return error_response(GatewayError(exc.status_code, message, code=code), headers)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
@@ -93,7 +99,7 @@ def build_routes(config: GatewayConfig, gateway: Gateway) -> list[Route]:
         ]
     routes += playground_routes(config.server.base_paths)
     routes += docs_routes()
-    routes.append(openapi_route(config))
+    routes.append(openapi_route(config, default_model=gateway.models.default))
     return routes
 
 

@@ -138,10 +138,14 @@ def upstream_timeout(message: str) -> GatewayError:
     )
 
 
-def bad_value(name: str, value: Any, allowed: list[str] | tuple[str, ...]) -> GatewayError:
-    """A value outside the field's (or the model's) closed set, in OpenAI's words."""
+def bad_value(name: str, value: Any, allowed: list[str] | tuple[str, ...],
+              model: str | None = None) -> GatewayError:
+    """A value outside the field's (or, naming it, the ``model``'s) closed set, in OpenAI's
+    words."""
     listed = ", ".join(f"'{v}'" for v in allowed)
-    return invalid_param(name, f"Invalid value: '{value}'. Supported values are: {listed}.")
+    whose = f" for model '{model}'" if model else ""
+    return invalid_param(name, f"Invalid value: '{value}'. Supported values{whose} are: "
+                               f"{listed}.")
 
 
 # Seconds a client is asked to wait while the usage ledger's database cannot be read.

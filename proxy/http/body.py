@@ -5,9 +5,47 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
 from proxy.core.errors import GatewayError
+
+CONTENT_TYPE = "content-type"
+MULTIPART = "multipart/form-data"
+
+
+def media_type(request: Request) -> tuple[str, dict[str, str]]:
+    """The request's media type (lower case, ``""`` when none was sent) and its parameters."""
+    kind, params = parse_options_header(request.headers.get(CONTENT_TYPE))
+    return kind.decode("latin-1"), {name.decode("latin-1").lower(): value.decode("latin-1")
+                                    for name, value in params.items()}
+
+
+def is_json(kind: str) -> bool:
+    """``application/json`` or a structured ``+json`` type (RFC 6839)."""
+    top, _, sub = kind.partition("/")
+    return top == "application" and (sub == "json" or (sub.endswith("+json") and sub != "+json"))
+
+
+def unsupported_media_type(request: Request, accepted: str) -> GatewayError:
+    """415: the body's content type is not one this endpoint reads. Browsers post ``text/plain``
+    and form types across origins without asking first (CORS "simple requests"), so JSON is only
+    read when it is declared as JSON."""
+    sent = request.headers.get(CONTENT_TYPE)
+    shown = "none" if not sent else repr(sent[:100] if sent.isprintable() else
+                                         sent.encode("unicode_escape").decode()[:100])
+    return GatewayError(415, f"Unsupported Content-Type {shown}: send the body as {accepted}.",
+                        param=CONTENT_TYPE, code="unsupported_media_type")
+
+
+def require_json(request: Request, accepted: str = "JSON (Content-Type: application/json)"
+                 ) -> None:
+    """415 unless the body is declared as JSON (any parameters; a charset must be UTF-8, the
+    only encoding JSON has, RFC 8259)."""
+    kind, params = media_type(request)
+    charset = params.get("charset", "utf-8").lower()
+    if not is_json(kind) or charset not in ("utf-8", "utf8"):
+        raise unsupported_media_type(request, accepted)
 
 
 def too_large(limit: int) -> GatewayError:

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.types import Message
 
 from proxy.core.errors import GatewayError, invalid_param
-from proxy.http.body import read_json_object, too_large
+from proxy.http.body import MULTIPART, media_type, read_json_object, require_json, too_large
 from proxy.images.inputs import InputImage, load_image
 from proxy.images.limits import MAX_IMAGE_BYTES, MAX_IMAGES
 from proxy.images.limits import too_large as image_too_large
@@ -43,7 +43,7 @@ class EditInput:
 
 
 def is_multipart(request: Request) -> bool:
-    return request.headers.get("content-type", "").startswith("multipart/form-data")
+    return media_type(request)[0] == MULTIPART
 
 
 def capped(request: Request, limit: int) -> Request:
@@ -173,9 +173,12 @@ async def read_json_images(body: dict[str, Any], fetcher: Fetcher) -> EditInput:
 async def read_body(request: Request, *, edit: bool, json_limit: int,
                     upload_limit: int) -> EditInput | dict[str, Any]:
     """The request's body: a multipart edit read whole (its images loaded), or a JSON object
-    whose images (if any) are still references, for :func:`load_images`."""
+    whose images (if any) are still references, for :func:`load_images`. Any other content
+    type is a 415 (naming it), before the body is read."""
     if edit and is_multipart(request):
         return await read_multipart(request, upload_limit)
+    require_json(request, "JSON (Content-Type: application/json)" + (
+        f" or {MULTIPART}" if edit else ""))
     return await read_json_object(request, json_limit)
 
 

@@ -3,7 +3,10 @@
 Connect with ``auth: {"token": <gateway key>}`` (a bad token is refused with ``connect_error``;
 a gateway without keys lets any local client in). ``subscribe {job_id}`` joins the job's room
 and tells the progress hub someone watches it (a job nobody watches sends no events at all);
-the ack carries its current snapshot, or null if the job has not started (yet).
+the ack carries its current snapshot, or null if the job has not started (yet). A job that had
+already ended sends no more updates: its terminal snapshot is then also sent to the subscriber
+as a ``progress`` event, right after the ack (a client that listens only to ``progress`` events
+still hears how the job ended; one that also reads the ack drops the repeat by ``seq``).
 
 Also here: the client managers the Socket.IO server is built with (one process, or several
 sharing Redis). They deliver an event to a room's members one after another instead of one task
@@ -32,7 +35,7 @@ from proxy.core.errors import GatewayError, StoreUnavailable
 from proxy.fleet.client import redis_options
 from proxy.fleet.policy import StorePolicy, background
 from proxy.jobs.job import parse_job_id
-from proxy.progress.hub import NAMESPACE, ProgressHub, room_for
+from proxy.progress.hub import EVENT, NAMESPACE, ProgressHub, room_for
 
 log = logging.getLogger("proxy.http.socket")
 
@@ -51,6 +54,7 @@ class ProgressNamespace(socketio.AsyncNamespace):
         self.hub = hub
         self.keys = keys
         self.clients = clients
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
@@ -95,8 +99,21 @@ class ProgressNamespace(socketio.AsyncNamespace):
         await self.enter_room(sid, room_for(owner, job_id))
         await self.hub.watch(owner, job_id)
         snapshot = await self.hub.get(job_id, owner)
-        return {"ok": True, "job_id": job_id,
-                "snapshot": snapshot.to_wire() if snapshot else None}
+        wire = snapshot.to_wire() if snapshot else None
+        if snapshot is not None and snapshot.terminal:
+            # The job already ended: no update will come, so its end is also sent as a
+            # ``progress`` event (after the ack), for clients that listen only to those.
+            sending = background(self._send_ended(sid, wire))
+            self._sending.add(sending)  # held until done: a task nobody holds may be collected
+            sending.add_done_callback(self._sending.discard)
+        return {"ok": True, "job_id": job_id, "snapshot": wire}
+
+    async def _send_ended(self, sid: str, wire: dict[str, Any] | None) -> None:
+        try:
+            # To this subscriber only, who is connected here: never through Redis.
+            await self.emit(EVENT, wire, to=sid, ignore_queue=True)
+        except Exception:  # it left meanwhile
+            log.debug("the ended job's snapshot could not be sent to %s", sid, exc_info=True)
 
     async def on_unsubscribe(self, sid: str, data: Any) -> dict[str, Any]:
         """Leave the room (the job stops sending events once nobody is left in it)."""

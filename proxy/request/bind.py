@@ -152,7 +152,7 @@ def _apply_options(known: dict[str, Any], rules: ModelRules, request: ImageReque
         if allowed is None:
             policy.unsupported(name)
         elif known[name] not in allowed:
-            raise bad_value(name, known[name], allowed)
+            raise bad_value(name, known[name], allowed, request.model)
         else:
             setattr(request, name, known[name])
     for name, supported in (("output_compression", rules.output_compression),
@@ -187,7 +187,7 @@ def _apply_response_format(known: dict[str, Any], rules: ModelRules, request: Im
 def _check_size(size: str, rules: ModelRules, model: str) -> None:
     reason = rules.accepts_size(size)
     if reason == "unsupported size" and rules.sizes and rules.size_range is None:
-        raise bad_value("size", size, rules.sizes)
+        raise bad_value("size", size, rules.sizes, model)
     if reason is not None:
         if not SIZE_PATTERN.match(size) and size != "auto":
             reason = "expected 'auto' or WIDTHxHEIGHT, e.g. '1024x1024'"

@@ -37,6 +37,7 @@ _FORM_TEXT: dict[str, Callable[[str], Any]] = {
     name: {"integer": _form_int, "boolean": _form_bool}[spec.kind]
     for name, spec in SPECS.items() if spec.kind in ("integer", "boolean")
 }
+_INTEGERS = frozenset(name for name, spec in SPECS.items() if spec.kind == "integer")
 _VALIDATE = ImageParams.__pydantic_validator__.validate_python
 
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
@@ -76,6 +77,8 @@ class _Sent:
                          "values.")))
             if from_form and isinstance(value, str) and name in _FORM_TEXT:
                 value = _FORM_TEXT[name](value)
+            elif isinstance(value, float) and value.is_integer() and name in _INTEGERS:
+                value = int(value)  # JSON Schema's integer: 6.0 is 6
             if name in data:
                 self.shadowed.append((at[name], name, data[name]))
             data[name] = value

@@ -48,7 +48,10 @@ def build_response(job: Job, images: list[Image], completed: Completed | None) -
     cost = job.cost  # priced once, when the job completed
     if completed is not None:
         if completed.usage is not None:
-            body["usage"] = completed.usage.to_dict()
+            body["usage"] = usage = completed.usage.to_dict()
+            # As the multi-provider API (seed 000) spells the details: an object or null.
+            usage["prompt_tokens_details"] = usage["input_tokens_details"]
+            usage["completion_tokens_details"] = usage.get("output_tokens_details")
             if cost is not None:
                 # As the multi-provider API (seed 000) reports it, inside usage.
                 body["usage"] |= {"total_cost": cost, "currency": "USD"}

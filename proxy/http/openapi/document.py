@@ -45,6 +45,12 @@ _ERRORS = {
     413: ("PayloadTooLarge", "The body is larger than `server.max_body_bytes` "
                             "(`server.max_upload_bytes` for multipart), or an image is larger "
                             "than 50 MB (`image_too_large`)."),
+    415: ("UnsupportedMediaType", "The body is not declared as JSON (`Content-Type: "
+                                  "application/json`, or a `+json` type; a charset must be "
+                                  "UTF-8) nor, for edits, as `multipart/form-data` "
+                                  "(`unsupported_media_type`, `param: content-type`). Form "
+                                  "and text bodies are refused: browsers send them across "
+                                  "origins without a CORS preflight."),
     429: ("TooManyRequests", "The key's rate (`rate_limit_exceeded`), concurrency "
                             "(`concurrency_limit_exceeded`) or budget (`insufficient_quota`) "
                             "limit, or the upstream is rate limiting."),
@@ -62,7 +68,7 @@ _ERRORS = {
     504: ("GatewayTimeout", "The upstream did not answer in time (`upstream_timeout`, "
                             "`x-should-retry: false`: it may already be drawing and billing)."),
 }
-_IMAGE_ERRORS = (400, 401, 403, 404, 409, 413, 429, 502, 503, 504)
+_IMAGE_ERRORS = (400, 401, 403, 404, 409, 413, 415, 429, 502, 503, 504)
 
 
 _RATE_HEADERS = {"x-ratelimit-limit-requests": "RateLimitLimit",
@@ -315,8 +321,11 @@ def _fixed_paths(config: GatewayConfig) -> dict[str, Schema]:
     return paths
 
 
-def openapi_document(config: GatewayConfig) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of a gateway running ``config`` (a fresh, mutable dict)."""
+def openapi_document(config: GatewayConfig, *, default_model: str | None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of a gateway running ``config`` (a fresh, mutable dict).
+    ``default_model``: the model a request naming none gets (the served-model table's
+    ``default``: ``default_model``, or the only model served); without one ``model`` is
+    required."""
     keyed = (401, 403) if config.keys else ()
     paths = _fixed_paths(config)
     for base in config.server.base_paths:
@@ -345,7 +354,8 @@ def openapi_document(config: GatewayConfig) -> dict[str, Any]:
             "securitySchemes": {"bearerAuth": {
                 "type": "http", "scheme": "bearer",
                 "description": "A gateway key (`image-proxy new-key`)."}},
-            "schemas": openai_schemas() | request_schemas() | response_schemas(),
+            "schemas": openai_schemas() | request_schemas(default_model)
+                       | response_schemas(),
             "parameters": _parameters(config),
             "headers": copy.deepcopy(HEADERS),
             "responses": _error_responses(),
@@ -356,12 +366,12 @@ def openapi_document(config: GatewayConfig) -> dict[str, Any]:
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def openapi_endpoint(config: GatewayConfig) -> Endpoint:
+def openapi_endpoint(config: GatewayConfig, *, default_model: str | None) -> Endpoint:
     """The ``GET /openapi.json`` endpoint for ``config`` (the document is built once)."""
 
     @cache
     def document() -> bytes:
-        return JSONBody(openapi_document(config)).body
+        return JSONBody(openapi_document(config, default_model=default_model)).body
 
     async def endpoint(request: Request) -> Response:
         return Response(document(), media_type="application/json")
@@ -369,6 +379,7 @@ def openapi_endpoint(config: GatewayConfig) -> Endpoint:
     return endpoint
 
 
-def openapi_route(config: GatewayConfig) -> Route:
+def openapi_route(config: GatewayConfig, *, default_model: str | None) -> Route:
     """``Route("/openapi.json", ...)``: add it to the gateway's routes."""
-    return Route(DOCUMENT_PATH, openapi_endpoint(config), methods=["GET"], name="openapi")
+    return Route(DOCUMENT_PATH, openapi_endpoint(config, default_model=default_model),
+                 methods=["GET"], name="openapi")

@@ -50,7 +50,9 @@ PARAMETERS: dict[str, Schema] = {
     "IdempotencyKey": {
         "name": "Idempotency-Key", "in": "header", "required": False,
         "description": "The same as `X-Job-Id`, as any text: a UUID is the job id, other text "
-                       "names one job per key (read its id from `x-request-id`).",
+                       "names one job per key (read its id from `x-request-id`). Sent with "
+                       "`X-Job-Id`, both must name the same job: otherwise a 400 naming "
+                       "`idempotency-key`.",
         "schema": {"type": "string", "minLength": 1, "maxLength": 255,
                    "pattern": "^[\\x20-\\x7e]+$"},
     },
@@ -78,8 +80,10 @@ PARAMETERS: dict[str, Schema] = {
                   "description": "Rows from this time on (unix seconds, inclusive).",
                   "schema": {"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,9})?$"}},
     "EndTime": {"name": "end_time", "in": "query", "required": False,
-                "description": "Rows before this time (unix seconds, exclusive); after "
-                               "`start_time`.",
+                "description": "Rows before this time (unix seconds, exclusive). With "
+                               "`start_time`, it must be later than `start_time`: an "
+                               "`end_time` at or before it is a 400 naming `end_time` "
+                               "(`invalid_value`).",
                 "schema": {"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,9})?$"}},
     "UsageModel": {"name": "model", "in": "query", "required": False,
                    "description": "Only this model's rows.",

@@ -80,9 +80,18 @@ def response_schemas() -> dict[str, Schema]:
                                                            "fallback's, if one did)."},
                 "cost": {"type": ["number", "null"], "minimum": 0,
                          "description": "USD; null when no price is known."},
-                "usage": {"type": "object", "properties": {
+                "usage": {"type": "object",
+                          "required": ["prompt_tokens_details", "completion_tokens_details"],
+                          "properties": {
                     "total_cost": {"type": "number", "minimum": 0},
-                    "currency": {"const": "USD"}}},
+                    "currency": {"const": "USD"},
+                    "prompt_tokens_details": {
+                        "type": ["object", "null"], "description": "The multi-provider API's "
+                        "name for `input_tokens_details` (the same object)."},
+                    "completion_tokens_details": {
+                        "type": ["object", "null"], "description": "The multi-provider API's "
+                        "name for `output_tokens_details`; null when the provider reports "
+                        "none."}}},
                 "text": {"type": "string", "description": "Gemini: text written beside the "
                                                           "image."},
                 "parts": {"type": "array", "items": {"type": "object", "required": ["type"],

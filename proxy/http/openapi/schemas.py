@@ -72,12 +72,32 @@ def _aliases(properties: dict[str, Schema]) -> dict[str, Schema]:
     return out
 
 
-def _parameters(*, form: bool) -> dict[str, Schema]:
+def _parameters(*, form: bool, default_model: str | None) -> dict[str, Schema]:
     # Multipart text parts cannot carry arrays or objects: those fields are JSON-only.
     names = [n for n, spec in SPECS.items()
              if not form or spec.kind not in ("array of strings", "object")]
     properties = {name: field_schema(name, form=form) for name in names}
+    properties["model"] = _model(properties["model"], default_model, form=form)
     return properties | _aliases(properties)
+
+
+def _model(schema: Schema, default_model: str | None, *, form: bool) -> Schema:
+    """``model`` as this gateway takes it: optional (``null`` too) when a model is the
+    default, else a required name (a request without one is a 400 naming ``model``)."""
+    schema = copy.deepcopy(schema)
+    plain = schema if form else schema["anyOf"][0]
+    if default_model is not None:
+        plain["description"] += f" This gateway's default: `{default_model}`."
+        return schema
+    plain["minLength"] = 1
+    plain["description"] = plain["description"].replace(
+        "Default: the gateway's `default_model`.",
+        "Required: this gateway has no `default_model`.")
+    return plain
+
+
+def _required(default_model: str | None) -> list[str]:
+    return ["prompt"] if default_model is not None else ["model", "prompt"]
 
 
 # 8x8 PNGs: an image and a mask (fully transparent: repaint everything) that fits it.
@@ -134,11 +154,12 @@ def _json_image_fields(*, generation: bool) -> dict[str, Schema]:
     return fields
 
 
-def request_schemas() -> dict[str, Schema]:
-    json_params = _parameters(form=False)
+def request_schemas(default_model: str | None) -> dict[str, Schema]:
+    """The request bodies of a gateway whose default model is ``default_model``."""
+    json_params = _parameters(form=False, default_model=default_model)
     generation = {
         "type": "object",
-        "required": ["prompt"],
+        "required": _required(default_model),
         "properties": json_params | _json_image_fields(generation=True),
         # Unknown parameters are dropped and listed in x-dropped-params (or, with
         # drop_unsupported: false, refused with 400 unknown_parameter).
@@ -158,7 +179,7 @@ def request_schemas() -> dict[str, Schema]:
     binary = {"type": "string", "format": "binary"}
     edit_form = {
         "type": "object",
-        "required": ["prompt"],
+        "required": _required(default_model),
         "properties": {
             "image": {**binary, "description": "One input image (PNG, JPEG or WebP; the type is "
                                                "read from the bytes)."},
@@ -169,7 +190,7 @@ def request_schemas() -> dict[str, Schema]:
                          "maxItems": MAX_IMAGES, "description": "Read as `image[]`."},
             "mask": {**binary, "description": "A PNG with an alpha channel, the size of the "
                                               "first image."},
-        } | _parameters(form=True),
+        } | _parameters(form=True, default_model=default_model),
         "additionalProperties": {"type": "string"},
         "anyOf": [{"required": [name]} for name in ("image", "image[]", "images", "images[]")],
         "description": "Multipart as the official SDKs send it: files for the images, every "

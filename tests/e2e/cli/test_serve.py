@@ -29,7 +29,7 @@ def test_serve_embedded_default_answers_with_a_png() -> None:
             assert time.monotonic() < deadline, "the gateway did not start"
             time.sleep(0.1)
         response = httpx.post(f"{url}/v1/images/generations", timeout=60,
-                              content=b'{"model":"local","prompt":"a red apple"}')
+                              json={"model": "local", "prompt": "a red apple"})
         assert response.status_code == 200
         assert decode(response.json()["data"][0]["b64_json"]).size == (1024, 1024)
     finally:

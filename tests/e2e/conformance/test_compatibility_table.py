@@ -34,6 +34,8 @@ ROWS: dict[str, tuple[dict, dict | None]] = {
     "usage": (GPT, DALLE),
     "usage.total_cost": (GPT, DALLE),
     "usage.currency": (GPT, DALLE),
+    "usage.prompt_tokens_details": (GPT, DALLE),
+    "usage.completion_tokens_details": (GPT, DALLE),
     "background": (GPT, DALLE),
     "output_format": (GPT, DALLE),
     "quality": (GPT, None),

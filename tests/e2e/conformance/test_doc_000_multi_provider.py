@@ -33,13 +33,17 @@ MODELS = [
 
 def check_response(body: dict) -> None:
     """What the document promises: created, data[] with url (and optional b64_json,
-    revised_prompt), usage with total_tokens, total_cost and currency."""
+    revised_prompt), usage with total_tokens, total_cost, currency, and prompt_tokens_details
+    and completion_tokens_details (each an object or null)."""
     assert isinstance(body["created"], int)
     assert body["data"] and all(item["url"].startswith("http") for item in body["data"])
     usage = body["usage"]
     assert isinstance(usage["total_tokens"], int) and usage["total_tokens"] > 0
     assert isinstance(usage["total_cost"], float) and usage["total_cost"] > 0
     assert usage["currency"] == "USD"
+    for details in ("prompt_tokens_details", "completion_tokens_details"):
+        assert details in usage and isinstance(usage[details], dict | None), details
+    assert usage["prompt_tokens_details"] == usage["input_tokens_details"]
 
 
 def test_generation_sample(conformance: Conformance) -> None:

@@ -8,7 +8,10 @@ event by event for streams, and invalid JSON or query data must be refused with 
 paths fuzzing rarely reaches (a stream, an async job and its snapshot, a hosted file, a JSON
 edit) are then walked explicitly through the same checks.
 
-Bugs found on the way (all fixed) are pinned at the end as regression tests, one each.
+Bugs found on the way (all fixed) are pinned at the end as regression tests, one each. The
+checks that need schemathesis's own phases (coverage: undeclared methods and their ``Allow``,
+missing headers; stateful; acceptance of valid data) run in ``test_every_check.py``, which runs
+every check the CLI has.
 """
 
 from __future__ import annotations
@@ -78,7 +81,8 @@ CHECKS = [
 NEGATIVE_CHECKS = [*CHECKS, negative_data_rejection]
 SCHEMATHESIS = {"seed": 20260901}
 EXAMPLES = {GenerationMode.POSITIVE: 30, GenerationMode.NEGATIVE: 15}
-OPERATIONS = [(path, method) for path, item in openapi_document(CONFIG)["paths"].items()
+OPERATIONS = [(path, method) for path, item in openapi_document(
+    CONFIG, default_model="local")["paths"].items()
               for method in item]
 
 
@@ -267,12 +271,13 @@ def test_a_model_is_documented_by_name_and_alias(api_schema, gateway) -> None:
 
 def test_the_served_document_is_the_configs_and_valid_openapi_3_1(gateway) -> None:
     served = httpx.get(f"{gateway.url}{DOCUMENT_PATH}").json()
-    assert served == openapi_document(CONFIG)
+    assert served == openapi_document(CONFIG, default_model="local")
     validate_openapi(served)
 
 
 def test_the_default_config_documents_every_mount() -> None:
-    document = openapi_document(load_default_config())
+    config = load_default_config()
+    document = openapi_document(config, default_model=config.default_model)
     validate_openapi(document)
     paths = document["paths"]
     for base in ("/v1", "", "/api/v1", "/v3"):
@@ -291,7 +296,7 @@ def test_keys_make_bearer_required_and_document_401_and_403() -> None:
 keys:
   - {{name: app, key_sha256: "{'a' * 64}"}}
 """)
-    document = openapi_document(config)
+    document = openapi_document(config, default_model="local")
     assert document["security"] == [{"bearerAuth": []}]
     responses = document["paths"]["/v1/images/edits"]["post"]["responses"]
     assert {"401", "403"} <= responses.keys()

@@ -1,4 +1,5 @@
 """Watching on real servers: a room of many subscribers (delivered in slices) gets every update;
+a subscriber who comes after the end still hears it as a `progress` event (memory and Redis);
 a late subscriber to a backend without signal gets an estimate in its ack and estimates after;
 and with Redis, a subscriber on one process that joins a job already running on another starts
 receiving it, while plain-HTTP reads on either process follow the job to its end."""
@@ -102,3 +103,59 @@ async def test_redis_late_subscriber_on_another_process(start_gateway) -> None:
     running_events = [e for e in watcher.events if e["status"] == "running"]
     assert len(running_events) >= 5, "the owner noticed the watcher within a sync"
     assert_well_formed([ack, *watcher.events])
+
+
+# -- a subscriber who comes after the end -----------------------------------------------------
+
+
+async def _ended_job_heard_only_from_progress_events(url: str, job_id: str) -> None:
+    """Subscribe to a job that already ended: the ack holds its terminal snapshot, and the same
+    snapshot also comes as a ``progress`` event (a client listening only to those never hangs)."""
+    watcher = Watcher()
+    await watcher.connect(url)
+    try:
+        ack = (await watcher.subscribe(job_id))["snapshot"]
+        heard = await watcher.wait_for(lambda e: e["status"] == "succeeded", timeout=10)
+    finally:
+        await watcher.close()
+    assert ack["status"] == "succeeded" and ack["percent"] == 100
+    assert heard == ack
+    assert watcher.events == [ack], "one terminal event, nothing after it"
+
+
+async def test_a_subscriber_after_the_end_still_gets_a_terminal_progress_event(
+        local_gateway) -> None:
+    job_id = str(uuid.uuid4())
+    await async_sdk(local_gateway).images.generate(
+        model="local", prompt="p", size="64x64", extra_headers={"X-Job-Id": job_id})
+    await _ended_job_heard_only_from_progress_events(local_gateway.url, job_id)
+
+
+async def test_redis_a_subscriber_after_the_end_on_another_process_gets_a_progress_event(
+        start_gateway) -> None:
+    prefix = f"image-proxy-test-{uuid.uuid4().hex[:12]}"
+    config = (f"redis_url: {REDIS_URL}\nredis_prefix: {prefix}\n"
+              "models: [{name: local, provider: local}]\n")
+    job_id = str(uuid.uuid4())
+    try:
+        with start_gateway(config) as a, start_gateway(config) as b:
+            async with httpx.AsyncClient(timeout=60) as http:
+                posted = await http.post(
+                    f"{b.url}/v1/images/generations", headers={"X-Job-Id": job_id},
+                    json={"model": "local", "prompt": "p", "size": "64x64"})
+                assert posted.status_code == 200, posted.text
+                ended = None
+                for _ in range(100):  # its end is stored on B's way out: read it on A
+                    ended = (await http.get(f"{a.url}/v1/images/jobs/{job_id}")).json()
+                    if ended.get("status") == "succeeded":
+                        break
+                    await asyncio.sleep(0.05)
+                assert ended is not None and ended["status"] == "succeeded"
+            await _ended_job_heard_only_from_progress_events(a.url, job_id)
+            await _ended_job_heard_only_from_progress_events(b.url, job_id)
+    finally:
+        client = aioredis.from_url(REDIS_URL)
+        keys = [key async for key in client.scan_iter(f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()

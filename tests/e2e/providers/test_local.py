@@ -16,9 +16,10 @@ from tests.support.schemas import validate
 
 
 def test_plain_post_returns_a_png_of_the_requested_size(local_gateway) -> None:
-    # The README's curl example: no key, no content type, just JSON.
+    # The README's curl example: no key, just JSON declared as JSON.
     response = httpx.post(f"{local_gateway.url}/v1/images/generations",
-                          content=b'{"model":"local","prompt":"a red apple"}', timeout=60)
+                          content=b'{"model":"local","prompt":"a red apple"}', timeout=60,
+                          headers={"content-type": "application/json"})
     assert response.status_code == 200, response.text
     body = response.json()
     validate("ImagesResponse", body)

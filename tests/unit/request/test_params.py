@@ -56,6 +56,21 @@ def test_bad_input_names_the_parameter(body: dict, param: str, code: str) -> Non
     assert (error.status, error.param, error.code) == (400, param, code)
 
 
+def test_an_integral_json_number_is_an_integer_as_json_schema_says() -> None:
+    # 2.0 is an integer to JSON Schema (the OpenAPI document's types): taken as 2.
+    request = build({"prompt": "p", "n": 2.0, "output_compression": 60.0})
+    assert request.n == 2 and isinstance(request.n, int)
+    assert request.output_compression == 60 and isinstance(request.output_compression, int)
+    for body in ({"prompt": "p", "n": 2.5}, {"prompt": "p", "n": float("inf")}):
+        error = error_of(body)
+        assert (error.status, error.param, error.code) == (400, "n", "invalid_type")
+
+
+def test_a_value_outside_a_models_set_names_the_model() -> None:
+    error = error_of({"prompt": "p", "quality": "standard"})
+    assert error.param == "quality" and "for model '" in error.message
+
+
 def test_per_model_limits() -> None:
     assert error_of({"prompt": "x" * 4001}, upstream="dall-e-3").param == "prompt"
     assert error_of({"prompt": "p", "n": 2}, upstream="dall-e-3").param == "n"
