@@ -13,7 +13,8 @@ instance gets it (the caller then ends the job: :mod:`proxy.progress.reaper`). T
 fences the old owner: if it was only cut off and renews again, it learns that its job was ended
 (``on_lost``) and stops it, instead of carrying on as if nothing happened.
 
-Two twins with the same behaviour: in memory (one process: leases never lapse there unless a
+Two twins with the same behaviour (:mod:`proxy.fleet.leases_memory`,
+:mod:`proxy.fleet.leases_redis`): in memory (one process: leases never lapse there unless a
 test gives them an end) and Redis, where deadlines are Redis's own clock (``TIME``), the same for
 every instance. Redis keys (``<prefix>:fleet:``): ``deadlines`` (sorted set: lease → deadline in
 ms), ``leases`` (hash: lease → its owner key, instance and whether it holds a slot),
@@ -30,20 +31,13 @@ import contextlib
 import logging
 import math
 import secrets
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import orjson
-
 from proxy.core.errors import StoreUnavailable
-from proxy.fleet.batch import Batch, Script
-from proxy.fleet.policy import StorePolicy, background
+from proxy.fleet.policy import background
 
 log = logging.getLogger("proxy.fleet")
-
-RENEW_CHUNK = 500  # leases per renewal script (all chunks go in one pipeline)
-
 
 @dataclass(frozen=True, slots=True)
 class Lapsed:
@@ -248,202 +242,3 @@ class LeaseTable:
         """Claim up to ``most`` lapsed leases (each is claimed once, fleet-wide): removed, their
         slots freed, their tokens tombstoned."""
         raise NotImplementedError
-
-
-class MemoryLeases(LeaseTable):
-    """Leases in one process. The gateway makes them endless (a process cannot lose its own
-    jobs); given an end, they lapse and are reaped exactly as in Redis."""
-
-    def __init__(self, lease_seconds: float = math.inf, instance: str = "local",
-                 retention: float = 3600.0) -> None:
-        super().__init__(lease_seconds, instance)
-        self.retention = retention
-        self._deadlines: dict[str, float] = {}
-        self._infos: dict[str, tuple[str, str, bool]] = {}  # token → owner, instance, slot
-        self._slots: dict[str, dict[str, float]] = {}  # owner → token → deadline
-        self._lost: dict[str, float] = {}  # token → when its tombstone goes
-
-    async def _admit(self, lease: JobLease, limit: int | None) -> bool:
-        now = time.monotonic()
-        deadline = now + self.lease_seconds
-        if limit is not None:
-            slots = self._slots.setdefault(lease.owner, {})
-            for token in [t for t, until in slots.items() if until <= now]:
-                del slots[token]
-            if len(slots) >= limit:
-                return False
-            slots[lease.token] = deadline
-        self._deadlines[lease.token] = deadline
-        self._infos[lease.token] = (lease.owner, self.instance, lease.slot)
-        return True
-
-    async def _renew(self, leases: list[JobLease]) -> list[str]:
-        now = time.monotonic()
-        deadline = now + self.lease_seconds
-        lost = []
-        for lease in leases:
-            if self._lost.get(lease.token, 0.0) > now:
-                lost.append(lease.token)
-                continue
-            self._deadlines[lease.token] = deadline
-            self._infos[lease.token] = (lease.owner, self.instance, lease.slot)
-            if lease.slot:
-                self._slots.setdefault(lease.owner, {})[lease.token] = deadline
-        return lost
-
-    async def _release(self, lease: JobLease) -> None:
-        self._forget(lease.token)
-
-    def _forget(self, token: str) -> tuple[str, str, bool] | None:
-        self._deadlines.pop(token, None)
-        info = self._infos.pop(token, None)
-        if info is not None and info[2]:
-            slots = self._slots.get(info[0])
-            if slots is not None:
-                slots.pop(token, None)
-                if not slots:
-                    del self._slots[info[0]]
-        return info
-
-    async def reap(self, most: int = 100) -> list[Lapsed]:
-        now = time.monotonic()
-        for token in [t for t, until in self._lost.items() if until <= now]:
-            del self._lost[token]
-        due = sorted((until, t) for t, until in self._deadlines.items() if until <= now)
-        lapsed = []
-        for _, token in due[:most]:
-            info = self._forget(token) or ("", "", False)
-            self._lost[token] = now + self.retention
-            lapsed.append(Lapsed(token.split(":", 1)[0], info[0], info[1]))
-        return lapsed
-
-
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
-# KEYS: deadlines, leases[, the key's slots]; ARGV: token, lease ms, limit, info
-ADMIT = Script(_NOW + """
-local deadline = now + tonumber(ARGV[2])
-if KEYS[3] then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-  if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[3]) then return 0 end
-  redis.call('ZADD', KEYS[3], deadline, ARGV[1])
-  redis.call('PEXPIRE', KEYS[3], ARGV[2])
-end
-redis.call('ZADD', KEYS[1], deadline, ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
-return 1
-""")
-# KEYS: deadlines, leases; ARGV: lease ms, slots prefix, tombstone prefix, then for each lease:
-# token, its key's name ('' without a slot), info. Returns the tokens that were reaped.
-RENEW = Script(_NOW + """
-local deadline = now + tonumber(ARGV[1])
-local lost = {}
-for i = 4, #ARGV, 3 do
-  local token = ARGV[i]
-  if redis.call('EXISTS', ARGV[3] .. token) == 1 then
-    lost[#lost + 1] = token
-  else
-    redis.call('ZADD', KEYS[1], deadline, token)
-    redis.call('HSET', KEYS[2], token, ARGV[i + 2])
-    if ARGV[i + 1] ~= '' then
-      local slots = ARGV[2] .. ARGV[i + 1]
-      redis.call('ZADD', slots, deadline, token)
-      redis.call('PEXPIRE', slots, ARGV[1])
-    end
-  end
-end
-return lost
-""")
-# KEYS: deadlines, leases[, the key's slots]; ARGV: token
-RELEASE = Script("""
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-if KEYS[3] then redis.call('ZREM', KEYS[3], ARGV[1]) end
-return 1
-""")
-# KEYS: deadlines, leases; ARGV: most, tombstone prefix, tombstone ms, slots prefix.
-# Returns token, info, token, info, ...
-REAP = Script(_NOW + """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
-local out = {}
-for _, token in ipairs(due) do
-  local info = redis.call('HGET', KEYS[2], token) or ''
-  redis.call('ZREM', KEYS[1], token)
-  redis.call('HDEL', KEYS[2], token)
-  redis.call('SET', ARGV[2] .. token, '1', 'PX', ARGV[3])
-  if info ~= '' then
-    local data = cjson.decode(info)
-    if data['slot'] then redis.call('ZREM', ARGV[4] .. data['owner'], token) end
-  end
-  out[#out + 1] = token
-  out[#out + 1] = info
-end
-return out
-""")
-
-
-class RedisLeases(LeaseTable):
-    """Leases every instance sharing the Redis sees; every call goes through ``policy``."""
-
-    shared = True
-
-    def __init__(self, batch: Batch, policy: StorePolicy, prefix: str, *,
-                 lease_seconds: float, instance: str, retention: float) -> None:
-        super().__init__(lease_seconds, instance)
-        self.batch = batch
-        self.policy = policy
-        base = f"{prefix}:fleet:"
-        self.deadlines, self.infos = base + "deadlines", base + "leases"
-        self.slots, self.lost = base + "slots:", base + "lost:"
-        self.lease_ms = max(1, round(lease_seconds * 1000))
-        self.lost_ms = max(1, round(retention * 1000))
-
-    def _keys(self, lease: JobLease) -> list[str]:
-        keys = [self.deadlines, self.infos]
-        return [*keys, self.slots + lease.owner] if lease.slot else keys
-
-    def _info(self, lease: JobLease) -> bytes:
-        info: dict[str, object] = {"owner": lease.owner, "instance": self.instance,
-                                   "slot": lease.slot}
-        if lease.durable:
-            info["durable"] = True
-        return orjson.dumps(info)
-
-    async def _admit(self, lease: JobLease, limit: int | None) -> bool:
-        args = [lease.token, self.lease_ms, limit or 0, self._info(lease)]
-        reply = await self.policy.call(
-            "admission", lambda: self.batch.script(ADMIT, self._keys(lease), args))
-        return bool(reply)
-
-    async def _renew(self, leases: list[JobLease]) -> list[str]:
-        head = [self.lease_ms, self.slots, self.lost]
-        calls = []
-        for start in range(0, len(leases), RENEW_CHUNK):
-            args = list(head)
-            for lease in leases[start:start + RENEW_CHUNK]:
-                args += [lease.token, lease.owner if lease.slot else "", self._info(lease)]
-            calls.append(args)
-
-        async def renew_all() -> list[list[bytes]]:
-            keys = [self.deadlines, self.infos]
-            return await asyncio.gather(*(self.batch.script(RENEW, keys, args)
-                                          for args in calls))
-
-        replies = await self.policy.call("lease renewal", renew_all)
-        return [token.decode() for reply in replies for token in reply]
-
-    async def _release(self, lease: JobLease) -> None:
-        await self.policy.call("lease release", lambda: self.batch.script(
-            RELEASE, self._keys(lease), [lease.token]))
-
-    async def reap(self, most: int = 100) -> list[Lapsed]:
-        reply = await self.policy.call("reaping", lambda: self.batch.script(
-            REAP, [self.deadlines, self.infos], [most, self.lost, self.lost_ms, self.slots]))
-        lapsed = []
-        for token, info in zip(reply[::2], reply[1::2], strict=True):
-            data = orjson.loads(info) if info else {}
-            lapsed.append(Lapsed(token.decode().split(":", 1)[0], data.get("owner", ""),
-                                 data.get("instance", ""), bool(data.get("durable"))))
-        return lapsed

@@ -34,7 +34,9 @@ from proxy.core.redact import remember, secrets_in
 from proxy.fetching import AllowList, ImageFetcher
 from proxy.fleet.batch import Batch
 from proxy.fleet.client import connect
-from proxy.fleet.leases import JobLease, LeaseTable, MemoryLeases, RedisLeases
+from proxy.fleet.leases import JobLease, LeaseTable
+from proxy.fleet.leases_memory import MemoryLeases
+from proxy.fleet.leases_redis import RedisLeases
 from proxy.fleet.policy import StorePolicy
 from proxy.fleet.queue import BLOCK_SECONDS, JobQueue
 from proxy.jobs.claims import ClaimStore, MemoryClaimStore, RedisClaimStore

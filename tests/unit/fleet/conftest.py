@@ -13,7 +13,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from proxy.fleet.batch import Batch
-from proxy.fleet.leases import LeaseTable, MemoryLeases, RedisLeases
+from proxy.fleet.leases import LeaseTable
+from proxy.fleet.leases_memory import MemoryLeases
+from proxy.fleet.leases_redis import RedisLeases
 from proxy.fleet.policy import StorePolicy
 
 REDIS_URL = os.environ.get("IMAGE_PROXY_TEST_REDIS", "redis://127.0.0.1:6379/15")

@@ -10,7 +10,8 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
-from proxy.fleet.leases import JobLease, RedisLeases
+from proxy.fleet.leases import JobLease
+from proxy.fleet.leases_redis import RedisLeases
 from tests.unit.fleet.conftest import REDIS_URL, Tables
 
 

@@ -15,7 +15,8 @@ from proxy.auth.keys import Key
 from proxy.core.errors import GatewayError
 from proxy.fleet.batch import Batch
 from proxy.fleet.client import connect
-from proxy.fleet.leases import MemoryLeases, RedisLeases
+from proxy.fleet.leases_memory import MemoryLeases
+from proxy.fleet.leases_redis import RedisLeases
 from proxy.fleet.policy import StorePolicy
 from proxy.limits.counters import MemoryCounters, RedisCounters
 from proxy.limits.guard import Guard

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from proxy.core.events import Completed, Progress
 from proxy.fleet.batch import Batch
 from proxy.fleet.client import connect
-from proxy.fleet.leases import RedisLeases
+from proxy.fleet.leases_redis import RedisLeases
 from proxy.fleet.policy import StorePolicy
 from proxy.progress.hub import room_for
 from proxy.progress.reaper import Reaper
