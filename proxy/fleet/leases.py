@@ -95,6 +95,8 @@ class LeaseTable:
         self._renewing: asyncio.Task[None] | None = None
         # Leases held here that the store has not seen yet, by job id.
         self._unrecorded: dict[str, list[JobLease]] = {}
+        # Leases on their way to the store (a renewal or a record): token → that call's end.
+        self._writing: dict[str, asyncio.Future[None]] = {}
 
     async def admit(self, job_id: str, owner: str, limit: int | None,
                     durable: bool = False) -> JobLease | None:
@@ -131,11 +133,10 @@ class LeaseTable:
         for lease in leases:
             lease.recorded = True
         try:
-            await self._renew(leases)  # fresh tokens: none of them can have been reaped
+            await self._write(leases)  # fresh tokens: none of them can have been reaped
         except BaseException:
             self._unrecord(leases)
             raise
-        await self._release_again(leases)
 
     def adopt(self, job_id: str, owner: str, limit: int | None,
               durable: bool = False) -> JobLease:
@@ -155,6 +156,9 @@ class LeaseTable:
                 if not waiting:
                     del self._unrecorded[lease.job_id]
             return
+        writing = self._writing.get(lease.token)
+        if writing is not None:  # a renewal carries it: released after, or it would be again
+            await asyncio.shield(writing)
         with contextlib.suppress(StoreUnavailable):
             await self._release(lease)
 
@@ -164,17 +168,17 @@ class LeaseTable:
         leases = list(self.held.values())
         if not leases:
             return []
-        # Marked before the call: a job ending while it is on its way releases its lease.
+        # Marked before the call: a job ending while it is on its way releases its lease
+        # (after it).
         fresh = [lease for lease in leases if not lease.recorded]
         for lease in fresh:
             lease.recorded = True
         self._unrecorded.clear()
         try:
-            tokens = await self._renew(leases)
+            tokens = await self._write(leases)
         except BaseException:
             self._unrecord(fresh)
             raise
-        await self._release_again(leases)
         lost = []
         for token in tokens:
             lease = self.held.pop(token, None)
@@ -183,13 +187,19 @@ class LeaseTable:
                 lost.append(lease)
         return lost
 
-    async def _release_again(self, leases: list[JobLease]) -> None:
-        """Leases released while a call writing them was on its way: their release may have
-        reached the store first, so it goes again, after the write."""
+    async def _write(self, leases: list[JobLease]) -> list[str]:
+        """Renew (or record) ``leases`` in the store; a release of one of them meanwhile waits
+        for this call, so it reaches the store after it."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         for lease in leases:
-            if not lease.held:
-                with contextlib.suppress(StoreUnavailable):
-                    await self._release(lease)
+            self._writing[lease.token] = done
+        try:
+            return await self._renew(leases)
+        finally:
+            for lease in leases:
+                if self._writing.get(lease.token) is done:
+                    del self._writing[lease.token]
+            done.set_result(None)
 
     def _unrecord(self, leases: list[JobLease]) -> None:
         """``leases`` were not written after all (the store did not answer)."""

@@ -49,8 +49,8 @@ async def test_every_kind_of_refusal_is_counted_with_its_route_and_code() -> Non
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
             async def call(route: str, method: str, path: str, key: str | None = None,
                            **kwargs) -> httpx.Response:
-                response = await client.request(method, path, headers=auth(key) if key else {},
-                                                **kwargs)
+                headers = {**(auth(key) if key else {}), **kwargs.pop("headers", {})}
+                response = await client.request(method, path, headers=headers, **kwargs)
                 code = response.json()["error"]["code"] if response.status_code >= 400 else ""
                 answers.append((route, response.status_code, code))
                 return response
@@ -58,7 +58,10 @@ async def test_every_kind_of_refusal_is_counted_with_its_route_and_code() -> Non
             # The image endpoints (their short way in).
             await call(GENERATIONS, "POST", GENERATIONS, json=JOB)
             await call(GENERATIONS, "POST", GENERATIONS, ADMIN, json={**JOB, "size": "1x1"})
-            await call(GENERATIONS, "POST", GENERATIONS, ADMIN, content=b"{not json")
+            await call(GENERATIONS, "POST", GENERATIONS, ADMIN, content=b"{not json",
+                       headers={"content-type": "application/json"})
+            await call(GENERATIONS, "POST", GENERATIONS, ADMIN, content=b'{"prompt": "p"}',
+                       headers={"content-type": "text/plain"})
             await call(GENERATIONS, "POST", GENERATIONS, VIEWER,
                        json={"model": "openai/gpt-image-1", "prompt": "p"})
             await call(GENERATIONS, "POST", GENERATIONS, ADMIN, json={**JOB, "model": "nope"})
@@ -90,7 +93,8 @@ async def test_every_kind_of_refusal_is_counted_with_its_route_and_code() -> Non
         (200, ""), (400, "invalid_value"), (400, "invalid_json"), (401, "invalid_api_key"),
         (403, "model_not_allowed"), (404, "model_not_found"), (413, "request_too_large"),
         (429, "rate_limit_exceeded"), (503, "model_busy"), (404, "not_found"),
-        (405, "method_not_allowed"), (404, "job_not_found")}
+        (405, "method_not_allowed"), (404, "job_not_found"),
+        (415, "unsupported_media_type")}
     expected: dict[tuple[str, int, str], int] = {}
     for answer in answers:
         expected[answer] = expected.get(answer, 0) + 1
