@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Route
+
+from proxy.http.pages import page_routes
 
 STATIC = Path(__file__).parent / "static"
 DOCS_PATH = "/docs"
@@ -43,23 +42,7 @@ PAGE_HEADERS = {
 def docs_routes() -> list[Route]:
     """``GET /docs`` (the page) and ``GET /docs/{asset}`` (its files)."""
     page = (STATIC / "index.html").read_text(encoding="utf-8")
-
-    async def index(request: Request) -> Response:
-        return HTMLResponse(page, headers=PAGE_HEADERS)
-
-    async def asset(request: Request) -> Response:
-        name = request.path_params["name"]
-        media_type = ASSETS.get(name)
-        if media_type is None:
-            raise HTTPException(404)
-        return FileResponse(STATIC / name, media_type=media_type,
-                            headers={"cache-control": "no-cache",
-                                     "x-content-type-options": "nosniff"})
-
-    return [
-        Route(DOCS_PATH, index, methods=["GET"]),
-        Route(f"{DOCS_PATH}/{{name}}", asset, methods=["GET"]),
-    ]
+    return page_routes(DOCS_PATH, page, PAGE_HEADERS, DOCS_PATH, STATIC, ASSETS)
 
 
 __all__ = ["DOCS_PATH", "STATIC", "docs_routes"]

@@ -11,10 +11,9 @@ import html
 from collections.abc import Sequence
 from pathlib import Path
 
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Route
+
+from proxy.http.pages import page_routes
 
 STATIC = Path(__file__).parent / "static"
 
@@ -49,23 +48,7 @@ def playground_routes(base_paths: Sequence[str] = ("/v1",)) -> list[Route]:
     """``GET /`` (the page) and ``GET /playground/{asset}`` (its files)."""
     page = (STATIC / "index.html").read_text(encoding="utf-8").replace(
         "{{API_BASE}}", html.escape(api_base(base_paths), quote=True))
-
-    async def index(request: Request) -> Response:
-        return HTMLResponse(page, headers=PAGE_HEADERS)
-
-    async def asset(request: Request) -> Response:
-        name = request.path_params["name"]
-        media_type = ASSETS.get(name)
-        if media_type is None:
-            raise HTTPException(404)
-        return FileResponse(STATIC / name, media_type=media_type,
-                            headers={"cache-control": "no-cache",
-                                     "x-content-type-options": "nosniff"})
-
-    return [
-        Route("/", index, methods=["GET"]),
-        Route("/playground/{name}", asset, methods=["GET"]),
-    ]
+    return page_routes("/", page, PAGE_HEADERS, "/playground", STATIC, ASSETS)
 
 
 __all__ = ["playground_routes"]
