@@ -16,10 +16,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from proxy.auth import new_key
-from tests.support.fakes import azure, google, openai_upstream, xai
+from tests.support.fakes import openai_upstream
 from tests.support.fakes.azure import FakeAzure
 from tests.support.fakes.google import FakeGoogle
 from tests.support.fakes.openai_upstream import FakeOpenAI
+from tests.support.fakes.providers import providers_yaml
 from tests.support.fakes.xai import FakeXAI
 from tests.support.servers import RunningServer
 from tests.support.stack import upstreams_and_gateway
@@ -69,13 +70,7 @@ def conformance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Conformanc
 data_dir: {data_dir}
 keys: [{{name: conformance, key_sha256: {KEY_HASH}, capabilities: [admin]}}]
 fetch: {{allow_hosts: ["{images}"]}}
-providers:
-  openai: {{api_key: {openai_upstream.API_KEY}, base_url: "{url["openai"]}/v1"}}
-  azure: {{endpoint: "{url["azure"]}", api_key: {azure.API_KEY}}}
-  gemini: {{api_key: {google.API_KEY}, base_url: "{url["google"]}"}}
-  imagen: {{api_key: {google.API_KEY}, base_url: "{url["google"]}"}}
-  xai: {{api_key: {xai.API_KEY}, base_url: "{url["xai"]}/v1"}}
-models:
+{providers_yaml(url)}models:
   # An OpenAI-compatible server's own model: no published price.
   - {{name: compatible/unpriced, provider: openai, upstream_model: house-model,
       base_url: "{url["openai"]}/v1", api_key: {openai_upstream.API_KEY}}}

@@ -12,11 +12,12 @@ import httpx
 import pytest
 
 from proxy.models.catalog import load_catalog
-from tests.support.fakes import azure, google, openai_upstream, xai
+from tests.support.fakes import google
 from tests.support.fakes.azure import FakeAzure
 from tests.support.fakes.comfyui import FakeComfyUI
 from tests.support.fakes.google import IMAGEN_MODELS, FakeGoogle
 from tests.support.fakes.openai_upstream import FakeOpenAI
+from tests.support.fakes.providers import providers_yaml
 from tests.support.fakes.xai import FakeXAI
 from tests.support.gateways import start_gateway
 from tests.support.servers import RunningServer
@@ -31,13 +32,7 @@ def every_provider_yaml(url: Mapping[str, str]) -> str:
     vertex = (f"project: {google.PROJECT}, access_token: {VERTEX_TOKEN}, "
               f"base_url: \"{url['google']}\"")
     return f"""
-providers:
-  openai: {{api_key: {openai_upstream.API_KEY}, base_url: "{url["openai"]}/v1"}}
-  azure: {{endpoint: "{url["azure"]}", api_key: {azure.API_KEY}}}
-  gemini: {{api_key: {google.API_KEY}, base_url: "{url["google"]}"}}
-  imagen: {{api_key: {google.API_KEY}, base_url: "{url["google"]}"}}
-  xai: {{api_key: {xai.API_KEY}, base_url: "{url["xai"]}/v1"}}
-models:
+{providers_yaml(url)}models:
   - {{name: local, provider: local}}
   - {{name: vertex/imagen, provider: imagen, upstream_model: imagen-4.0-generate-001,
       api_key: null, {vertex}}}
