@@ -72,11 +72,24 @@ async def submit(http: httpx.AsyncClient, url: str, model: str, **more: Any) -> 
     return response.headers["location"]
 
 
+async def read(http: httpx.AsyncClient, url: str) -> dict[str, Any]:
+    """The job at ``url``. A 503 ``store_unavailable`` (the documented answer while Redis is
+    slower than ``store_timeout``, as it can be on a loaded test machine) is asked again."""
+    for _ in range(40):
+        response = await http.get(url)
+        if response.status_code != 503:
+            break
+        assert response.json()["error"]["code"] == "store_unavailable", response.text
+        await asyncio.sleep(0.05)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
 async def poll(http: httpx.AsyncClient, url: str, done: Any, limit: float = 20) -> dict[str, Any]:
     """GET ``url`` until ``done(job)``; the last snapshot read."""
     deadline = time.monotonic() + limit
     while True:
-        job = (await http.get(url)).json()
+        job = await read(http, url)
         if done(job) or time.monotonic() > deadline:
             return job
         await asyncio.sleep(0.05)
@@ -101,7 +114,7 @@ async def test_a_job_its_killed_runner_had_not_started_is_run_by_another_instanc
                 break
             await asyncio.sleep(0.05)
         assert len(set(held.values())) == 1, held  # both held by A's runners
-        waiting = (await http.get(f"{a.url}{second}")).json()
+        waiting = await read(http, f"{a.url}{second}")
         assert waiting["status"] == "queued" and not fake.requests, waiting
         # What the queue holds names the key; it holds no secret.
         entries = str(await stream_entries(own_redis))
@@ -145,7 +158,7 @@ async def test_a_job_whose_upstream_call_began_fails_instance_lost_and_is_not_ru
                          limit=3 * LEASE)
         ended = time.monotonic() - killed
         await asyncio.sleep(LEASE)  # a take-over that would run it again has had its chance
-        later = (await http.get(f"{other.url}{where}")).json()
+        later = await read(http, f"{other.url}{where}")
     assert (job["status"], job["error"]["code"]) == ("failed", "instance_lost"), job
     assert "may have been called" in job["error"]["message"]
     assert ended <= 2 * LEASE, f"ended {ended:.2f} s after the kill"
@@ -169,6 +182,9 @@ async def test_many_async_jobs_across_two_instances_never_show_succeeded_without
             where = await submit(http, accepted_on.url, "local/steps" if i % 3 else PAID)
             while True:  # polled on the other instance, back to back
                 response = await http.get(f"{read_on.url}{where}")
+                if response.status_code == 503:  # Redis slower than store_timeout: documented
+                    assert response.json()["error"]["code"] == "store_unavailable"
+                    continue
                 assert response.status_code == 200, response.text
                 job = response.json()
                 seen.append(job)
