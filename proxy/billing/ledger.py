@@ -129,6 +129,25 @@ class UsageLedger(ABC):
         """Write ``rec``; once this returns it is stored."""
         await self.record_nowait(rec)
 
+    # Read your writes: a usage report waits (a little) for the records queued before it, so a
+    # client that asks for its usage right after its answer sees that job. Records are
+    # committed in the order they were queued, so the newest one's future says when.
+    _newest: asyncio.Future[None] | None = None
+    READ_WAIT_SECONDS: ClassVar[float] = 2.0
+
+    def _queued(self, future: asyncio.Future[None]) -> asyncio.Future[None]:
+        self._newest = future
+        return future
+
+    async def _caught_up(self) -> None:
+        """Wait until the records queued so far are written (or failed, or ``READ_WAIT_SECONDS``
+        passed: the report is then read as it stands)."""
+        newest = self._newest
+        if newest is None or newest.done() or newest.get_loop() is not asyncio.get_running_loop():
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(newest), self.READ_WAIT_SECONDS)
+
     @abstractmethod
     async def query(self, *, key: str | None, since: float | None = None,
                     until: float | None = None, model: str | None = None, limit: int = 100,

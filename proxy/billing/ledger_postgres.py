@@ -192,7 +192,7 @@ class PostgresLedger(UsageLedger):
             self._unsent.setdefault(row[KEY_INDEX], deque()).append(
                 (row[CREATED_INDEX], row[COST_INDEX]))
         self._wake.set()
-        return future
+        return self._queued(future)
 
     def _forget(self, row: tuple[Any, ...], *, newest: bool) -> None:
         """``row`` left the buffer (the oldest record of its key, or the newest)."""
@@ -358,6 +358,7 @@ class PostgresLedger(UsageLedger):
                     until: float | None = None, model: str | None = None, limit: int = 100,
                     offset: int = 0) -> UsageReport:
         check_page(limit, offset)
+        await self._caught_up()
         clause, args = where_clause(lambda n: f"${n}", key=key, since=since, until=until,
                                     model=model)
         return await self._read(lambda conn: read_report(conn, clause, args, limit, offset))

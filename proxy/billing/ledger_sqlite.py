@@ -176,7 +176,7 @@ class SQLiteLedger(UsageLedger):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._queue.put((row, future, loop))
-        return future
+        return self._queued(future)
 
     def _connect(self, *, cached_statements: int = 128) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
@@ -309,6 +309,7 @@ class SQLiteLedger(UsageLedger):
         ``key`` has no default on purpose: reading everyone's usage must be asked for.
         """
         check_page(limit, offset)
+        await self._caught_up()
         clause, args = where_clause(lambda _: "?", key=key, since=since, until=until,
                                     model=model)
 

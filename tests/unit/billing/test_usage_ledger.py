@@ -69,6 +69,17 @@ async def test_every_field_round_trips(ledger: UsageLedger) -> None:
 
 
 @BOTH_BACKENDS
+async def test_a_report_read_right_after_a_record_is_queued_holds_it(ledger: UsageLedger) -> None:
+    """Read your writes: the gateway queues a job's record as it answers (it does not wait for
+    the commit), and a client that asks for its usage at once must see that job."""
+    records = [rec(i) for i in range(1, 40)]
+    for record in records:
+        ledger.record_nowait(record)  # queued, not awaited: as the gateway does
+    report = await ledger.query(key="alice", limit=100)
+    assert sorted(row.job_id for row in report.rows) == sorted(r.job_id for r in records)
+
+
+@BOTH_BACKENDS
 async def test_metadata_none_and_empty_stay_distinct(ledger: UsageLedger) -> None:
     await ledger.record(rec(1, metadata=None))
     await ledger.record(rec(2, metadata={}))
