@@ -35,7 +35,8 @@ def _restored(skeleton: object, lifted: dict[str, bytes]) -> object:
     b'{"data" : [ { "b64_json"  :\n "' + BIG.encode() + b'" } ] , "x": "\\"b64_json\\": 1"}',
     orjson.dumps({"data": [{"b64_json": BIG[:100]}], "b64_json": BIG}),  # small, and top level
     orjson.dumps({"data": [{"b64_json": BIG[:-8] + "\\u0041" * 2}]}),  # escapes: not lifted
-    orjson.dumps({"data": [{"b64_json": BIG + "!"}]}),  # not base64: not lifted
+    orjson.dumps({"data": [{"b64_json": BIG + "!"}]}),  # ASCII: lifted as it is
+    orjson.dumps({"data": [{"b64_json": BIG + "\u00e9"}]}),  # not ASCII: parsed
     orjson.dumps({"data": [{"b64_json": 5}, {"b64_json": None}], "n": BIG}),
 ])
 def test_lifting_changes_nothing_but_where_the_bytes_are(raw: bytes) -> None:
