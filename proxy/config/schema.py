@@ -237,6 +237,10 @@ class UsageConfig(Strict):
     # spend per key, for every instance that names it. ${VAR} keeps the password out of the
     # file. A secret: never shown in logs, errors or the config's repr.
     database_url: SecretStr | None = None
+    # The SQLite ledger begins at most one commit (one fsync) per this many seconds under load,
+    # the records of the interval sharing it; a record after a quiet spell is written at once.
+    # Answers never wait for it. 0: commit whatever is queued as soon as the last commit ends.
+    commit_interval: float = Field(0.010, ge=0, le=1)
 
     @field_validator("database_url")
     @classmethod

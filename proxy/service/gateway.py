@@ -265,7 +265,7 @@ def _usage_ledger(config: GatewayConfig) -> UsageLedger | None:
         return None
     url = config.usage.database_url
     if url is None:
-        return SQLiteLedger(config.data_path)
+        return SQLiteLedger(config.data_path, commit_interval=config.usage.commit_interval)
     # Imported only when configured: it brings asyncpg.
     from proxy.billing.ledger_postgres import PostgresLedger
 

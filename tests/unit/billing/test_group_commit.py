@@ -87,7 +87,8 @@ async def test_concurrent_records_share_a_few_commits_and_wake_ups(
 
 
 async def test_a_lone_record_is_committed_alone_and_at_once(ledger: SQLiteLedger) -> None:
-    """Nothing waits for company: one record at a time is one commit and one wake-up each."""
+    """Nothing waits for company: one record at a time is one commit and one wake-up each
+    (spaced by the commit interval at most)."""
     before = ledger.stats
     took = []
     for i in range(20):
@@ -99,6 +100,26 @@ async def test_a_lone_record_is_committed_alone_and_at_once(ledger: SQLiteLedger
     assert after.commits - before.commits == 20
     assert after.wakeups - before.wakeups == 20
     assert sorted(took)[10] < 0.5  # an fsync, not a timer
+
+
+async def test_records_within_the_commit_interval_share_its_commit(tmp_path: Path) -> None:
+    """Under load, at most one commit begins per interval: what arrives within it waits for its
+    end and shares one commit; closing the ledger does not wait for the interval."""
+    async with SQLiteLedger(tmp_path / "data", commit_interval=1.0) as ledger:
+        await ledger.record(rec(0))  # after a quiet spell: committed at once
+        before = ledger.stats
+        waiting = []
+        for i in range(1, 6):
+            waiting.append(ledger.record_nowait(rec(i)))
+            await asyncio.sleep(0.01)
+        assert not any(future.done() for future in waiting)
+        await asyncio.wait_for(asyncio.gather(*waiting), 5)
+        after = ledger.stats
+        assert (after.commits - before.commits, after.records - before.records) == (1, 5)
+        more = [ledger.record_nowait(rec(i)) for i in range(6, 9)]
+    # Closed within the next interval: the queued records were written, not dropped.
+    assert all(future.done() and future.exception() is None for future in more)
+    assert job_ids_on_disk(ledger.path) == {rec(i).job_id for i in range(9)}
 
 
 async def test_every_acknowledged_record_is_readable_from_another_connection(
