@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from proxy.auth import Key
 from proxy.core.errors import GatewayError, invalid_param
@@ -100,7 +101,7 @@ async def _create(request: Request, *, edit_route: bool,
                 images=edit.images, mask=edit.mask, listed=edit.listed,
                 response_format=response_format, detached=detached, watched=watched,
                 id_param=chosen[1] if chosen else JOB_ID_HEADER,
-                base_url=f"{request.url.scheme}://{request.url.netloc}"))
+                base_url=request_origin(request.scope)))
             if detached:
                 return JSONBody(await reply.accepted(), status_code=202, headers={
                     **reply.headers,
@@ -133,6 +134,25 @@ async def _refusals(service: ImageService, key: Key, job_id: str,
         if watched:
             await service.refuse(key, job_id, error)
         raise
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def request_origin(scope: Scope) -> str:
+    """``scheme://host[:port]`` as the client addressed it, read the way Starlette's
+    ``request.url`` reads it (the Host header, else the server's address), without parsing a
+    whole URL twice per request."""
+    scheme = scope.get("scheme", "http")
+    for name, value in scope["headers"]:
+        if name == b"host":
+            return f"{scheme}://{value.decode('latin-1')}"
+    server = scope.get("server")
+    if server is None:
+        return f"{scheme}://"
+    host, port = server
+    return f"{scheme}://{host}" if port == _DEFAULT_PORTS.get(scheme) else \
+        f"{scheme}://{host}:{port}"
 
 
 def wants_async(request: Request) -> bool:
