@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from proxy.billing.record import UsageKind, UsageRecord, UsageStatus
-from proxy.core.events import Completed, Event, Failed, Image, PartialImage, Usage
+from proxy.core.events import Completed, Event, Failed, Image, ImagePiece, PartialImage, Usage
 
 
 class UsageMeter:
@@ -34,6 +34,8 @@ class UsageMeter:
         if isinstance(event, Image):
             self._images.add(event.index)
             self.image_bytes += len(event.b64_json or "")
+        elif isinstance(event, ImagePiece):
+            self.image_bytes += len(event.data)
         elif isinstance(event, PartialImage):
             self.partial_bytes += len(event.b64_json)
         elif isinstance(event, Completed):

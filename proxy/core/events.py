@@ -55,6 +55,20 @@ class Image:
     b64_json: str | bytes | None = None
     url: str | None = None
     revised_prompt: str | None = None
+    # Its base64 went ahead in ``ImagePiece`` events (``b64_json`` is None): the rest of the
+    # item, once the upstream's item has ended.
+    pieced: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePiece:
+    """The next bytes of image ``index``'s base64, as the upstream sends them (ASCII, nothing
+    to escape). Only a call that asks for pieces (``Call.pieces``: a JSON answer written while
+    the upstream still sends) gets them: the pieces of one image come in order, then its
+    ``Image`` (``pieced``), then the next image's pieces."""
+
+    index: int
+    data: bytes
 
 
 def b64_text(b64: str | bytes | None) -> str | None:
@@ -115,4 +129,4 @@ class Failed:
     error: GatewayError
 
 
-Event = Progress | PartialImage | Image | Completed | Failed
+Event = Progress | PartialImage | Image | ImagePiece | Completed | Failed

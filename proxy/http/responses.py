@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from proxy.core.errors import GatewayError
+from proxy.http.disconnect import ClientGone, ClientWatch
+from proxy.service.passing import PassedAnswer
+
+log = logging.getLogger("proxy.http")
 
 
 class JSONBody(Response):
@@ -75,6 +81,48 @@ def _spliced(content: dict[str, Any]) -> list[bytes]:
         done = at + len(orjson.dumps(marker)) - 1  # ...and its closing quote stays
     chunks.append(skeleton[done:])
     return chunks
+
+
+class PassedBody(Response):
+    """An ``ImagesResponse`` written while the upstream still sends it (chunked: its length is
+    known only at its end). The client is watched meanwhile: when it leaves, the job stops and
+    with it the upstream's answer. A job that fails after the start cannot be answered with
+    an error any more: the body is left incomplete and the connection closed."""
+
+    media_type = "application/json"
+
+    def __init__(self, answer: PassedAnswer, headers: Mapping[str, str] | None = None) -> None:
+        self.status_code = 200
+        self.background = None
+        self.answer = answer
+        self.init_headers(headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code,
+                    "headers": self.raw_headers})
+
+        async def body(chunk: bytes) -> None:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+        job_id = self.answer.job.id
+        try:
+            async with ClientWatch(Request(scope, receive)):
+                last = await self.answer.write(body)
+        except ClientGone:
+            log.info("job %s: the client left while its answer was being written", job_id)
+            return
+        except GatewayError as error:
+            # The server closes a connection whose body is incomplete: the client cannot
+            # mistake what it got for a whole answer.
+            log.warning("job %s failed after its answer began (%s): connection aborted",
+                        job_id, error.code or error.type)
+            state = scope.get("state")
+            if state is not None:
+                state[ERROR_CODE_STATE] = error.code or error.type
+            return
+        finally:
+            await self.answer.aclose()
+        await send({"type": "http.response.body", "body": last, "more_body": False})
 
 
 # Where an error answer leaves its code in the request's scope state, for the request metrics

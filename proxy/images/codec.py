@@ -77,21 +77,27 @@ def b64_complete(b64: str | bytes) -> bool:
     end marker of its format where the format has one (PNG's IEND chunk, JPEG's EOI marker,
     WebP's RIFF length). A truncated upstream answer fails this instead of reaching a client
     as a broken picture."""
-    if len(b64) < 16 or len(b64) % 4:
+    return b64_ends_complete(b64[:16], b64[-16:], len(b64))
+
+
+def b64_ends_complete(head: str | bytes, tail: str | bytes, length: int) -> bool:
+    """:func:`b64_complete` of base64 known by its first and last 16 characters and its
+    length (an image passed on in pieces, never held whole)."""
+    if length < 16 or length % 4 or len(head) < 16 or len(tail) < 16:
         return False
     try:
-        head = base64.b64decode(b64[:16], validate=True)
-        tail = base64.b64decode(b64[-16:], validate=True)
+        first = base64.b64decode(head[:16], validate=True)
+        decoded_tail = base64.b64decode(tail[-16:], validate=True)
     except (binascii.Error, ValueError):
         return False
-    kind = sniff(head)
+    kind = sniff(first)
     if kind == "png":
-        return tail.endswith(b"IEND\xaeB`\x82")
+        return decoded_tail.endswith(b"IEND\xaeB`\x82")
     if kind == "jpeg":
-        return tail.rstrip(b"\x00").endswith(b"\xff\xd9")
+        return decoded_tail.rstrip(b"\x00").endswith(b"\xff\xd9")
     if kind == "webp":
-        tail2 = b64[-2:]
+        tail2 = tail[-2:]
         pads = tail2.count(b"=") if isinstance(tail2, bytes) else tail2.count("=")
-        size = len(b64) // 4 * 3 - pads
-        return int.from_bytes(head[4:8], "little") + 8 == size
+        size = length // 4 * 3 - pads
+        return int.from_bytes(first[4:8], "little") + 8 == size
     return True  # a format without an end marker: the length check is all there is

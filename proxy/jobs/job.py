@@ -79,10 +79,12 @@ class Job:
     attempts: int = 0
     # The job's trace span while traces are on (the parent of its upstream attempts' spans).
     span: Any = None
+    # Its answer is written while the upstream still sends it (``Call.pieces``).
+    pieces: bool = False
 
     def call(self) -> Call:
         """What the adapter of the job's current model gets for one attempt."""
-        return Call(self.id, self.kind, self.request)
+        return Call(self.id, self.kind, self.request, self.pieces)
 
     def rebind(self, model: ServedModel) -> None:
         """Hand the job to another model (a fallback): the request is bound again, to that

@@ -17,14 +17,14 @@ from contextlib import aclosing
 
 from proxy.config.schema import ReliabilityConfig
 from proxy.core.errors import GatewayError
-from proxy.core.events import Completed, Event, Failed, Image, PartialImage, Progress
+from proxy.core.events import Completed, Event, Failed, Image, ImagePiece, PartialImage, Progress
 from proxy.jobs.breaker import Breakers
 from proxy.jobs.job import Job
 from proxy.jobs.telemetry import Attempt
 from proxy.observability.metrics import Metrics
 from proxy.routing.table import ModelTable, ServedModel
 
-_VISIBLE = (PartialImage, Image, Completed)
+_VISIBLE = (PartialImage, Image, ImagePiece, Completed)
 
 
 class _Shown:

@@ -53,6 +53,9 @@ class Call:
     job_id: str
     kind: JobKind
     request: ImageRequest  # bound to this adapter's model; input images and mask included
+    # The caller writes a large JSON answer while the upstream still sends it: an adapter that
+    # can may hand each image's base64 on in ``ImagePiece`` events as it arrives.
+    pieces: bool = False
 
 
 @dataclass(frozen=True)

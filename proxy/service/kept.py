@@ -133,7 +133,7 @@ class KeptJob:
         return self.run.feed.events
 
 
-async def _replayed(events: Iterable[Event]) -> AsyncIterator[Event]:
+async def replayed(events: Iterable[Event]) -> AsyncIterator[Event]:
     for event in events:
         yield event
 
@@ -164,7 +164,7 @@ async def make_answer(kept: KeptJob, gateway: Gateway) -> tuple[Answer | None, b
         return (Answer(frames=render_all(job, events)),
                 failure is not None and worth_retrying(failure))
     try:
-        body = await collect_answer(job, _replayed(events), gateway, kept.base_url)
+        body = await collect_answer(job, replayed(events), gateway, kept.base_url)
     except GatewayError as error:
         return Answer(error=error), worth_retrying(error)
     for item in body.get("data", []):
@@ -270,6 +270,9 @@ class Attached:
             answer = await asyncio.shield(self.kept.answer)
         return answer_body(answer)
 
+    async def json_body(self) -> dict[str, Any]:
+        return await self.result()
+
     async def accepted(self) -> dict[str, Any]:
         """The 202 body of a detached job: where to find it, and how far it is."""
         job, wire = self.kept.job, self.kept.tracker.wire()
@@ -303,6 +306,9 @@ class Replayed:
 
     async def result(self) -> dict[str, Any]:
         return answer_body(self.answer)
+
+    async def json_body(self) -> dict[str, Any]:
+        return await self.result()
 
     async def accepted(self) -> dict[str, Any]:
         return accepted_body(self.job_id, await self._view())

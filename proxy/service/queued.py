@@ -132,5 +132,8 @@ class QueuedReply:
     async def result(self) -> dict[str, Any]:
         raise not_streamed(self.job_id)  # never asked: an async job is answered with a 202
 
+    async def json_body(self) -> dict[str, Any]:
+        raise not_streamed(self.job_id)
+
     def stream(self, after: int = 0) -> Any:
         raise not_streamed(self.job_id)

@@ -16,7 +16,8 @@ from proxy.jobs.runs import JobRun
 from proxy.progress.tracker import JobTracker
 from proxy.request.bound import ImageRequest
 from proxy.service.gateway import Gateway
-from proxy.service.kept import collect_answer
+from proxy.service.kept import collect_answer, replayed
+from proxy.service.passing import PassedAnswer, take_answer
 from proxy.service.stream import LiveStream
 
 # The header a client sends to choose the job id (named in errors about it).
@@ -68,6 +69,10 @@ class Reply(Protocol):
 
     async def result(self) -> dict[str, Any]: ...
 
+    async def json_body(self) -> dict[str, Any] | PassedAnswer:
+        """``result()``, or the answer passed on while its upstream still sends it."""
+        ...
+
     async def accepted(self) -> dict[str, Any]: ...
 
     def stream(self, after: int = 0) -> JobStream: ...
@@ -102,6 +107,19 @@ class Submission:
         the job's ``GatewayError`` when it failed."""
         async with aclosing(self.events()) as events:  # leaving early cancels the job
             return await collect_answer(self.job, events, self.gateway, self.base_url)
+
+    async def json_body(self) -> dict[str, Any] | PassedAnswer:
+        if not self.job.pieces:
+            return await self.result()
+        events = self.events()
+        try:
+            taken = await take_answer(self.job, events)
+        except BaseException:
+            await events.aclose()  # leaving early cancels the job
+            raise
+        if isinstance(taken, PassedAnswer):
+            return taken
+        return await collect_answer(self.job, replayed(taken), self.gateway, self.base_url)
 
     async def accepted(self) -> dict[str, Any]:
         wire = self.tracker.wire()

@@ -22,7 +22,7 @@ from proxy.core.errors import GatewayError, invalid_param
 from proxy.http.direct import Endpoint
 from proxy.http.disconnect import CLIENT_CLOSED, ClientGone, ClientWatch
 from proxy.http.edit_body import load_images, read_body
-from proxy.http.responses import ImagesBody, JSONBody, error_response
+from proxy.http.responses import ImagesBody, JSONBody, PassedBody, error_response
 from proxy.http.sse_writer import last_event_id, sse_response
 from proxy.jobs.job import parse_job_id
 from proxy.service.images import JOB_ID_HEADER, ImageService, Order
@@ -110,9 +110,12 @@ async def _create(request: Request, *, edit_route: bool,
                     "preference-applied": "respond-async"})
             if not reply.streamed:
                 try:
-                    return ImagesBody(await reply.result(), headers=reply.headers)
+                    answer = await reply.json_body()
                 except GatewayError as error:  # the job failed: its error, with our headers
                     return error_response(error, reply.headers)
+                if isinstance(answer, dict):
+                    return ImagesBody(answer, headers=reply.headers)
+                return PassedBody(answer, reply.headers)  # written as the upstream sends it
             # The first event is awaited before committing to a 200 stream, so a request the
             # upstream refuses outright gets a real status code (the SDKs raise on it).
             stream = reply.stream(after)

@@ -19,7 +19,9 @@ from proxy.core.events import Completed, Event, Image, PartialImage, Progress
 from proxy.images.codec import b64_complete
 from proxy.providers.base import Call, Provider, ProviderSettings
 from proxy.providers.openai.errors import error_from_upstream, parse_usage
+from proxy.providers.openai.pieced import passes, pieced_events
 from proxy.upstream.lifted import lift_images
+from proxy.upstream.pieces import ImageScanner
 from proxy.upstream.sse import SSEDecoder, SSEMessage
 
 _ECHOED = ("size", "quality", "background", "output_format")
@@ -104,7 +106,17 @@ class OpenAIProvider(Provider):
                 return
             # Also the answer of compatible servers that ignore ``stream``. Read from the
             # stream, not response.read(), which also keeps a copy on the response object.
-            raw = await response.content.read()
+            if call.pieces and self.lifts_images and passes(response.content_length):
+                # Large: its images are handed on as they arrive, unless the scanner declines.
+                scanner = ImageScanner()
+                async for event in pieced_events(scanner, response.content.iter_any(),
+                                                 item_image, body_completed):
+                    yield event
+                if not scanner.declined:
+                    return
+                raw = b"".join((scanner.raw, await response.content.read()))
+            else:
+                raw = await response.content.read()
         # The connection is back in the pool before any post-processing of the images, and
         # the raw bytes are let go once parsed: a 16 MB answer is not held twice.
         if self.lifts_images:
@@ -180,21 +192,29 @@ def events_from_body(body: Any, lifted: dict[str, bytes] | None = None) -> list[
     before parsing (``proxy.upstream.lifted``), by the marker left in their place."""
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
         raise invalid_response("a body without a 'data' list")
-    events: list[Event] = []
-    for index, item in enumerate(body["data"]):
-        if not isinstance(item, dict) or not (item.get("b64_json") or item.get("url")):
-            raise invalid_response(f"image {index} without 'b64_json' or 'url'")
-        b64 = item.get("b64_json")
-        if lifted and isinstance(b64, str) and b64 in lifted:
-            b64 = lifted[b64]
-        if isinstance(b64, bytes) and not b64_complete(b64):
-            raise invalid_response(f"image {index} truncated or corrupt")
-        if isinstance(b64, str) and not b64.startswith("data:") and not b64_complete(b64):
-            raise invalid_response(f"image {index} truncated or corrupt")
-        events.append(Image(index, b64_json=b64, url=item.get("url"),
-                            revised_prompt=item.get("revised_prompt")))
-    events.append(Completed(parse_usage(body.get("usage")), _resolved(body)))
+    events: list[Event] = [item_image(index, item, lifted)
+                           for index, item in enumerate(body["data"])]
+    events.append(body_completed(body))
     return events
+
+
+def item_image(index: int, item: Any, lifted: dict[str, bytes] | None = None) -> Image:
+    """The image of ``data`` item ``index``."""
+    if not isinstance(item, dict) or not (item.get("b64_json") or item.get("url")):
+        raise invalid_response(f"image {index} without 'b64_json' or 'url'")
+    b64 = item.get("b64_json")
+    if lifted and isinstance(b64, str) and b64 in lifted:
+        b64 = lifted[b64]
+    if isinstance(b64, bytes) and not b64_complete(b64):
+        raise invalid_response(f"image {index} truncated or corrupt")
+    if isinstance(b64, str) and not b64.startswith("data:") and not b64_complete(b64):
+        raise invalid_response(f"image {index} truncated or corrupt")
+    return Image(index, b64_json=b64, url=item.get("url"),
+                 revised_prompt=item.get("revised_prompt"))
+
+
+def body_completed(body: dict[str, Any]) -> Completed:
+    return Completed(parse_usage(body.get("usage")), _resolved(body))
 
 
 def _resolved(data: dict[str, Any]) -> dict[str, str]:

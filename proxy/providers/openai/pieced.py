@@ -1,0 +1,58 @@
+"""A large ``ImagesResponse`` handed on while the upstream still sends it (``Call.pieces``):
+each image's base64 as ``ImagePiece`` events, each item as its ``Image`` once it ended, then
+``Completed``. See :mod:`proxy.upstream.pieces` for when an answer is declined (it is then
+parsed whole, as any other)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterable, Callable
+from typing import Any
+
+from proxy.core.errors import GatewayError, upstream_error
+from proxy.core.events import Completed, Event, Image, ImagePiece
+from proxy.upstream.pieces import ImageScanner, NotPassable, Output, Piece
+
+# An answer at least this long (or of unknown length) is scanned to be passed on as it comes.
+PASS_MIN = 1024 * 1024
+
+
+def passes(content_length: int | None) -> bool:
+    return content_length is None or content_length >= PASS_MIN
+
+
+async def pieced_events(scanner: ImageScanner, chunks: AsyncIterable[bytes],
+                        item_image: Callable[[int, dict[str, Any]], Image],
+                        completed: Callable[[dict[str, Any]], Completed],
+                        ) -> AsyncGenerator[Event, None]:
+    """The answer's events as ``chunks`` arrive; nothing when the scanner declines (its
+    ``raw`` then holds what was read, the rest is still to be read)."""
+    try:
+        async for chunk in chunks:
+            outputs = scanner.feed(chunk)
+            if scanner.declined:
+                return
+            for output in outputs:
+                yield _event(output, item_image)
+            del outputs, chunk
+        outputs, body = scanner.finish()
+    except NotPassable as exc:
+        raise broken(str(exc)) from None
+    if scanner.declined:
+        return
+    for output in outputs:
+        yield _event(output, item_image)
+    yield completed(body)
+
+
+def _event(output: Output, item_image: Callable[[int, dict[str, Any]], Image]) -> Event:
+    if isinstance(output, Piece):
+        return ImagePiece(output.index, output.data)
+    if output.pieced:
+        fields = output.fields
+        return Image(output.index, url=fields.get("url"),
+                     revised_prompt=fields.get("revised_prompt"), pieced=True)
+    return item_image(output.index, output.fields)
+
+
+def broken(why: str) -> GatewayError:
+    return upstream_error(f"The upstream sent {why}.", code="upstream_invalid_response")
