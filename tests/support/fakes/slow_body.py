@@ -42,6 +42,8 @@ class SlowBody(FakeOpenAI):
     drop: bool = False
     # Send a content-length (otherwise the answer is chunked).
     sized: bool = False
+    # Answer as DALL-E 2 does: images only (no revised_prompt, no usage or settings).
+    plain: bool = False
     # Set when the answer is halfway and waits; the test sets ``go_on`` to let it finish.
     halfway: threading.Event = field(default_factory=threading.Event)
     go_on: threading.Event = field(default_factory=threading.Event)
@@ -50,7 +52,7 @@ class SlowBody(FakeOpenAI):
     abandoned: threading.Event = field(default_factory=threading.Event)
 
     def reset(self) -> None:
-        self.drop = self.sized = False
+        self.drop = self.sized = self.plain = False
         for flag in (self.halfway, self.go_on, self.finished, self.abandoned):
             flag.clear()
         self.requests.clear()
@@ -58,6 +60,9 @@ class SlowBody(FakeOpenAI):
     def answer(self, n: int) -> bytes:
         """An OpenAI answer with ``n`` large images; ``revised_prompt`` after each image and
         ``usage`` after all of them, as DALL-E 3 and GPT image models place them."""
+        if self.plain:
+            return orjson.dumps({"created": 1, "data": [{"b64_json": IMAGES[i % len(IMAGES)]}
+                                                        for i in range(n)]})
         data = [{"b64_json": IMAGES[i % len(IMAGES)], "revised_prompt": f"picture {i}"}
                 for i in range(n)]
         return orjson.dumps({"created": 1, "data": data, "size": "1024x1024",
