@@ -25,6 +25,7 @@ from typing import Any
 
 import socketio
 from engineio import packet as eio_packet
+from engineio.exceptions import SocketIsClosedError
 from prometheus_client import Gauge
 from redis.asyncio import Redis
 from socketio import packet
@@ -34,6 +35,7 @@ from proxy.auth import KeyRing
 from proxy.core.errors import GatewayError, StoreUnavailable
 from proxy.fleet.client import redis_options
 from proxy.fleet.policy import StorePolicy, background
+from proxy.http.websocket import EXTENSION, PreparedMessage
 from proxy.jobs.job import parse_job_id
 from proxy.progress.hub import EVENT, NAMESPACE, ProgressHub, room_for
 
@@ -136,9 +138,15 @@ def watchers_here(server: socketio.AsyncServer) -> Callable[[str], bool]:
 
 
 class _SlicedEmit(socketio.AsyncManager):
-    """``emit`` that encodes the event once and queues it on each member's connection in
-    turn, yielding to other tasks every ``SLICE`` members (python-socketio's own makes a task
-    per member and waits for them all)."""
+    """``emit`` that encodes the event once and delivers it to each member in turn, yielding to
+    other tasks every ``SLICE`` members (python-socketio's own makes a task per member and waits
+    for them all).
+
+    A member connected by websocket to this gateway's own protocol gets the websocket frame built
+    once for all, written straight to its connection (:mod:`proxy.http.websocket`): no queue,
+    no writer task woken, no frame built per member. Any other member (long-polling, upgraded
+    from it, or a server without that protocol) gets it through Engine.IO's queue, as before.
+    A member that is leaving (its connection closing) is skipped, and does not stop the rest."""
 
     async def emit(self, event: str, data: Any, namespace: str, room: Any = None,
                    skip_sid: Any = None, callback: Any = None, to: Any = None,
@@ -153,14 +161,37 @@ class _SlicedEmit(socketio.AsyncManager):
                                            data=[event, *args]).encode()
         packets = [eio_packet.Packet(eio_packet.MESSAGE, p)
                    for p in (encoded if isinstance(encoded, list) else [encoded])]
+        # One text frame for all (binary attachments: Engine.IO's way only).
+        prepared = PreparedMessage(packets[0].encode()) if len(packets) == 1 else None
         skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
-        send = self.server.eio.send_packet
+        environ = self.server.get_environ
         for n, (sid, eio_sid) in enumerate(self.get_participants(namespace, room), 1):
             if sid not in skip:
-                for pkt in packets:
-                    await send(eio_sid, pkt)
+                send_prepared = direct_sender(environ(sid, namespace)) if prepared else None
+                if send_prepared is not None:
+                    send_prepared(prepared)  # False: it is leaving; nothing more to do
+                else:
+                    await self._queue(eio_sid, packets)
             if n % SLICE == 0:
                 await asyncio.sleep(0)
+
+    async def _queue(self, eio_sid: str, packets: list[eio_packet.Packet]) -> None:
+        """Engine.IO's way: on the member's queue, for its writer task."""
+        try:
+            for pkt in packets:
+                await self.server.eio.send_packet(eio_sid, pkt)
+        except SocketIsClosedError:  # it left meanwhile
+            pass
+
+
+def direct_sender(environ: dict[str, Any] | None) -> Callable[[PreparedMessage], bool] | None:
+    """The member's connection's ``send_prepared``, if it is a websocket that offers it."""
+    if environ is None:
+        return None
+    scope = environ.get("asgi.scope")
+    if scope is None or scope.get("type") != "websocket":
+        return None
+    return scope.get("extensions", {}).get(EXTENSION)
 
 
 class ProcessManager(_SlicedEmit):

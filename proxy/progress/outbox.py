@@ -47,6 +47,8 @@ class Outbox:
         assert emitter is not None
         try:
             while self._queue:
+                # What the update's job woke up meanwhile (its own stream's writer) goes first.
+                await asyncio.sleep(0)
                 room, payload = self._queue.popleft()
                 try:
                     await emitter.emit(EVENT, payload, to=room, namespace=NAMESPACE)

@@ -1,12 +1,14 @@
 """Socket.IO fan-out: many subscribers to one job, and how long one ``progress`` event takes to
 reach all of them.
 
-Subscribers live in worker processes (``bench.py --sio-worker``), a few hundred python-socketio
-``AsyncClient``s each (websocket transport, one shared aiohttp session, no reconnection). Each
-worker connects its clients (bounded concurrency), subscribes them to the job id, writes
-``<out>.ready``, records every ``progress`` event it receives with ``time.time() - updated_at``
-(the gateway stamps ``updated_at`` just before it emits), and when every client has seen the
-terminal event, or its deadline passes, writes ``<out>`` and disconnects them all.
+Subscribers live in worker processes (``bench.py --sio-worker``), a few hundred lean Socket.IO
+clients each (:mod:`benchlib.sioclient`: websocket transport, the real Engine.IO/Socket.IO
+handshake, each message stamped as its bytes arrive, then decoded and checked). Each worker
+connects its clients (bounded concurrency), subscribes them to the job id, writes
+``<out>.ready``, records every ``progress`` event it receives with ``arrived - updated_at``
+(the gateway stamps ``updated_at`` just before it emits; one machine, one clock), and when every
+client has seen the terminal event, or its deadline passes, writes ``<out>``;
+it closes them all when the coordinator has every worker's report (SIGUSR2).
 
 The coordinator then POSTs one streaming job with that ``X-Job-Id`` to the gateway's ``openai``
 model. The fake upstream holds the partial image for 1.5 s and the completion for 1 s more, so
@@ -28,7 +30,7 @@ from typing import Any
 
 import aiohttp
 
-from benchlib import payloads
+from benchlib import payloads, sioclient
 from benchlib.fleet import Fleet
 from benchlib.load import JSON_HEADERS, log, one_stream, pct
 
@@ -50,27 +52,23 @@ def _read_json(path: Path) -> Any:
 
 # ------------------------------------------------------------------------------ worker
 async def worker(url: str, clients: int, job_id: str, out: Path, deadline_s: float) -> None:
-    import socketio
-
     started = time.monotonic()
     hard = started + deadline_s
     received: list[list[list[Any]]] = [[] for _ in range(clients)]
-    subscribed: list[Any] = []
+    subscribed: list[sioclient.Subscriber] = []
     failures: list[str] = []
     done = asyncio.Event()
     terminal = 0
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-    # limit=0: every websocket holds its connection for good; a pool limit would stall joins.
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
 
     def on_progress_for(index: int) -> Any:
-        def on_progress(data: dict[str, Any]) -> None:
+        def on_progress(data: dict[str, Any], arrived: float) -> None:
             nonlocal terminal
-            now = time.time()
             received[index].append([data.get("seq"), data.get("status"), data.get("percent"),
                                     bool(data.get("estimated")), data.get("step"),
                                     data.get("stage"),
-                                    round((now - float(data.get("updated_at") or now)) * 1e3, 3)])
+                                    round((arrived - float(data.get("updated_at") or arrived))
+                                          * 1e3, 3)])
             if data.get("status") in TERMINAL:
                 terminal += 1
                 if terminal >= len(subscribed):
@@ -80,24 +78,16 @@ async def worker(url: str, clients: int, job_id: str, out: Path, deadline_s: flo
 
     async def join(index: int) -> None:
         async with gate:
-            client = socketio.AsyncClient(reconnection=False, handle_sigint=False,
-                                          http_session=session)
-            client.on("progress", on_progress_for(index), namespace=NAMESPACE)
             try:
-                await client.connect(url, transports=["websocket"], namespaces=[NAMESPACE],
-                                     auth={"token": "bench"}, wait_timeout=30)
-                ack = await client.call("subscribe", {"job_id": job_id}, namespace=NAMESPACE,
-                                        timeout=30)
-                if not (isinstance(ack, dict) and ack.get("ok")):
-                    raise RuntimeError(f"subscribe refused: {ack}")
-                subscribed.append(client)
+                subscribed.append(await sioclient.subscribe(
+                    url, NAMESPACE, "bench", job_id, on_progress_for(index), timeout=30))
             except Exception as exc:
                 failures.append(f"{type(exc).__name__}: {exc}")
-                with contextlib.suppress(Exception):
-                    await client.disconnect()
 
     # The coordinator sends SIGUSR1 when the job is over and some events never came.
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, done.set)
+    release = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, release.set)
     try:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(join(i) for i in range(clients))),
@@ -108,15 +98,15 @@ async def worker(url: str, clients: int, job_id: str, out: Path, deadline_s: flo
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), max(0.1, hard - time.monotonic()))
         _write_json(out, {"connected": len(subscribed), "events": received})
-    finally:
-        async def leave(client: Any) -> None:
-            async with gate:
-                with contextlib.suppress(Exception):
-                    await client.disconnect()
-
+        # Closing a few hundred connections costs the gateway CPU: not while the other workers'
+        # subscribers still wait for their terminal event. The coordinator says when (SIGUSR2).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*(leave(c) for c in subscribed)), 30)
-        await session.close()
+            await asyncio.wait_for(release.wait(), max(0.1, hard - time.monotonic()))
+    finally:
+        for client in subscribed:
+            client.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(c.closed for c in subscribed)), 30)
 
 
 # ------------------------------------------------------------------------------ coordinator
@@ -171,6 +161,9 @@ async def measure_fanout(fleet: Fleet, script: str, base_url: str, gateway_url: 
             if not await _wait_files(outs, fleet, workers, time.monotonic() + 10):
                 raise RuntimeError("socket.io workers did not report in time")
         events = [client for out in outs for client in _read_json(out)["events"]]
+        for proc in workers:  # now they may close their subscribers
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGUSR2)
         # The workers now disconnect their clients (bounded at 30 s by each worker).
         for _ in range(350):
             if all(p.poll() is not None for p in workers):
