@@ -307,6 +307,26 @@ class LogsConfig(Strict):
     prompts: bool = False
 
 
+class MemoryConfig(Strict):
+    """Giving memory back after a burst of jobs (:mod:`proxy.service.memory`). The allocator
+    settings apply on glibc Linux only; elsewhere they are ignored."""
+
+    # Once no job has run for this many seconds, the process collects the garbage a burst left
+    # in reference cycles and trims the allocator's free memory back to the system; it does so
+    # again after 3, 9, 27 ... times as long while it stays idle (``idle_passes`` in all), for
+    # what is freed later (pooled upstream connections close after upstream.keepalive_timeout).
+    # 0: never.
+    idle_seconds: float = Field(5.0, ge=0)
+    idle_passes: int = Field(4, ge=1, le=10)
+    # glibc's M_MMAP_THRESHOLD in bytes: blocks at least this big get their own mapping,
+    # returned to the system when freed (fixed: glibc's own threshold creeps up to 32 MiB as
+    # big blocks are freed, and they then stay in the heap). null: glibc's dynamic default.
+    mmap_threshold: int | None = Field(2 * 1024 * 1024, ge=0, le=32 * 1024 * 1024)
+    # glibc's M_TRIM_THRESHOLD in bytes: free memory at the top of the heap past this is
+    # returned at once. null: glibc's default (which also creeps up with the mmap threshold).
+    trim_threshold: int | None = Field(1024 * 1024, ge=0)
+
+
 def default_data_dir() -> Path:
     """``$IMAGE_PROXY_DATA_DIR``, else ``$XDG_DATA_HOME/image-proxy`` (~/.local/share)."""
     explicit = os.environ.get("IMAGE_PROXY_DATA_DIR")
@@ -333,6 +353,7 @@ class GatewayConfig(Strict):
     fleet: FleetConfig = Field(default_factory=FleetConfig)
     reliability: ReliabilityConfig = Field(default_factory=ReliabilityConfig)
     logs: LogsConfig = Field(default_factory=LogsConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
     # Where images go when a client asks response_format "url": by default a directory in
     # data_dir served by the gateway under signed, expiring URLs; or an S3-compatible bucket.
     storage: StorageSettings = Field(default_factory=LocalStoreSettings)

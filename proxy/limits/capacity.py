@@ -61,6 +61,7 @@ class Capacity:
     def __init__(self, total: int, retry_after: Callable[[str], float]) -> None:
         self.total = total
         self.running = 0
+        self.started = 0  # jobs admitted since start
         self._per_model: dict[str, int] = {}
         # Seconds a refused client should wait, for a model: about how soon a slot frees up.
         self._retry_after = retry_after
@@ -76,6 +77,7 @@ class Capacity:
                              f"Model '{model}' is running as many jobs as it may at once "
                              f"({model_limit}).")
         self.running += 1
+        self.started += 1
         self._per_model[model] = running + 1
         return Slot(self, model)
 

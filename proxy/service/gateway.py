@@ -53,7 +53,12 @@ from proxy.progress.latency import LatencyBook
 from proxy.progress.reaper import Reaper
 from proxy.progress.snapshots import MemorySnapshotStore, RedisSnapshotStore, SnapshotStore
 from proxy.routing import ModelTable, build_models, check_raw, plan_models
-from proxy.service.memory import release_collector, trim_when_idle, tune_allocator, tune_collector
+from proxy.service.memory import (
+    IdleTrimmer,
+    release_collector,
+    tune_allocator,
+    tune_collector,
+)
 from proxy.storage import ImageStore, build_store
 from proxy.upstream.client import UpstreamClient
 
@@ -123,7 +128,7 @@ class Gateway:
     policy: StorePolicy | None = field(default=None, repr=False)
     reaper: Reaper | None = field(default=None, repr=False)
     queue: JobQueue | None = field(default=None, repr=False)
-    _trimmer: asyncio.Future[None] | None = field(default=None, repr=False)
+    trimmer: IdleTrimmer | None = field(default=None, repr=False)
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> Gateway:
@@ -164,8 +169,12 @@ class Gateway:
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        tune_allocator()
-        self._trimmer = asyncio.ensure_future(trim_when_idle(lambda: self.capacity.running))
+        memory = self.config.memory
+        tune_allocator(memory.mmap_threshold, memory.trim_threshold)
+        capacity = self.capacity
+        self.trimmer = IdleTrimmer(lambda: (capacity.running, capacity.started),
+                                   memory.idle_seconds, memory.idle_passes)
+        self.trimmer.start()
         self.leases.on_lost = self._lost
         gauge = self.metrics.store_up
         if self.policy is not None and gauge is not None:
@@ -229,8 +238,8 @@ class Gateway:
         return None
 
     async def aclose(self) -> None:
-        if self._trimmer is not None:
-            self._trimmer.cancel()
+        if self.trimmer is not None:
+            self.trimmer.stop()
         if self.usage is not None:
             await self.usage.aclose()
         release_collector()

@@ -11,22 +11,35 @@ generation (``gc.freeze``: never scanned again; nothing made at start-up is garb
 collects the young generation every 5,000 allocations instead of 700: full collections cost a
 few milliseconds, and the collector's share of CPU falls by about two thirds.
 
-The allocator.
+The allocator. An image gateway moves megabyte-sized strings (base64 images) through short-lived
+buffers. glibc's allocator raises its mmap threshold as big blocks are freed, so after a burst
+those blocks come from the heap and the process keeps hundreds of megabytes it no longer uses.
+A fixed threshold (``memory.mmap_threshold``, 2 MiB) keeps every block of 2 MiB or more (whole
+multi-megabyte answers) in its own mapping, returned to the system the moment it is freed;
+smaller ones (a stream's ~1.5 MB final image and its copies) come from the heap, where freed
+blocks are reused without page faults (with the threshold at 256 KiB each such buffer was a
+fresh mapping: ~2,100 page faults and 10 ms of CPU per streamed job against ~470 and 7 ms now,
+scripts/bench --quick --only long). The heap's free top is kept up to 8 MiB while jobs run
+(``memory.trim_threshold``): a 16 MB answer passed through in ~256 KiB pieces frees and takes
+back blocks at the top all the time, and with 1 MiB each trim was paid back in page faults on the
+next piece (~2,600 faults and ~8 ms of system CPU per answer, none now).
 
-An image gateway moves megabyte-sized strings (base64 images) through short-lived buffers. glibc's
-allocator raises its mmap threshold as big blocks are freed, so after a burst those blocks come
-from the heap and the process keeps hundreds of megabytes it no longer uses. A fixed threshold
-keeps every block of 2 MiB or more (whole multi-megabyte answers) in its own mapping, returned to
-the system the moment it is freed; smaller ones (a stream's ~1.5 MB final image and its copies)
-come from the heap, where freed blocks are reused without page faults (with the threshold at
-256 KiB each such buffer was a fresh mapping: ~2,100 page faults and 10 ms of CPU per streamed
-job against ~470 and 7 ms now, scripts/bench --quick --only long). The heap's free top is kept
-up to 8 MiB while jobs run: a 16 MB answer passed through in ~256 KiB pieces frees and takes
-back blocks at the top all the time, and with 1 MiB each trim was paid back in page faults on
-the next piece (~2,600 faults and ~8 ms of system CPU per answer, none now). Once the gateway
-has had no job for a few seconds, the collector collects what the burst left in reference
-cycles and ``malloc_trim`` hands back what the heap still holds. Elsewhere than glibc the
-allocator's part is skipped.
+Idle passes (:class:`IdleTrimmer`). Once the gateway has had no job for ``memory.idle_seconds``
+(5), one pass collects the garbage the burst left in reference cycles (an idle process makes
+too few objects for the collector to come round: jobs cancelled by clients that left keep
+their tracebacks, frames and image buffers, hundreds of megabytes after a 2,000-job burst,
+until a full collection) and ``malloc_trim`` hands back what the heap holds free. More passes
+follow at 3, 9 and 27 times that idle time (``memory.idle_passes``, 4 in all): what is freed
+later (pooled upstream connections close ``upstream.keepalive_timeout`` after their last
+use) is returned too. A pass costs a few milliseconds of collection (start-up objects are
+frozen) and 20-60 ms of trimming after a 2,000-job burst (in a thread), once per quiet spell.
+Elsewhere than glibc the trim is skipped and the collection still runs.
+
+What stays: CPython's small-object allocator (pymalloc) hands back a 1 MiB arena only when every
+object in it is gone. A burst of 2,000 streams spreads its small objects over ~110 new arenas,
+and the few that outlive it (each finished job's snapshot, kept ``jobs.retention_seconds`` for
+``GET /v1/images/jobs/{id}``; a few hundred connection and timer objects) keep most of them:
+tens of megabytes that no trim can return (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -37,6 +50,8 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import os
+import time
 from collections.abc import Callable
 
 log = logging.getLogger("proxy.memory")
@@ -45,8 +60,11 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 2 * 1024 * 1024
 TRIM_THRESHOLD = 8 * 1024 * 1024
-# How long the gateway must have been without a job before the heap is trimmed.
+# How long the gateway must have been without a job before the first idle pass, and how many
+# passes a quiet spell gets (defaults of memory.idle_seconds and memory.idle_passes).
 IDLE_SECONDS = 5.0
+PASSES = 4
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -82,35 +100,102 @@ def release_collector() -> None:
     gc.unfreeze()
 
 
-def tune_allocator() -> bool:
-    """Fix glibc's mmap and trim thresholds for this process; False where there is no glibc."""
+def tune_allocator(mmap_threshold: int | None = MMAP_THRESHOLD,
+                   trim_threshold: int | None = TRIM_THRESHOLD) -> bool:
+    """Fix glibc's mmap and trim thresholds for this process (None: leave glibc's); False
+    where there is no glibc."""
     if _LIBC is None:
         return False
-    ok = bool(_LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
-    return bool(_LIBC.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and ok
+    ok = True
+    if mmap_threshold is not None:
+        ok = bool(_LIBC.mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and ok
+    if trim_threshold is not None:
+        ok = bool(_LIBC.mallopt(M_TRIM_THRESHOLD, trim_threshold)) and ok
+    return ok
+
+
+def can_trim() -> bool:
+    """Whether :func:`trim` does anything here (glibc)."""
+    return _LIBC is not None
 
 
 def trim() -> None:
-    """Return the heap's free memory to the system."""
+    """Return the heap's free memory to the system (nothing where there is no glibc)."""
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
 
 
-async def trim_when_idle(running: Callable[[], int], every: float = IDLE_SECONDS) -> None:
-    """Forever: after jobs ran, once none has run for ``every`` seconds, trim the heap (once
-    per quiet spell)."""
-    dirty = False
-    while True:
-        await asyncio.sleep(every)
-        busy = running() > 0
-        if busy:
-            dirty = True
-        elif dirty:
-            dirty = False
-            # First the garbage in reference cycles a burst left behind (finished responses,
-            # their tasks and buffers): an idle process makes too few objects for the young
-            # collection to come round, so without this it would hold them until the next
-            # burst. A few milliseconds, when nothing runs.
-            gc.collect()
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(trim)
+def resident_bytes() -> int | None:
+    """This process's resident memory (Linux), for the passes' debug log."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+# Jobs running, and jobs admitted since start (a job that came and went between two looks
+# still counts as activity).
+Activity = Callable[[], tuple[int, int]]
+
+
+class IdleTrimmer:
+    """The idle passes (see the module's docstring): after jobs ran, once none has run for
+    ``idle`` seconds, and again after 3, 9 ... times as long, ``passes`` in all, while the
+    process stays idle. ``collect`` and ``trim`` are a pass's two steps."""
+
+    def __init__(self, activity: Activity, idle: float = IDLE_SECONDS, passes: int = PASSES,
+                 *, collect: Callable[[], object] = gc.collect,
+                 trim: Callable[[], None] = trim) -> None:
+        self.activity, self.idle, self.passes = activity, idle, passes
+        self.collect, self.trim = collect, trim
+        self.done = 0  # passes run since start
+        self.ran = asyncio.Event()  # set (and replaced) after each pass
+        self._seen: tuple[int, int] | None = None
+        self._due = 0  # passes still due in this quiet spell (0: no job since the last ones)
+        self._quiet_since = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.idle > 0 and self._task is None:
+            self._seen = self.activity()
+            self._task = asyncio.ensure_future(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def step(self, now: float, activity: tuple[int, int]) -> bool:
+        """One look at the jobs (running, admitted so far) at ``now``: whether a pass is due."""
+        if self._seen is None:
+            self._seen = activity  # what ran before the first look is not this spell's
+        if activity[0] > 0 or activity != self._seen:
+            self._seen, self._due, self._quiet_since = activity, self.passes, now
+            return False
+        if self._due and now - self._quiet_since >= self.idle * 3 ** (self.passes - self._due):
+            self._due -= 1
+            return True
+        return False
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.idle / 2)
+            if self.step(loop.time(), self.activity()):
+                await self._pass()
+
+    async def _pass(self) -> None:
+        before, started = resident_bytes(), time.perf_counter()
+        # On the loop: the collector may run finalizers that touch loop objects.
+        found = self.collect()
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.trim)
+        after = resident_bytes()
+        self.done += 1
+        self.ran.set()
+        self.ran = asyncio.Event()
+        if log.isEnabledFor(logging.DEBUG) and before is not None and after is not None:
+            log.debug("idle pass %d: %s objects collected, resident %.0f -> %.0f MB in %.1f ms",
+                      self.done, found, before / 2**20, after / 2**20,
+                      (time.perf_counter() - started) * 1e3)

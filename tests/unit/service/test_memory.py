@@ -1,0 +1,137 @@
+"""Memory back after a burst: the idle passes (collect, then trim) come once the gateway has
+had no job for ``memory.idle_seconds``, and again at 3, 9 ... times that, ``memory.idle_passes``
+in all per quiet spell; never while jobs run, nor before any job ran. Without glibc the trim
+is a no-op and the rest still works."""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import uuid
+from pathlib import Path
+
+import pytest
+
+from proxy.auth import new_key
+from proxy.service import memory
+from proxy.service.gateway import Gateway
+from proxy.service.images import ImageService
+from proxy.service.memory import IdleTrimmer
+from proxy.service.replies import Order
+from tests.support.gateways import gateway_config
+
+TOKEN, TOKEN_HASH = new_key()
+IDLE = 10.0
+
+
+def passes_at(trimmer: IdleTrimmer, looks: list[tuple[float, tuple[int, int]]]) -> list[float]:
+    """The moments, among ``looks`` (time, (running, admitted so far)), a pass is due."""
+    return [now for now, activity in looks if trimmer.step(now, activity)]
+
+
+def idle_from(start: float, activity: tuple[int, int], until: float) -> list[
+        tuple[float, tuple[int, int]]]:
+    return [(start + t, activity) for t in range(0, int(until - start) + 1)]
+
+
+def test_no_pass_before_any_job() -> None:
+    trimmer = IdleTrimmer(lambda: (0, 0), IDLE, 4)
+    assert passes_at(trimmer, idle_from(0, (0, 0), 1000)) == []
+
+
+def test_passes_after_a_burst_at_1_3_9_27_times_the_idle_time_then_none() -> None:
+    trimmer = IdleTrimmer(lambda: (0, 0), IDLE, 4)
+    looks = [(0.0, (0, 0)), (1.0, (3, 3)), (5.0, (2, 3))]  # a burst of three jobs
+    looks += idle_from(6, (0, 3), 1000)  # they ended just before 6
+    assert passes_at(trimmer, looks) == [16, 36, 96, 276]
+
+
+def test_no_pass_while_jobs_run_and_a_new_spell_after_new_jobs() -> None:
+    trimmer = IdleTrimmer(lambda: (0, 0), IDLE, 2)
+    looks = [(0.0, (0, 0)), *idle_from(1, (1, 1), 100)]  # one job running for 100 s
+    looks += idle_from(101, (0, 1), 200)
+    looks += [(201.0, (1, 2)), *idle_from(202, (0, 2), 300)]
+    assert passes_at(trimmer, looks) == [111, 131, 212, 232]
+
+
+def test_a_job_that_came_and_went_between_two_looks_counts() -> None:
+    trimmer = IdleTrimmer(lambda: (0, 0), IDLE, 1)
+    looks = [(0.0, (0, 5)), *idle_from(1, (0, 6), 100)]  # never seen running
+    assert passes_at(trimmer, looks) == [11]
+
+
+async def test_the_gateway_collects_and_trims_once_idle_after_a_job(tmp_path: Path) -> None:
+    gateway = Gateway.from_config(gateway_config(f"""
+data_dir: {tmp_path}
+keys: [{{name: k, key_sha256: {TOKEN_HASH}}}]
+models: [{{name: local, provider: local}}]
+memory: {{idle_seconds: 0.05, idle_passes: 2}}
+"""))
+    await gateway.start()
+    steps: list[str] = []
+    try:
+        trimmer = gateway.trimmer
+        assert trimmer is not None
+        collect = trimmer.collect
+
+        def counted_collect() -> object:
+            steps.append("collect")
+            return collect()
+
+        trimmer.collect = counted_collect
+        trimmer.trim = lambda: steps.append("trim")
+        key = gateway.keys.authenticate(TOKEN)
+        assert key is not None
+        reply = await ImageService(gateway).submit(key, Order(job_id=str(uuid.uuid4()), fields={
+            "model": "local", "prompt": "p", "size": "64x64", "quality": "low"}))
+        assert (await reply.result())["data"]
+        for _ in range(2):
+            await asyncio.wait_for(trimmer.ran.wait(), 30)
+        assert trimmer.done == 2
+        assert steps == ["collect", "trim", "collect", "trim"]
+    finally:
+        await gateway.aclose()
+
+
+def test_idle_seconds_0_turns_the_passes_off(tmp_path: Path) -> None:
+    config = gateway_config(f"data_dir: {tmp_path}\nmodels: [{{name: local, provider: local}}]\n"
+                            "memory: {idle_seconds: 0}\n")
+    assert config.memory.idle_seconds == 0
+    trimmer = IdleTrimmer(lambda: (0, 0), config.memory.idle_seconds)
+    trimmer.start()  # outside a loop: would fail if it tried to start a task
+    assert trimmer._task is None
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+                    reason="the allocator settings are glibc's")
+def test_on_glibc_the_allocator_is_tuned_and_trimmed() -> None:
+    assert memory.can_trim()
+    assert memory.tune_allocator(memory.MMAP_THRESHOLD, memory.TRIM_THRESHOLD)
+    assert memory.tune_allocator(None, None)  # nothing asked: nothing to refuse
+    memory.trim()
+
+
+def test_without_glibc_the_allocator_parts_are_no_ops(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory, "_LIBC", None)
+    assert not memory.can_trim()
+    assert memory.tune_allocator() is False
+    memory.trim()  # nothing to call, nothing raised
+
+
+async def test_a_gateway_without_glibc_still_starts_and_passes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory, "_LIBC", None)
+    gateway = Gateway.from_config(gateway_config(f"""
+data_dir: {tmp_path}
+models: [{{name: local, provider: local}}]
+memory: {{idle_seconds: 0.05, idle_passes: 1}}
+"""))
+    await gateway.start()
+    try:
+        trimmer = gateway.trimmer
+        assert trimmer is not None
+        gateway.capacity.acquire("local", None).release()  # a job came and went
+        await asyncio.wait_for(trimmer.ran.wait(), 30)
+        assert trimmer.done == 1
+    finally:
+        await gateway.aclose()
