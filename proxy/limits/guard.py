@@ -125,6 +125,8 @@ class Guard:
         return cached
 
     def add_spend(self, key: Key, cost: float, when: float) -> None:
+        if not self._spent:  # no budget read yet (none configured, or a shared ledger)
+            return
         slot = (key.name, period_start(key.budget_period, when))
         if slot in self._spent:
             self._spent[slot] += cost
