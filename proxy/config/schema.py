@@ -323,8 +323,10 @@ class MemoryConfig(Strict):
     # big blocks are freed, and they then stay in the heap). null: glibc's dynamic default.
     mmap_threshold: int | None = Field(2 * 1024 * 1024, ge=0, le=32 * 1024 * 1024)
     # glibc's M_TRIM_THRESHOLD in bytes: free memory at the top of the heap past this is
-    # returned at once. null: glibc's default (which also creeps up with the mmap threshold).
-    trim_threshold: int | None = Field(1024 * 1024, ge=0)
+    # returned at once (8 MiB: a large answer passed through in pieces frees and takes back
+    # blocks at the top all the time; the idle passes return the rest). null: glibc's default
+    # (which also creeps up with the mmap threshold).
+    trim_threshold: int | None = Field(8 * 1024 * 1024, ge=0)
 
 
 def default_data_dir() -> Path:
