@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +12,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from proxy.core.errors import GatewayError
+from proxy.core.nonces import nonce
 from proxy.http.disconnect import ClientGone, ClientWatch
 from proxy.service.passing import PassedAnswer
 
@@ -60,12 +60,12 @@ def _spliced(content: dict[str, Any]) -> list[bytes]:
     blobs: dict[str, bytes] = {}
     if isinstance(data, list) and any(isinstance(item, dict) and
                                       isinstance(item.get("b64_json"), bytes) for item in data):
-        nonce = secrets.token_hex(8)
+        tag = nonce()
         items = []
         for item in data:
             b64 = item.get("b64_json") if isinstance(item, dict) else None
             if isinstance(b64, bytes):
-                marker = f"\x00spliced:{nonce}:{len(blobs)}"
+                marker = f"\x00spliced:{tag}:{len(blobs)}"
                 blobs[marker] = b64
                 item = {**item, "b64_json": marker}
             items.append(item)

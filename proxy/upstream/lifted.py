@@ -15,10 +15,11 @@ string.
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 import orjson
+
+from proxy.core.nonces import nonce
 
 LIFT_MIN = 64 * 1024
 _KEY = b'"b64_json"'
@@ -54,7 +55,7 @@ def lift_images(raw: bytes) -> tuple[Any, dict[str, bytes]]:
     ``orjson.loads`` for a body that is not JSON."""
     if len(raw) < LIFT_MIN:
         return orjson.loads(raw), {}
-    nonce = secrets.token_hex(8)
+    tag = nonce()
     lifted: dict[str, bytes] = {}
     parts: list[bytes] = []
     done = 0
@@ -69,7 +70,7 @@ def lift_images(raw: bytes) -> tuple[Any, dict[str, bytes]]:
         search = end + 1
         if len(value) < LIFT_MIN or not _verbatim(value):
             continue  # small, escaped or not ASCII: parsed as usual
-        marker = f"\x00lifted:{nonce}:{len(lifted)}"
+        marker = f"\x00lifted:{tag}:{len(lifted)}"
         lifted[marker] = value
         parts += (raw[done:start], orjson.dumps(marker)[1:-1])
         done = end

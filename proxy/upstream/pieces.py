@@ -18,12 +18,12 @@ then parses :attr:`raw` as a whole. Once pieces went out, what would have declin
 from __future__ import annotations
 
 import re
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from proxy.core.nonces import nonce
 from proxy.images.codec import b64_ends_complete
 
 START = 256 * 1024
@@ -117,7 +117,7 @@ class ImageScanner:
         self._held: list[Output] = []  # until started
         self._held_bytes = 0
         self._items = 0  # items handed on
-        self._nonce = secrets.token_hex(8)
+        self._nonce = nonce()
 
     def feed(self, chunk: bytes) -> list[Output]:
         """What of the answer can be handed on now (nothing while holding, or declined)."""
