@@ -30,11 +30,11 @@ import asyncio
 import contextlib
 import logging
 import math
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from proxy.core.errors import StoreUnavailable
+from proxy.core.nonces import nonce
 from proxy.fleet.policy import background
 
 log = logging.getLogger("proxy.fleet")
@@ -66,7 +66,8 @@ class JobLease:
         self.owner = owner
         self.slot = slot
         self.durable = durable
-        self.token = f"{job_id}:{secrets.token_hex(4)}"
+        # Unique in the fleet (a process's secret, then its counter) without a system call.
+        self.token = f"{job_id}:{nonce()}"
         self.held = True
         self.recorded = True
 
