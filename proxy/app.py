@@ -115,6 +115,10 @@ def image_routes(config: GatewayConfig) -> dict[str, Endpoint]:
 
 SignalHandler = Callable[[int, FrameType | None], Any]
 
+# How long a drained process waits, its listening sockets closed, for connections it accepted
+# with no request yet to send one (a client sends its request right after connecting).
+ACCEPTED_LINGER = 1.0
+
 
 class ServerStop:
     """How the process stops when uvicorn serves the app (``image-proxy serve``, and each
@@ -186,10 +190,28 @@ class ServerStop:
     async def _drain_then_stop(self) -> None:
         try:
             await self.gateway.drain()
+            await self._stop_accepting()
         finally:
             # Set directly, not through the server's handler: a drained process exits 0, where
             # uvicorn would raise the signal again once it stopped.
             self.server.should_exit = True
+
+    async def _stop_accepting(self) -> None:
+        """Close this process's listening sockets, then give the connections it accepted just
+        before a moment to send their request. uvicorn's own shutdown closes every connection
+        with no request under way; one accepted an instant earlier, whose request was still on
+        its way, would be closed unanswered (under ``--workers N`` the other processes, still
+        draining, keep the shared socket open, so clients go on connecting to it). Its request
+        now gets the draining answer (503 for a new job, ``/healthz`` 200), and uvicorn's
+        shutdown then ends its connection once that answer is written."""
+        for listener in getattr(self.server, "servers", ()):
+            listener.close()
+        connections = getattr(getattr(self.server, "server_state", None), "connections", ())
+        deadline = self.loop.time() + ACCEPTED_LINGER
+        # Polled: uvicorn's connections say when a request starts by no event.
+        while self.loop.time() < deadline and any(  # noqa: ASYNC110
+                getattr(connection, "cycle", ...) is None for connection in connections):
+            await asyncio.sleep(0.01)
 
 
 # How ``serve --workers N`` hands the configuration to each worker process.

@@ -134,3 +134,41 @@ async def test_sigterm_drains_then_stops(tmp_path: Path, workers: int) -> None:
     rows = dict(ledger.execute("SELECT job_id, status FROM usage").fetchall())
     assert rows[accepted.json()["id"]] == "succeeded", "the async job ran to its end"
     assert sorted(rows.values()) == ["succeeded"] * 3, rows
+
+
+async def answered(port: int) -> bool | None:
+    """A ``/healthz`` request on a new raw connection: None when the connection was refused,
+    else whether it was answered (False: accepted, then closed unanswered)."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return None
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nhost: gateway\r\n\r\n")
+        return (await asyncio.wait_for(reader.read(64), 10)).startswith(b"HTTP/1.1 200")
+    except (TimeoutError, OSError):
+        return False
+    finally:
+        writer.close()
+
+
+async def test_a_drained_worker_answers_the_connections_it_accepted(tmp_path: Path) -> None:
+    """Under ``--workers 2`` one worker runs a long job and the other none: on SIGTERM the idle
+    one is drained at once and stops, while clients go on connecting to the socket the busy one
+    keeps open. A connection the stopping worker had just accepted, its request still on the
+    way, gets its answer: none is closed unanswered (uvicorn's shutdown alone closes them)."""
+    async with gateway_process(tmp_path, 2) as (process, url):
+        port = int(url.rsplit(":", 1)[1])
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            accepted = await client.post(  # 24 steps of 0.25 s: runs through the whole check
+                "/v1/images/generations", json={**JOB, "quality": "high"},
+                headers={"Prefer": "respond-async"})
+        assert accepted.status_code == 202
+        process.send_signal(signal.SIGTERM)
+        outcomes: list[bool | None] = []
+        until = time.monotonic() + 2.0  # the idle one stops ~0.5 s after the signal
+        while time.monotonic() < until:  # 128 connections at a time, across its stop
+            outcomes += await asyncio.gather(*(answered(port) for _ in range(128)))
+        assert process.returncode is None, "the busy worker keeps the gateway up"
+    assert outcomes.count(True) > 0
+    assert outcomes.count(False) == 0, f"{outcomes.count(False)} accepted and closed unanswered"
