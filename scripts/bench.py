@@ -78,11 +78,27 @@ PLANS: dict[str, dict[str, Any]] = {
 SECTIONS = ("small", "large", "sse", "fanout", "litellm", "redis", "long")
 
 
+def plan_for(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's plan: full or quick, with the long-jobs bursts and wait the options name."""
+    plan = dict(PLANS["quick" if args.quick else "full"])
+    if args.long_bursts:
+        bursts = []
+        for item in args.long_bursts.split(","):
+            kind, _, n = item.strip().partition(":")
+            if kind not in ("sse", "json") or not n.isdigit():
+                raise SystemExit(f"--long-bursts: {item!r} is not sse:N or json:N")
+            bursts.append((kind, int(n)))
+        plan["long_bursts"] = tuple(bursts)
+    if args.long_after is not None:
+        plan["long_after"] = args.long_after
+    return plan
+
+
 class Bench:
     def __init__(self, loop: asyncio.AbstractEventLoop, args: argparse.Namespace,
                  tmp: Path) -> None:
         self.loop, self.args, self.tmp = loop, args, tmp
-        self.plan = PLANS["quick" if args.quick else "full"]
+        self.plan = plan_for(args)
         self.fleet = Fleet()
         self.urls: dict[str, str] = {}
         self.pids: dict[str, int] = {}
@@ -294,7 +310,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     raise_nofile()
     started = time.perf_counter()
-    plan = PLANS["quick" if args.quick else "full"]
+    plan = plan_for(args)
     loop = uvloop.new_event_loop()  # one loop, driven phase by phase
     caught: list[str] = []
 
@@ -343,6 +359,11 @@ def main() -> None:
     ap.add_argument("--json", metavar="FILE", help="also dump the raw numbers as JSON")
     ap.add_argument("--only", default=",".join(SECTIONS),
                     help=f"comma-separated sections to run, of: {','.join(SECTIONS)}")
+    ap.add_argument("--long-bursts", metavar="KIND:N,...",
+                    help="the long-jobs section's bursts, e.g. sse:2000,json:2000 (default: "
+                         "sse:500,sse:1000,sse:2000,json:2000; --quick sse:200,sse:500,json:500)")
+    ap.add_argument("--long-after", type=float, metavar="SECONDS",
+                    help="how long after a burst its server's RSS is read (default 60; quick 10)")
     ap.add_argument("--sio-clients", type=int, default=0,
                     help="Socket.IO subscribers (default 1,000; --quick 100)")
     ap.add_argument("--sio-procs", type=int, default=0,
