@@ -45,11 +45,12 @@ async def test_a_slot_frees_itself_when_its_lease_lapses(tables: Tables) -> None
 
 
 async def test_renewal_keeps_a_lease_and_its_slot(tables: Tables) -> None:
-    table = tables(lease_seconds=0.4)
+    # A lease long enough that a loaded machine's stalls do not lapse it between renewals.
+    table = tables(lease_seconds=1.2)
     held = await table.admit(job(), "alice", 1)
     assert held is not None
-    for _ in range(4):  # 0.8 s: twice the lease, renewed every third of it
-        await asyncio.sleep(0.2)
+    for _ in range(4):  # 2.4 s: twice the lease, renewed every third of it
+        await asyncio.sleep(0.6)
         assert await table.admit(job(), "alice", 1) is None
         assert await table.reap() == []
     await held.release()
