@@ -142,6 +142,10 @@ class FakeOpenAI:
         if body.get("stream") == "true":
             return StreamingResponse(self._stream(body, prefix="image_edit"),
                                      media_type="text/event-stream")
+        return self._edit_answer(body, n)
+
+    def _edit_answer(self, body: dict[str, Any], n: int) -> Response:
+        """A non-streamed edit's answer (a fake may send it otherwise)."""
         return Response(orjson.dumps(self._images_response(body, n)),
                         media_type="application/json")
 

@@ -81,6 +81,9 @@ class SlowBody(FakeOpenAI):
         return StreamingResponse(self._slowly(raw), media_type="application/json",
                                  headers=headers)
 
+    def _edit_answer(self, body: dict[str, Any], n: int) -> Response:
+        return StreamingResponse(self._slowly(self.answer(n)), media_type="application/json")
+
     async def _slowly(self, raw: bytes) -> Any:
         try:
             half = len(raw) // 2
