@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 from proxy.core.errors import GatewayError
 from proxy.core.nonces import nonce
 from proxy.http.disconnect import ClientGone, ClientWatch
+from proxy.observability.logs import ABORTED_ON_PURPOSE
 from proxy.service.passing import PassedAnswer
 
 log = logging.getLogger("proxy.http")
@@ -119,6 +120,7 @@ class PassedBody(Response):
             state = scope.get("state")
             if state is not None:
                 state[ERROR_CODE_STATE] = error.code or error.type
+            ABORTED_ON_PURPOSE.set(True)  # the server's own error line would say it again
             return
         finally:
             await self.answer.aclose()

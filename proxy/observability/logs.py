@@ -135,6 +135,24 @@ class DropTransportFrames(logging.Filter):
         return record.levelno >= logging.INFO or not record.pathname.startswith(self._sources)
 
 
+# Set by a response that ends its connection on purpose, its body incomplete (a passed-through
+# answer whose upstream broke off after the first bytes: the client must not take what it got
+# for a whole answer). The server then logs "ASGI callable returned without completing
+# response." at ERROR, in the request's own context; the response has logged why already.
+ABORTED_ON_PURPOSE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "aborted_on_purpose", default=False)
+_INCOMPLETE = "ASGI callable returned without completing response."
+
+
+class DropPurposefulAborts(logging.Filter):
+    """A handler filter dropping the server's error line about an incomplete response when the
+    response ended so on purpose (:data:`ABORTED_ON_PURPOSE`); a response that did so by a bug
+    is still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.msg == _INCOMPLETE and ABORTED_ON_PURPOSE.get())
+
+
 def _package_dirs(names: tuple[str, ...]) -> list[str]:
     dirs = []
     for name in names:
@@ -152,13 +170,14 @@ def configure(level: str, format: str = "json") -> dict:
     """A uvicorn ``log_config`` that sends every logger through the formatter named (one JSON
     object a line, or logfmt), with secrets redacted and transport frames dropped."""
     handler = {"class": "logging.StreamHandler", "formatter": format,
-               "stream": "ext://sys.stderr", "filters": ["frames", "secrets"]}
+               "stream": "ext://sys.stderr", "filters": ["frames", "aborts", "secrets"]}
     quiet = {name: {"level": "WARNING"} for name in QUIET_LOGGERS}
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {format: {"()": FORMATTERS[format]}},
-        "filters": {"frames": {"()": DropTransportFrames}, "secrets": {"()": RedactSecrets}},
+        "filters": {"frames": {"()": DropTransportFrames}, "aborts": {"()": DropPurposefulAborts},
+                    "secrets": {"()": RedactSecrets}},
         "handlers": {"default": handler},
         "root": {"handlers": ["default"], "level": level.upper()},
         # uvicorn's access log would print query strings (signed URLs): ours replaces it.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +17,8 @@ import pytest
 
 from tests.support.fakes.slow_body import IMAGES, SlowBody
 from tests.support.keys import ADMIN, ALICE, client, keys_config
+from tests.support.processes import serving
+from tests.support.servers import serve
 from tests.support.stack import Stack, upstream_and_gateway
 
 MODEL = "openai/gpt-image-1"
@@ -117,3 +120,23 @@ def test_a_client_that_leaves_midway_ends_the_upstreams_answer(stack) -> None:
     # sees while it waits halfway (it gives up waiting after 30 s, and would then finish).
     assert stack.fake.abandoned.wait(30)
     assert not stack.fake.finished.is_set()
+
+
+def test_a_broken_off_answer_is_logged_once_as_the_gateways_warning(tmp_path: Path) -> None:
+    """``image-proxy serve``'s log says why the connection was aborted (the job's failure), and
+    not also uvicorn's ERROR "returned without completing response", which reads as a bug."""
+    fake = SlowBody(drop=True)
+    config = tmp_path / "gateway.yaml"
+    log = tmp_path / "gateway.log"
+    with serve(fake.app) as upstream:
+        config.write_text(keys_config(f"{upstream.url}/v1", data_dir=str(tmp_path / "data")))
+        with serving("--config", str(config), "--log-level", "info", log=log) as url, \
+                httpx.stream("POST", f"{url}/v1/images/generations", timeout=60,
+                             headers={"authorization": f"Bearer {ALICE}"},
+                             json={"model": MODEL, "prompt": "p", "n": 2}) as response, \
+                pytest.raises(httpx.RemoteProtocolError):
+            assert response.status_code == 200
+            response.read()
+    logged = log.read_text(errors="replace")
+    assert "failed after its answer began" in logged, logged
+    assert "without completing response" not in logged, logged
