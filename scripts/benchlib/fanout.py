@@ -10,9 +10,12 @@ connects its clients (bounded concurrency), subscribes them to the job id, write
 client has seen the terminal event, or its deadline passes, writes ``<out>``;
 it closes them all when the coordinator has every worker's report (SIGUSR2).
 
-The coordinator then POSTs one streaming job with that ``X-Job-Id`` to the gateway's ``openai``
+Every subscriber subscribes to the same few job ids (``JOBS``). The coordinator then POSTs one
+streaming job after another, each with one of those ``X-Job-Id``s, to the gateway's ``openai``
 model. The fake upstream holds the partial image for 1.5 s and the completion for 1 s more, so
 the partial-image ``progress`` event (percent 50) goes out alone, not behind another fan-out.
+Fan-out latencies are pooled over the jobs; the watched job's own first partial is the median
+of the jobs' (one job alone is one sample: a single loop stall lands on it whole).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ NAMESPACE = "/image-progress"
 TERMINAL = ("succeeded", "failed", "cancelled")
 CONNECT_CONCURRENCY = 25  # per worker process
 LEAD_S, GAP_S = 1.5, 1.0
+JOBS = 5  # watched jobs, one after another (each ~2.5 s)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -51,7 +55,8 @@ def _read_json(path: Path) -> Any:
 
 
 # ------------------------------------------------------------------------------ worker
-async def worker(url: str, clients: int, job_id: str, out: Path, deadline_s: float) -> None:
+async def worker(url: str, clients: int, job_ids: list[str], out: Path,
+                 deadline_s: float) -> None:
     started = time.monotonic()
     hard = started + deadline_s
     received: list[list[list[Any]]] = [[] for _ in range(clients)]
@@ -64,14 +69,15 @@ async def worker(url: str, clients: int, job_id: str, out: Path, deadline_s: flo
     def on_progress_for(index: int) -> Any:
         def on_progress(data: dict[str, Any], arrived: float) -> None:
             nonlocal terminal
-            received[index].append([data.get("seq"), data.get("status"), data.get("percent"),
+            received[index].append([job_ids.index(data["job_id"]), data.get("seq"),
+                                    data.get("status"), data.get("percent"),
                                     bool(data.get("estimated")), data.get("step"),
                                     data.get("stage"),
                                     round((arrived - float(data.get("updated_at") or arrived))
                                           * 1e3, 3)])
             if data.get("status") in TERMINAL:
                 terminal += 1
-                if terminal >= len(subscribed):
+                if terminal >= len(subscribed) * len(job_ids):
                     done.set()
 
         return on_progress
@@ -80,7 +86,7 @@ async def worker(url: str, clients: int, job_id: str, out: Path, deadline_s: flo
         async with gate:
             try:
                 subscribed.append(await sioclient.subscribe(
-                    url, NAMESPACE, "bench", job_id, on_progress_for(index), timeout=30))
+                    url, NAMESPACE, "bench", job_ids, on_progress_for(index), timeout=30))
             except Exception as exc:
                 failures.append(f"{type(exc).__name__}: {exc}")
 
@@ -125,8 +131,9 @@ async def _wait_files(paths: list[Path], fleet: Fleet, workers: list[Any], until
 async def measure_fanout(fleet: Fleet, script: str, base_url: str, gateway_url: str,
                          clients: int, processes: int, tmpdir: Path,
                          budget_s: float) -> dict[str, Any]:
-    """Subscribe ``clients`` watchers, run one job, and summarise the delivery times."""
-    job_id = str(uuid.uuid4())
+    """Subscribe ``clients`` watchers to ``JOBS`` job ids, run those jobs one after another,
+    and summarise the delivery times."""
+    job_ids = [str(uuid.uuid4()) for _ in range(JOBS)]
     started = time.monotonic()
     until = started + budget_s
     processes = max(1, min(processes, clients))
@@ -134,7 +141,7 @@ async def measure_fanout(fleet: Fleet, script: str, base_url: str, gateway_url: 
     outs = [tmpdir / f"sio-{i}.json" for i in range(processes)]
     workers = [fleet.spawn(f"socket.io worker {i}", [
         sys.executable, script, "--sio-worker", "--url", base_url, "--clients", str(n),
-        "--job-id", job_id, "--out", str(out), "--deadline", f"{budget_s:.0f}",
+        "--job-id", ",".join(job_ids), "--out", str(out), "--deadline", f"{budget_s:.0f}",
     ]) for i, (n, out) in enumerate(zip(shares, outs, strict=True))]
     try:
         ready_files = [o.with_suffix(".ready") for o in outs]
@@ -149,9 +156,12 @@ async def measure_fanout(fleet: Fleet, script: str, base_url: str, gateway_url: 
         body = payloads.request_body(stream=True, partial_images=1, prompt=payloads.sse_prompt(
             payloads.SMALL_RAW, LEAD_S, GAP_S))
         timeout = aiohttp.ClientTimeout(total=60)
+        streams = []
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            stream = await one_stream(session, gateway_url, body,
-                                      headers={**JSON_HEADERS, "x-job-id": job_id})
+            for job_id in job_ids:  # the last fan-out is over before the next job begins
+                streams.append(await one_stream(session, gateway_url, body,
+                                                headers={**JSON_HEADERS, "x-job-id": job_id}))
+                await asyncio.sleep(0.5)
         # Every subscriber saw the terminal event: the workers report at once. Otherwise give
         # stragglers a few seconds, then tell the workers to report what they have.
         if not await _wait_files(outs, fleet, workers, time.monotonic() + 10):
@@ -172,21 +182,28 @@ async def measure_fanout(fleet: Fleet, script: str, base_url: str, gateway_url: 
     finally:
         for proc in workers:
             fleet.stop(proc)
-    summary = summarise(events, connected)
-    summary.update(clients=clients, connected=connected, processes=processes,
-                   connect_s=round(connect_s, 2), stream_ok=stream.ok,
-                   stream_first_partial_ms=stream.first_partial_ms)
+    summary = summarise(events, connected, len(job_ids))
+    firsts = [s.first_partial_ms for s in streams if s.first_partial_ms is not None]
+    summary.update(clients=clients, connected=connected, processes=processes, jobs=len(job_ids),
+                   connect_s=round(connect_s, 2), stream_ok=all(s.ok for s in streams),
+                   stream_first_partial_ms=pct(firsts, 0.5) if firsts else None,
+                   stream_first_partials_ms=[round(v, 3) for v in firsts])
     return summary
 
 
-def summarise(per_client: list[list[list[Any]]], connected: int) -> dict[str, Any]:
-    """Delivery times per event (by seq); the partial-image event is the one measured."""
+def summarise(per_client: list[list[list[Any]]], connected: int,
+              jobs: int = 1) -> dict[str, Any]:
+    """Delivery times per event (by seq, pooled over the jobs, whose events follow the same
+    course); the partial-image event is the one measured. ``received``: of the jobs, the
+    fewest subscribers that got the event."""
     by_seq: dict[int, list[float]] = {}
+    per_job: dict[int, list[int]] = {}
     label: dict[int, str] = {}
     partial_seq = None
     for events in per_client:
-        for seq, status, percent, estimated, step, stage, ms in events:
+        for job, seq, status, percent, estimated, step, stage, ms in events:
             by_seq.setdefault(seq, []).append(ms)
+            per_job.setdefault(seq, [0] * jobs)[job] += 1
             what = "estimate" if estimated else stage or (f"step {step}" if step else "")
             label[seq] = f"{status} {percent:g}% {what}".strip()
             if status == "running" and not estimated and step == 1:
@@ -194,14 +211,14 @@ def summarise(per_client: list[list[list[Any]]], connected: int) -> dict[str, An
     rows = []
     for seq in sorted(by_seq):
         lat = by_seq[seq]
-        rows.append({"seq": seq, "event": label[seq], "received": len(lat),
+        rows.append({"seq": seq, "event": label[seq], "received": min(per_job[seq]),
                      "p50_ms": round(pct(lat, 0.5), 2), "p99_ms": round(pct(lat, 0.99), 2),
                      "max_ms": round(max(lat), 2), "partial": seq == partial_seq})
     measured = next((r for r in rows if r["partial"]), None)
     return {"per_event": rows, "measured": measured}
 
 
-def worker_main(url: str, clients: int, job_id: str, out: str, deadline: float) -> None:
+def worker_main(url: str, clients: int, job_ids: str, out: str, deadline: float) -> None:
     import uvloop
 
-    uvloop.run(worker(url, clients, job_id, Path(out), deadline))
+    uvloop.run(worker(url, clients, job_ids.split(","), Path(out), deadline))

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from websockets.client import ClientProtocol
@@ -40,14 +40,16 @@ DECODE_AFTER_S = 0.3
 
 
 class Subscriber(asyncio.Protocol):
-    """One Socket.IO client on ``namespace``, subscribed to ``job_id``; ``on_event(payload,
-    arrived)`` gets every ``progress`` event with the ``time.time()`` its bytes arrived."""
+    """One Socket.IO client on ``namespace``, subscribed to each of ``job_ids``;
+    ``on_event(payload, arrived)`` gets every ``progress`` event with the ``time.time()`` its
+    bytes arrived."""
 
-    def __init__(self, url: str, namespace: str, token: str, job_id: str,
+    def __init__(self, url: str, namespace: str, token: str, job_ids: Sequence[str],
                  on_event: Callable[[dict[str, Any], float], None]) -> None:
         ws_url = url.replace("http", "ws", 1).rstrip("/") + "/socket.io/?EIO=4&transport=websocket"
         self.ws = ClientProtocol(parse_uri(ws_url))
-        self.namespace, self.token, self.job_id = namespace, token, job_id
+        self.namespace, self.token, self.job_ids = namespace, token, tuple(job_ids)
+        self.acked: set[int] = set()  # ack ids (1-based index into job_ids) answered ok
         self.on_event = on_event
         self.prefix = EVENT_PREFIX.format(ns=namespace)
         self.subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -97,7 +99,7 @@ class Subscriber(asyncio.Protocol):
         ns = self.namespace
         if text.startswith(self.prefix):
             payload = json.loads(text[len(ns) + 3:])[1]
-            if not (isinstance(payload, dict) and payload.get("job_id") == self.job_id):
+            if not (isinstance(payload, dict) and payload.get("job_id") in self.job_ids):
                 self._fail(f"unexpected progress event: {text[:200]}")
                 return
             self.on_event(payload, arrived)
@@ -105,12 +107,15 @@ class Subscriber(asyncio.Protocol):
             self._send("3")
         elif text.startswith("0{"):  # Engine.IO open: connect to the namespace, with auth
             self._send(f"40{ns}," + json.dumps({"token": self.token}))
-        elif text.startswith(f"40{ns},"):  # namespace connected: subscribe (ack id 1)
-            self._send(f'42{ns},1["subscribe",{json.dumps({"job_id": self.job_id})}]')
-        elif text.startswith(f"43{ns},1"):
-            ack = json.loads(text[len(ns) + 4:])[0]
-            if isinstance(ack, dict) and ack.get("ok"):
-                if not self.subscribed.done():
+        elif text.startswith(f"40{ns},"):  # namespace connected: subscribe (ack id k)
+            for k, job_id in enumerate(self.job_ids, 1):
+                self._send(f'42{ns},{k}["subscribe",{json.dumps({"job_id": job_id})}]')
+        elif text.startswith(f"43{ns},"):
+            ack_id, _, rest = text[len(ns) + 3:].partition("[")
+            ack = json.loads("[" + rest)[0]
+            if isinstance(ack, dict) and ack.get("ok") and ack_id.isdigit():
+                self.acked.add(int(ack_id))
+                if len(self.acked) == len(self.job_ids) and not self.subscribed.done():
                     self.subscribed.set_result(None)
             else:
                 self._fail(f"subscribe refused: {ack}")
@@ -143,15 +148,15 @@ class Subscriber(asyncio.Protocol):
         self.transport.close()
 
 
-async def subscribe(url: str, namespace: str, token: str, job_id: str,
+async def subscribe(url: str, namespace: str, token: str, job_ids: Sequence[str],
                     on_event: Callable[[dict[str, Any], float], None],
                     timeout: float) -> Subscriber:
-    """A connected subscriber, its ``subscribe`` acknowledged."""
+    """A connected subscriber, each of its ``subscribe`` acknowledged."""
     host_port = url.split("://", 1)[1].split("/", 1)[0]
     host, port = host_port.rsplit(":", 1)
     loop = asyncio.get_running_loop()
     _, sub = await loop.create_connection(
-        lambda: Subscriber(url, namespace, token, job_id, on_event), host, int(port))
+        lambda: Subscriber(url, namespace, token, job_ids, on_event), host, int(port))
     try:
         await asyncio.wait_for(sub.subscribed, timeout)
     except BaseException:
