@@ -36,6 +36,7 @@ from proxy.http.routes.jobs import get_job, get_job_events
 from proxy.http.routes.models import get_model, list_models
 from proxy.http.routes.usage import get_usage
 from proxy.http.socket import ProcessManager, ProgressNamespace, RedisManager, watchers_here
+from proxy.http.websocket import record_websockets
 from proxy.observability import tracing
 from proxy.service.gateway import Gateway
 from proxy.service.images import ImageService
@@ -249,6 +250,7 @@ def create_app(config: GatewayConfig) -> ASGIApp:
         logger=False,
         engineio_logger=False,
     )
+    record_websockets(sio)  # the fan-out writes to upgraded members' websockets too
     sio.register_namespace(ProgressNamespace(gateway.hub, gateway.keys,
                                              gateway.metrics.socket_clients))
     # Progress events go out only for watched jobs; who watches is in the server's rooms.

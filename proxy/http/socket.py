@@ -35,7 +35,7 @@ from proxy.auth import KeyRing
 from proxy.core.errors import GatewayError, StoreUnavailable
 from proxy.fleet.client import redis_options
 from proxy.fleet.policy import StorePolicy, background
-from proxy.http.websocket import EXTENSION, PreparedMessage
+from proxy.http.websocket import PreparedMessage, session_sender
 from proxy.jobs.job import parse_job_id
 from proxy.progress.hub import EVENT, NAMESPACE, ProgressHub, room_for
 
@@ -142,10 +142,11 @@ class _SlicedEmit(socketio.AsyncManager):
     other tasks every ``SLICE`` members (python-socketio's own makes a task per member and waits
     for them all).
 
-    A member connected by websocket to this gateway's own protocol gets the websocket frame built
-    once for all, written straight to its connection (:mod:`proxy.http.websocket`): no queue,
-    no writer task woken, no frame built per member. Any other member (long-polling, upgraded
-    from it, or a server without that protocol) gets it through Engine.IO's queue, as before.
+    A member whose session uses a websocket of this gateway's own protocol (connected so, or
+    upgraded from long-polling) gets the websocket frame built once for all, written straight
+    to its connection (:mod:`proxy.http.websocket`): no queue, no writer task woken, no frame
+    built per member. Any other member (long-polling, upgrading, or a server without that
+    protocol) gets it through Engine.IO's queue, as before.
     A member that is leaving (its connection closing) is skipped, and does not stop the rest."""
 
     async def emit(self, event: str, data: Any, namespace: str, room: Any = None,
@@ -164,10 +165,10 @@ class _SlicedEmit(socketio.AsyncManager):
         # One text frame for all (binary attachments: Engine.IO's way only).
         prepared = PreparedMessage(packets[0].encode()) if len(packets) == 1 else None
         skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
-        environ = self.server.get_environ
+        sessions = self.server.eio.sockets
         for n, (sid, eio_sid) in enumerate(self.get_participants(namespace, room), 1):
             if sid not in skip:
-                send_prepared = direct_sender(environ(sid, namespace)) if prepared else None
+                send_prepared = session_sender(sessions.get(eio_sid)) if prepared else None
                 if send_prepared is not None:
                     send_prepared(prepared)  # False: it is leaving; nothing more to do
                 else:
@@ -182,16 +183,6 @@ class _SlicedEmit(socketio.AsyncManager):
                 await self.server.eio.send_packet(eio_sid, pkt)
         except SocketIsClosedError:  # it left meanwhile
             pass
-
-
-def direct_sender(environ: dict[str, Any] | None) -> Callable[[PreparedMessage], bool] | None:
-    """The member's connection's ``send_prepared``, if it is a websocket that offers it."""
-    if environ is None:
-        return None
-    scope = environ.get("asgi.scope")
-    if scope is None or scope.get("type") != "websocket":
-        return None
-    return scope.get("extensions", {}).get(EXTENSION)
 
 
 class ProcessManager(_SlicedEmit):

@@ -20,12 +20,22 @@ Compressing a ~300-byte event for each member would cost ~20-30 µs more per mem
 written here and those of uvicorn's own ``send`` never interleave (each is one
 ``transport.write``); what Engine.IO still has queued for the connection (pings, acks) may go
 after a message written here.
+
+A member that connected by long-polling and then upgraded to a websocket (socket.io-client's
+default, so most browsers) gets the same once its upgrade is complete: Engine.IO's session
+keeps the environ of its first (polling) request, so the websocket's own is recorded on the
+session when it opens (:class:`RecordingWebSocket`). A progress event still queued from before
+the upgrade may then arrive after a newer one written here; clients drop what is older than the
+``seq`` they hold (the README's client does).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import socketio
+from engineio.async_drivers.asgi import WebSocket as EngineIOWebSocket
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Frame, Opcode
@@ -74,3 +84,44 @@ class FanoutProtocol(WebSocketsSansIOProtocol):
             self.conn.send_text(message.data)
             self.transport.write(b"".join(self.conn.data_to_send()))
         return True
+
+
+# Where an Engine.IO session keeps the environ (the ASGI scope) of its websocket.
+WEBSOCKET_ENVIRON = "image_proxy_websocket_environ"
+
+
+class RecordingWebSocket(EngineIOWebSocket):
+    """Engine.IO's ASGI websocket, which also records its environ on the Engine.IO session it
+    serves (the session's ``_websocket_handler`` is what it is made with)."""
+
+    async def __call__(self, environ: dict[str, Any]) -> Any:
+        session = getattr(self.handler, "__self__", None)
+        if session is not None:
+            setattr(session, WEBSOCKET_ENVIRON, environ)
+        return await super().__call__(environ)
+
+
+def record_websockets(server: socketio.AsyncServer) -> None:
+    """Have ``server``'s Engine.IO (ASGI mode) open websockets with :class:`RecordingWebSocket`
+    (python-engineio takes the class from its async driver's table, with no public setting)."""
+    drivers = server.eio._async
+    if drivers.get("websocket") is EngineIOWebSocket:
+        server.eio._async = {**drivers, "websocket": RecordingWebSocket}
+
+
+def direct_sender(environ: dict[str, Any] | None) -> Callable[[PreparedMessage], bool] | None:
+    """The ``send_prepared`` of the websocket connection ``environ`` is of, if it offers it."""
+    if environ is None:
+        return None
+    scope = environ.get("asgi.scope")
+    if scope is None or scope.get("type") != "websocket":
+        return None
+    return scope.get("extensions", {}).get(EXTENSION)
+
+
+def session_sender(session: Any) -> Callable[[PreparedMessage], bool] | None:
+    """The ``send_prepared`` of an Engine.IO session's websocket, once the session uses it
+    (connected by websocket, or its upgrade from long-polling complete); None otherwise."""
+    if session is None or not session.upgraded or session.upgrading:
+        return None
+    return direct_sender(getattr(session, WEBSOCKET_ENVIRON, None))

@@ -1,7 +1,8 @@
 """The fan-out's ways to a room's members, on a real uvicorn server with the gateway's websocket
 protocol and real clients: websocket members get the frame written straight to their connection
 (uncompressed, also to a member that negotiated ``permessage-deflate``, whose compressed messages
-from uvicorn must still decode after it), long-polling members through Engine.IO's queue. Every
+from uvicorn must still decode after it, and to a member that upgraded from long-polling once
+its upgrade is complete), long-polling members through Engine.IO's queue. Every
 member gets every event once and in order, across slices; a member whose connection is lost in
 the middle of a fan-out is skipped, the others still get everything."""
 
@@ -16,7 +17,8 @@ from typing import Any
 import aiohttp
 import socketio
 
-from proxy.http.socket import SLICE, ProcessManager, direct_sender
+from proxy.http.socket import SLICE, ProcessManager
+from proxy.http.websocket import record_websockets, session_sender
 from tests.support.progress_client import NAMESPACE
 from tests.support.servers import RunningServer, serve
 
@@ -33,13 +35,17 @@ class FanoutApp(socketio.AsyncNamespace):
         super().__init__(NAMESPACE)
         self.sio = server
 
+    def sender(self, sid: str) -> Any:
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
+        return session_sender(self.sio.eio.sockets.get(eio_sid))
+
     async def on_subscribe(self, sid: str, data: Any) -> dict[str, Any]:
         await self.enter_room(sid, ROOM)
-        return {"direct": direct_sender(self.sio.get_environ(sid, NAMESPACE)) is not None}
+        return {"direct": self.sender(sid) is not None}
 
     async def on_burst(self, sid: str, data: dict[str, Any]) -> None:
         if data.get("drop"):
-            send = direct_sender(self.sio.get_environ(data["drop"], NAMESPACE))
+            send = self.sender(data["drop"])
             assert send is not None
             send.__self__.transport.abort()  # type: ignore[attr-defined]  # still in the room
         for seq in range(data["n"]):
@@ -54,6 +60,7 @@ def fanout_server() -> Iterator[RunningServer]:
     sio = socketio.AsyncServer(async_mode="asgi", client_manager=ProcessManager(),
                                ping_interval=1, ping_timeout=2, logger=False,
                                engineio_logger=False)
+    record_websockets(sio)  # as the gateway's app does
     sio.register_namespace(FanoutApp(sio))
     with serve(socketio.ASGIApp(sio), lifespan="off") as server:
         yield server
@@ -85,17 +92,24 @@ class Received:
 
 
 class Member(Received):
-    """A python-socketio client (websocket, or long-polling only)."""
+    """A python-socketio client: websocket, long-polling only, or ``upgrading`` (long-polling
+    first, then upgraded to a websocket, as socket.io-client does by default)."""
 
     def __init__(self, transport: str) -> None:
         super().__init__()
-        self.transport = transport
+        self.transports = ["polling", "websocket"] if transport == "upgrading" else [transport]
         self.client = socketio.AsyncClient(reconnection=False)
         self.client.on("progress", self.add, namespace=NAMESPACE)
 
     async def join(self, url: str) -> bool:
-        await self.client.connect(url, namespaces=[NAMESPACE], transports=[self.transport],
+        await self.client.connect(url, namespaces=[NAMESPACE], transports=self.transports,
                                   wait_timeout=10)
+        if len(self.transports) > 1:  # the client upgrades once connected
+            for _ in range(200):
+                if self.client.eio.current_transport == "websocket":
+                    break
+                await asyncio.sleep(0.05)
+            assert self.client.eio.current_transport == "websocket", "it upgraded"
         ack = await self.client.call("subscribe", {}, namespace=NAMESPACE, timeout=10)
         return ack["direct"]
 
@@ -131,14 +145,16 @@ async def deflate_member(url: str, received: Received) -> AsyncIterator[str]:
 
 
 async def test_every_member_gets_every_event_once_and_in_order() -> None:
-    members = [Member("websocket") for _ in range(2 * SLICE + 3)] + [Member("polling")]
+    members = [Member("websocket") for _ in range(2 * SLICE + 3)] + [Member("polling"),
+                                                                    Member("upgrading")]
     deflated = Received()
     with fanout_server() as server:
         try:
             direct = await asyncio.gather(*(m.join(server.url) for m in members))
             async with deflate_member(server.url, deflated):
-                # Websocket members are written to directly, the long-polling one is not.
-                assert direct == [True] * (2 * SLICE + 3) + [False]
+                # Websocket members (also the upgraded one) are written to directly, the
+                # long-polling one is not.
+                assert direct == [True] * (2 * SLICE + 3) + [False, True]
                 await members[0].client.emit("burst", {"n": EVENTS}, namespace=NAMESPACE)
                 everyone = [*members, deflated]
                 await asyncio.gather(*(r.wait_for(EVENTS) for r in everyone))
