@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from typing import Any
 
 from proxy.config.schema import ReliabilityConfig
 from proxy.core.errors import GatewayError
@@ -28,12 +29,34 @@ _VISIBLE = (PartialImage, Image, ImagePiece, Completed)
 
 
 class _Shown:
-    """Whether an attempt has shown the client something (then a failure is final)."""
+    """One upstream attempt's events as they pass: whether it has shown the client something
+    (then a failure is final), a ``Failed`` raised (the one way to fail is to raise), and the
+    queued gauge up while the upstream holds the job in its queue."""
 
-    __slots__ = ("visible",)
+    __slots__ = ("metrics", "model", "queue", "visible")
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics | None, model: str) -> None:
+        self.metrics = metrics
+        self.model = model
         self.visible = False
+        self.queue: Any = None
+
+    def see(self, event: Event) -> None:
+        if isinstance(event, Failed):
+            raise event.error
+        self.visible = self.visible or isinstance(event, _VISIBLE)
+        if isinstance(event, Progress) and event.stage == "queued":
+            if self.queue is None and self.metrics is not None:
+                self.queue = self.metrics.queued(self.model)
+                self.queue.inc()
+        elif self.queue is not None:
+            self.queue.dec()
+            self.queue = None
+
+    def close(self) -> None:
+        if self.queue is not None:
+            self.queue.dec()
+            self.queue = None
 
 
 class Reliability:
@@ -63,8 +86,14 @@ class Reliability:
     def chain(self, job: Job) -> list[ServedModel]:
         return [job.model, *(self.models.resolve(name) for name in job.model.config.fallbacks)]
 
-    async def events(self, job: Job) -> AsyncGenerator[Event, None]:
-        """The events of the first model in the job's chain that succeeds."""
+    def events(self, job: Job) -> AsyncGenerator[Event, None]:
+        """The events of the first model in the job's chain that succeeds (a model without
+        fallbacks: its attempts' events as they are, one generator fewer per job)."""
+        if not job.model.config.fallbacks:
+            return self._attempts(job, job.model)
+        return self._chain_events(job)
+
+    async def _chain_events(self, job: Job) -> AsyncGenerator[Event, None]:
         last: GatewayError | None = None
         for position, model in enumerate(self.chain(job)):
             if position:
@@ -100,23 +129,26 @@ class Reliability:
                 # The breaker records how the call ends, whatever way it ends (cancelled too).
                 with breaker.call(model.upstream_key) as call:
                     report = Attempt(job, model)
-                    shown = _Shown()
+                    shown = _Shown(self.metrics, model.name)
                     try:
-                        async for event in self._attempt(job, model, shown):
-                            if isinstance(event, Completed):
-                                # Recorded before handing it on: a reader stops at the
-                                # terminal event, and nothing after this loop would run.
-                                call.succeeded()
-                                self._timed(model, started, "ok")
-                                timed = True
-                                report.succeeded(event)
-                            yield event
+                        async with aclosing(model.provider.generate(job.call())) as events:
+                            async for event in events:
+                                shown.see(event)  # raises a Failed's error
+                                if isinstance(event, Completed):
+                                    # Recorded before handing it on: a reader stops at the
+                                    # terminal event, and nothing after this loop would run.
+                                    call.succeeded()
+                                    self._timed(model, started, "ok")
+                                    timed = True
+                                    report.succeeded(event)
+                                yield event
                     except GatewayError as error:
                         if attempt < retries and not shown.visible and error.transient:
                             wait = self.delay(attempt, error)
                         report.failed(error, wait)
                         raise
                     finally:
+                        shown.close()
                         report.close()
                 return
             except GatewayError as error:
@@ -134,26 +166,3 @@ class Reliability:
             yield Progress(0.0, stage="retrying",
                            message=f"{model.name}: attempt {attempt + 2} in {wait:.1f} s")
             await asyncio.sleep(wait)
-
-    async def _attempt(self, job: Job, model: ServedModel,
-                       shown: _Shown) -> AsyncGenerator[Event, None]:
-        """One call of the provider: its events, a ``Failed`` raised, and the queued gauge
-        up while the upstream holds the job in its queue."""
-        queue = None
-        try:
-            async with aclosing(model.provider.generate(job.call())) as events:
-                async for event in events:
-                    if isinstance(event, Failed):
-                        raise event.error  # the one way to fail is to raise
-                    shown.visible = shown.visible or isinstance(event, _VISIBLE)
-                    if isinstance(event, Progress) and event.stage == "queued":
-                        if queue is None and self.metrics is not None:
-                            queue = self.metrics.queued(model.name)
-                            queue.inc()
-                    elif queue is not None:
-                        queue.dec()
-                        queue = None
-                    yield event
-        finally:
-            if queue is not None:
-                queue.dec()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ from proxy.progress.snapshot import JobSnapshot
 from proxy.progress.tracker import JobTracker
 from proxy.service.gateway import Gateway
 from proxy.service.hosting import host_images
-from proxy.service.results import NO_IMAGE, collect_response
+from proxy.service.results import NO_IMAGE, collect_response, response_of
 from proxy.service.stream import JOB_CANCELLED, LiveStream, ReplayedStream, render_all
 
 log = logging.getLogger("proxy.service")
@@ -133,16 +133,12 @@ class KeptJob:
         return self.run.feed.events
 
 
-async def replayed(events: Iterable[Event]) -> AsyncIterator[Event]:
-    for event in events:
-        yield event
-
-
-async def collect_answer(job: Job, events: AsyncIterator[Event], gateway: Gateway,
-                         base_url: str) -> dict[str, Any]:
-    """The job's response body, its images hosted when the client asked for URLs; raises the
-    job's ``GatewayError`` when it failed."""
-    body = await collect_response(job, events)
+async def collect_answer(job: Job, events: AsyncIterator[Event] | list[Event],
+                         gateway: Gateway, base_url: str) -> dict[str, Any]:
+    """The job's response body (of its events, or of the events already read), its images
+    hosted when the client asked for URLs; raises the job's ``GatewayError`` when it failed."""
+    body = (response_of(job, events) if isinstance(events, list)
+            else await collect_response(job, events))
     if job.request.host_images:
         await host_images(body, job.id, gateway.store, base_url)
     return body
@@ -164,7 +160,7 @@ async def make_answer(kept: KeptJob, gateway: Gateway) -> tuple[Answer | None, b
         return (Answer(frames=render_all(job, events)),
                 failure is not None and worth_retrying(failure))
     try:
-        body = await collect_answer(job, replayed(events), gateway, kept.base_url)
+        body = await collect_answer(job, events, gateway, kept.base_url)
     except GatewayError as error:
         return Answer(error=error), worth_retrying(error)
     for item in body.get("data", []):

@@ -16,7 +16,7 @@ from proxy.jobs.runs import JobRun
 from proxy.progress.tracker import JobTracker
 from proxy.request.bound import ImageRequest
 from proxy.service.gateway import Gateway
-from proxy.service.kept import collect_answer, replayed
+from proxy.service.kept import collect_answer
 from proxy.service.passing import PassedAnswer, take_answer
 from proxy.service.stream import LiveStream
 
@@ -119,7 +119,7 @@ class Submission:
             raise
         if isinstance(taken, PassedAnswer):
             return taken
-        return await collect_answer(self.job, replayed(taken), self.gateway, self.base_url)
+        return await collect_answer(self.job, taken, self.gateway, self.base_url)
 
     async def accepted(self) -> dict[str, Any]:
         wire = self.tracker.wire()

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from proxy.core.errors import GatewayError
@@ -15,20 +15,45 @@ NO_IMAGE = GatewayError(502, "The upstream finished without returning an image."
                         type="upstream_error", code="upstream_no_image")
 
 
-async def collect_response(job: Job, events: AsyncIterator[Event]) -> dict[str, Any]:
-    """The response body; raises the job's ``GatewayError`` if it failed."""
-    images: dict[int, Image] = {}
-    completed: Completed | None = None
-    async for event in events:
+class _Gathered:
+    """A job's answer as its events pass: its images and its ``Completed``."""
+
+    __slots__ = ("completed", "images")
+
+    def __init__(self) -> None:
+        self.images: dict[int, Image] = {}
+        self.completed: Completed | None = None
+
+    def add(self, event: Event) -> None:
+        """Note ``event``; raises the job's ``GatewayError`` if it failed."""
         if isinstance(event, Image):
-            images[event.index] = event
+            self.images[event.index] = event
         elif isinstance(event, Completed):
-            completed = event
+            self.completed = event
         elif isinstance(event, Failed):
             raise event.error
-    if not images:
-        raise NO_IMAGE
-    return build_response(job, [images[i] for i in sorted(images)], completed)
+
+    def response(self, job: Job) -> dict[str, Any]:
+        images = self.images
+        if not images:
+            raise NO_IMAGE
+        return build_response(job, [images[i] for i in sorted(images)], self.completed)
+
+
+async def collect_response(job: Job, events: AsyncIterator[Event]) -> dict[str, Any]:
+    """The response body; raises the job's ``GatewayError`` if it failed."""
+    gathered = _Gathered()
+    async for event in events:
+        gathered.add(event)
+    return gathered.response(job)
+
+
+def response_of(job: Job, events: Iterable[Event]) -> dict[str, Any]:
+    """:func:`collect_response` of events already read."""
+    gathered = _Gathered()
+    for event in events:
+        gathered.add(event)
+    return gathered.response(job)
 
 
 def image_item(image: Image) -> dict[str, Any]:

@@ -8,8 +8,7 @@ is told what happened in plain words, the log where and why (:func:`transport_er
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +32,7 @@ class UpstreamClient:
         # Hooks on every request (the traces' client spans and ``traceparent``, when on).
         self._trace_configs = trace_configs
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[tuple[float, float, float], aiohttp.ClientTimeout] = {}
 
     async def start(self) -> None:
         if self._session is None:
@@ -57,8 +57,7 @@ class UpstreamClient:
             raise RuntimeError("UpstreamClient.start() was not awaited")
         return self._session
 
-    @asynccontextmanager
-    async def request(
+    def request(
         self,
         method: str,
         url: str,
@@ -66,28 +65,64 @@ class UpstreamClient:
         timeout: TimeoutConfig,
         headers: dict[str, str] | None = None,
         body: bytes | aiohttp.FormData | None = None,
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Send a request; yields the response with headers read and the body still unread.
+    ) -> Exchange:
+        """Send a request: ``async with client.request(...) as response`` gives the response
+        with its headers read and its body still unread.
 
         A ``GatewayError`` leaving the block (the adapter's reading of the answer) is noted
         with the upstream's address and HTTP status, for the log."""
-        client_timeout = aiohttp.ClientTimeout(
-            total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.first_byte
-        )
-        where = f"{method} {_where(url)}"
-        status: int | None = None
+        key = (timeout.total, timeout.connect, timeout.first_byte)
+        client_timeout = self._timeouts.get(key)
+        if client_timeout is None:
+            if len(self._timeouts) >= _TIMEOUTS_KEPT:
+                self._timeouts.clear()
+            client_timeout = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.first_byte)
+        return Exchange(self.session.request(method, url, data=body, headers=headers,
+                                             timeout=client_timeout, allow_redirects=False),
+                        method, url)
+
+
+# ClientTimeouts kept, by their three numbers (each model has one; a few more is plenty).
+_TIMEOUTS_KEPT = 64
+
+
+class Exchange:
+    """One request to an upstream, as an async context manager (a class rather than a
+    generator: it runs once per job). Transport failures become ``GatewayError``; any
+    ``GatewayError`` leaving the block is told where it happened (the address is worked out
+    only then)."""
+
+    __slots__ = ("_method", "_sent", "_status", "_url")
+
+    def __init__(self, sent: Any, method: str, url: str) -> None:
+        self._sent = sent  # aiohttp's request context manager, not started yet
+        self._method, self._url = method, url
+        self._status: int | None = None
+
+    def _where(self) -> str:
+        return f"{self._method} {_where(self._url)}"
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
         try:
-            async with self.session.request(
-                method, url, data=body, headers=headers, timeout=client_timeout,
-                allow_redirects=False,
-            ) as response:
-                status = response.status
-                yield response
-        except GatewayError as error:
-            error.at_upstream(where, status)
-            raise
+            response: aiohttp.ClientResponse = await self._sent.__aenter__()
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise transport_error(exc).at_upstream(where, status, _reason(exc)) from None
+            raise transport_error(exc).at_upstream(self._where(), None, _reason(exc)) from None
+        self._status = response.status
+        return response
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        try:
+            await self._sent.__aexit__(exc_type, exc, tb)  # the connection released
+        except (TimeoutError, aiohttp.ClientError) as error:
+            raise transport_error(error).at_upstream(self._where(), self._status,
+                                                     _reason(error)) from None
+        if isinstance(exc, GatewayError):
+            exc.at_upstream(self._where(), self._status)
+        elif isinstance(exc, (TimeoutError, aiohttp.ClientError)):
+            raise transport_error(exc).at_upstream(self._where(), self._status,
+                                                   _reason(exc)) from None
 
 
 def transport_error(exc: BaseException) -> GatewayError:

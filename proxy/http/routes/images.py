@@ -10,8 +10,7 @@ request under it attaches to its job or replays its answer; a stream resumes aft
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from types import TracebackType
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -86,14 +85,14 @@ async def _create(request: Request, *, edit_route: bool,
     detached = wants_async(request)
     server = gateway.config.server
     try:
-        async with _refusals(service, key, job_id, watched):
+        async with _Refusals(service, key, job_id, watched):
             service.ensure_open()  # before reading (and fetching) what would be refused
             body = await read_body(request, edit=edit_route, json_limit=server.max_body_bytes,
                                    upload_limit=server.max_upload_bytes)
         # From here on the client is watched: if it leaves, the work is stopped, upstream too
         # (or, for a job it chose the id of, left to run on when so configured).
         async with ClientWatch(request):
-            async with _refusals(service, key, job_id, watched):
+            async with _Refusals(service, key, job_id, watched):
                 edit = await load_images(body, gateway.fetcher)
             reply = await service.submit(key, Order(
                 job_id=job_id, fields=edit.fields, from_form=edit.from_form,
@@ -127,16 +126,23 @@ async def _create(request: Request, *, edit_route: bool,
     return sse_response(stream, reply.headers, gateway)
 
 
-@asynccontextmanager
-async def _refusals(service: ImageService, key: Key, job_id: str,
-                    watched: bool) -> AsyncIterator[None]:
-    """A request refused before its job exists: a watcher of its id learns it never will."""
-    try:
-        yield
-    except GatewayError as error:
-        if watched:
-            await service.refuse(key, job_id, error)
-        raise
+class _Refusals:
+    """``async with _Refusals(...)``: a request refused before its job exists (a
+    ``GatewayError`` leaving the block): a watcher of its id learns it never will. (A class,
+    not a generator: it is entered twice per request.)"""
+
+    __slots__ = ("job_id", "key", "service", "watched")
+
+    def __init__(self, service: ImageService, key: Key, job_id: str, watched: bool) -> None:
+        self.service, self.key, self.job_id, self.watched = service, key, job_id, watched
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self.watched and isinstance(exc, GatewayError):
+            await self.service.refuse(self.key, self.job_id, exc)
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}

@@ -8,6 +8,7 @@ Adapters of other OpenAI-dialect upstreams (``azure``, ``xai``) subclass it and 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping
+from functools import cached_property
 from typing import Any, ClassVar
 
 import aiohttp
@@ -65,6 +66,11 @@ class OpenAIProvider(Provider):
                 payload["partial_images"] = request.partial_images
         return payload
 
+    @cached_property
+    def _own_headers(self) -> dict[str, str]:
+        """:meth:`_headers`, made once: they follow from the settings alone."""
+        return self._headers()
+
     # Hooks for adapters of OpenAI-dialect upstreams (Azure, xAI): where to send the request,
     # how to read a refusal, and what a finished (non-streamed) answer turns into.
 
@@ -89,7 +95,7 @@ class OpenAIProvider(Provider):
         stream = call.request.stream and self.model.rules.streaming
         body = self._body(call, stream)
         # The client's extra headers first: the adapter's own (credentials) always win.
-        headers = {**call.request.extra_headers, **self._headers()}
+        headers = {**call.request.extra_headers, **self._own_headers}
         if isinstance(body, bytes):
             headers["content-type"] = "application/json"
         async with self.http.request(
