@@ -4,6 +4,7 @@ answer), and the errors about job ids."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -54,7 +55,7 @@ class JobStream(Protocol):
 
     async def open(self) -> GatewayError | None: ...
 
-    def frames(self) -> Any: ...
+    def frames(self) -> AsyncGenerator[bytes, None]: ...
 
     async def aclose(self) -> None: ...
 

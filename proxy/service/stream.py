@@ -124,7 +124,7 @@ class LiveStream:
         async for event in self._events:
             yield event
 
-    async def frames(self) -> AsyncIterator[bytes]:
+    async def frames(self) -> AsyncGenerator[bytes, None]:
         """The numbered frames. Closes the job's events however it ends."""
         renderer = StreamRenderer(self.job)
         try:
@@ -160,6 +160,6 @@ class ReplayedStream:
     async def aclose(self) -> None:
         return None
 
-    async def frames(self) -> AsyncIterator[bytes]:
+    async def frames(self) -> AsyncGenerator[bytes, None]:
         for frame in self._frames[self._after:]:  # numbered from 1 when they were made
             yield frame
