@@ -32,6 +32,7 @@ from proxy.http.disconnect import ClientGone, ClientWatch
 from proxy.observability.metrics import Gauge
 from proxy.service.gateway import Gateway
 from proxy.service.replies import JobStream
+from proxy.service.stream import Frame
 
 LAST_EVENT_ID = "last-event-id"
 _MAX_DIGITS = 18
@@ -147,7 +148,7 @@ class SSEBody(Response):
         finally:
             await self.stream.aclose()
 
-    async def _write(self, frames: AsyncGenerator[bytes, None], request: Request,
+    async def _write(self, frames: AsyncGenerator[Frame, None], request: Request,
                      send: Send) -> bool:
         """Every frame as it comes, kept alive while none does; False if the client left."""
         keepalive = KeepAlive(send, self.keepalive)
@@ -155,7 +156,13 @@ class SSEBody(Response):
             async with ClientWatch(request):
                 async for frame in frames:
                     await keepalive.settled()
-                    await send({"type": "http.response.body", "body": frame, "more_body": True})
+                    if isinstance(frame, bytes):
+                        await send({"type": "http.response.body", "body": frame,
+                                    "more_body": True})
+                    else:  # an image's frame: its pieces, the image not copied into one
+                        for piece in frame:
+                            await send({"type": "http.response.body", "body": piece,
+                                        "more_body": True})
                     del frame  # a 1.5 MB image is not held while the next one is awaited
                     keepalive.wrote()
                 await keepalive.settled()

@@ -19,7 +19,7 @@ from proxy.request.bound import ImageRequest
 from proxy.service.gateway import Gateway
 from proxy.service.kept import collect_answer, replayed
 from proxy.service.passing import PassedAnswer, take_answer
-from proxy.service.stream import LiveStream
+from proxy.service.stream import Frame, LiveStream
 
 # The header a client sends to choose the job id (named in errors about it).
 JOB_ID_HEADER = "x-job-id"
@@ -55,7 +55,7 @@ class JobStream(Protocol):
 
     async def open(self) -> GatewayError | None: ...
 
-    def frames(self) -> AsyncGenerator[bytes, None]: ...
+    def frames(self) -> AsyncGenerator[Frame, None]: ...
 
     async def aclose(self) -> None: ...
 

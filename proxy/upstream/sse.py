@@ -133,15 +133,23 @@ def encode_event(event: str, payload: dict, head: bytes = b"") -> bytes:
                      b"\n\n"))
 
 
-def encode_image_event(event: str, payload: dict, b64: str | bytes, head: bytes = b"") -> bytes:
-    """:func:`encode_event` for a payload whose ``b64_json`` is ``b64``: bytes (pure base64,
-    nothing to escape) are spliced in as they are, never turned into a string first, and the
-    frame is made in one copy of the image."""
+def image_event_pieces(event: str, payload: dict, b64: str | bytes,
+                       head: bytes = b"") -> tuple[bytes, ...]:
+    """:func:`encode_event` for a payload whose ``b64_json`` is ``b64``, in pieces to be written
+    one after the other: bytes (pure base64, nothing to escape) are the middle piece as they
+    are, never turned into a string nor copied into the frame; a string is encoded with the
+    rest, in one piece."""
     if isinstance(b64, str):
-        return encode_event(event, {**payload, "b64_json": b64}, head)
+        return (encode_event(event, {**payload, "b64_json": b64}, head),)
     frame = encode_event(event, {**payload, "b64_json": ""}, head)
     at = frame.index(b'"b64_json":""') + len(b'"b64_json":"')
-    return b"".join((frame[:at], b64, frame[at:]))
+    return frame[:at], b64, frame[at:]
+
+
+def encode_image_event(event: str, payload: dict, b64: str | bytes, head: bytes = b"") -> bytes:
+    """:func:`image_event_pieces` as one frame (made in one copy of the image)."""
+    pieces = image_event_pieces(event, payload, b64, head)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def encode_comment(text: str) -> bytes:
