@@ -26,10 +26,11 @@ next piece (~2,600 faults and ~8 ms of system CPU per answer, none now).
 
 Idle passes (:class:`IdleTrimmer`). Once the gateway has had no job for ``memory.idle_seconds``
 (5), one pass collects the garbage the burst left in reference cycles (an idle process makes
-too few objects for the collector to come round: each finished stream leaves ~33 objects in
-cycles with its connection's transport (sse_starlette's cancelled keep-alive and exit-listener
-tasks and their tracebacks), and jobs cancelled by clients that left keep their frames and
-image buffers, hundreds of megabytes after a 2,000-job burst, until a full collection) and
+too few objects for the collector to come round: each finished stream left ~33 objects in
+cycles with its connection's transport when sse-starlette wrote streams (its cancelled
+keep-alive and exit-listener tasks and their tracebacks; not measured again since streams
+have their own writer), and jobs cancelled by clients that left keep their frames and image
+buffers, hundreds of megabytes after a 2,000-job burst, until a full collection) and
 ``malloc_trim`` hands back what the heap holds free. More passes follow at 3, 9 and 27 times
 that idle time (``memory.idle_passes``, 4 in all): what is freed later (pooled upstream
 connections close ``upstream.keepalive_timeout`` after their last use) is returned too. The
