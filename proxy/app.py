@@ -14,7 +14,6 @@ from types import FrameType
 from typing import Any
 
 import socketio
-from sse_starlette.sse import AppStatus
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -233,9 +232,6 @@ def create_app(config: GatewayConfig) -> ASGIApp:
     # Traces, when the OTEL_* environment asks for them (once per process; off by default).
     tracing.configure_from_environment()
     gateway = Gateway.from_config(config)
-    # Streams are ended by the gateway's own shutdown (after a grace period, with an error
-    # event), not cancelled at the first signal as sse-starlette would.
-    AppStatus.disable_automatic_graceful_drain()
     # Same-origin only unless origins are configured; /socket.io/ never passes through
     # Starlette's middleware, so CORS for it is set here.
     # With Redis, any process can emit to a subscriber connected to any other.

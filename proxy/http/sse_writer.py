@@ -7,28 +7,40 @@ The keep-alive is one comment line *without* a blank line after it. Decoders kee
 event at every blank line once an id is known: ``: keep-alive`` followed by a blank line would
 reach the SDK as an event with empty data, and ``json.loads("")`` raises. A lone comment line is
 ignored by every decoder, wherever it falls between frames.
+
+The response is written by the request's own task, frame by frame as the job makes them. A
+stream costs no task of its own beyond the request's and the one that watches for the client
+leaving (:class:`~proxy.http.disconnect.ClientWatch`, as the JSON answers have): the keep-alive
+is a timer of the event loop (:class:`KeepAlive`), re-armed only when it comes due, and a task
+exists only while a keep-alive comment is being written. (sse-starlette, which wrote streams
+before, ran a task group of four tasks per stream, a cancel scope per write, and left each
+stream's cancelled tasks in reference cycles with their tracebacks.) A stream ends when its job
+does: the gateway's own shutdown ends running jobs after its grace, with an error event.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncGenerator, Mapping
 
-from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from proxy.core.errors import invalid_param
+from proxy.http.disconnect import ClientGone, ClientWatch
+from proxy.observability.metrics import Gauge
 from proxy.service.gateway import Gateway
 from proxy.service.replies import JobStream
+from proxy.service.stream import Frame
 
 LAST_EVENT_ID = "last-event-id"
 _MAX_DIGITS = 18
-
-
-class KeepAlive(ServerSentEvent):
-    """``: keep-alive`` on a line of its own, and nothing else (see the module's docstring)."""
-
-    def encode(self) -> bytes:
-        return b": keep-alive\n"
+KEEP_ALIVE = b": keep-alive\n"  # a lone comment line (see the module's docstring)
+# What every stream is answered with besides the caller's headers (and its content type),
+# as sse-starlette sent it: the caller may choose its caching, not the rest.
+CACHE_CONTROL = {"cache-control": "no-store"}
+STREAM_HEADERS = {"connection": "keep-alive", "x-accel-buffering": "no"}
 
 
 def last_event_id(request: Request) -> int:
@@ -44,23 +56,124 @@ def last_event_id(request: Request) -> int:
     return int(value)
 
 
-async def _counted(frames: AsyncIterator[bytes], gateway: Gateway) -> AsyncIterator[bytes]:
-    """The SSE frames, counted in the open-streams gauge while they are written."""
-    gateway.metrics.sse_streams.inc()
-    try:
-        async for frame in frames:
-            yield frame
-    finally:
-        gateway.metrics.sse_streams.dec()
+class KeepAlive:
+    """``: keep-alive`` after ``every`` seconds without a write, from one timer of the loop.
+
+    The writer notes each write (:meth:`wrote`: two attribute stores, no timer touched); the
+    timer, when it fires, sends the comment if the stream has been silent that long, and is
+    armed again for when the stream will next have been silent that long. The comment is sent
+    by a short task of its own (the timer cannot wait for a write), never while a frame is
+    being written, and the writer waits for it before the next frame (:meth:`settled`): a
+    comment is never written inside a frame or after the last one."""
+
+    __slots__ = ("_every", "_handle", "_loop", "_send", "_task", "last", "writing")
+
+    def __init__(self, send: Send, every: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._send = send
+        self._every = every
+        self._task: asyncio.Task[None] | None = None
+        self.last = self._loop.time()
+        self.writing = False
+        self._handle: asyncio.TimerHandle | None = self._loop.call_at(self.last + every,
+                                                                      self._due)
+
+    def wrote(self) -> None:
+        self.writing = False
+        self.last = self._loop.time()
+
+    def _due(self) -> None:
+        now = self._loop.time()
+        silent_until = self.last + self._every
+        if now < silent_until:
+            self._handle = self._loop.call_at(silent_until, self._due)
+            return
+        if not self.writing and self._task is None:  # a write under way is no silence
+            self._task = self._loop.create_task(self._comment())
+        self._handle = self._loop.call_at(now + self._every, self._due)
+
+    async def _comment(self) -> None:
+        try:
+            await self._send({"type": "http.response.body", "body": KEEP_ALIVE,
+                              "more_body": True})
+            self.last = self._loop.time()
+        finally:
+            self._task = None
+
+    async def settled(self) -> None:
+        """Once no comment is being written (the writer then writes its frame)."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+        self.writing = True
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._task is not None:
+            self._task.cancel()
 
 
-def sse_response(stream: JobStream, headers: dict[str, str],
-                 gateway: Gateway) -> EventSourceResponse:
+class SSEBody(Response):
+    """The frames as a ``text/event-stream`` answer (see the module's docstring). The frames
+    are closed however the answer ends: a client that leaves stops its reading of the job."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, stream: JobStream, headers: Mapping[str, str], *, keepalive: float,
+                 gauge: Gauge) -> None:
+        self.status_code = 200
+        self.background = None
+        self.stream = stream
+        self.keepalive = keepalive
+        self.gauge = gauge
+        self.init_headers({**CACHE_CONTROL, **headers, **STREAM_HEADERS})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": self.status_code,
+                        "headers": self.raw_headers})
+            if scope.get("method") == "HEAD":  # headers only: the stream never starts
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            self.gauge.inc()
+            frames = self.stream.frames()
+            try:
+                if await self._write(frames, Request(scope, receive), send):
+                    await send({"type": "http.response.body", "body": b"",
+                                "more_body": False})
+            finally:
+                self.gauge.dec()
+                await frames.aclose()
+        finally:
+            await self.stream.aclose()
+
+    async def _write(self, frames: AsyncGenerator[Frame, None], request: Request,
+                     send: Send) -> bool:
+        """Every frame as it comes, kept alive while none does; False if the client left."""
+        keepalive = KeepAlive(send, self.keepalive)
+        try:
+            async with ClientWatch(request):
+                async for frame in frames:
+                    await keepalive.settled()
+                    if isinstance(frame, bytes):
+                        await send({"type": "http.response.body", "body": frame,
+                                    "more_body": True})
+                    else:  # an image's frame: its pieces, the image not copied into one
+                        for piece in frame:
+                            await send({"type": "http.response.body", "body": piece,
+                                        "more_body": True})
+                    del frame  # a 1.5 MB image is not held while the next one is awaited
+                    keepalive.wrote()
+                await keepalive.settled()
+        except ClientGone:
+            return False
+        finally:
+            keepalive.stop()
+        return True
+
+
+def sse_response(stream: JobStream, headers: dict[str, str], gateway: Gateway) -> SSEBody:
     """``stream`` (opened: its job did not fail before streaming) as the response."""
-    return EventSourceResponse(
-        _counted(stream.frames(), gateway),
-        headers=headers,
-        sep="\n",
-        ping=gateway.config.server.sse_keepalive,
-        ping_message_factory=KeepAlive,
-    )
+    return SSEBody(stream, headers, keepalive=gateway.config.server.sse_keepalive,
+                   gauge=gateway.metrics.sse_streams)

@@ -26,10 +26,10 @@ request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request
                                                                          default=None)
 
 # Libraries that log packets, frames, headers, URLs or bodies below WARNING (engineio and
-# socketio every packet, a Socket.IO auth token included; sse_starlette every chunk; botocore
-# signed requests; urllib3 and google.auth request lines): never below WARNING.
-QUIET_LOGGERS = ("websockets", "engineio", "socketio", "aiohttp", "sse_starlette", "botocore",
-                 "aiobotocore", "urllib3", "google.auth", "multipart", "python_multipart")
+# socketio every packet, a Socket.IO auth token included; botocore signed requests; urllib3
+# and google.auth request lines): never below WARNING.
+QUIET_LOGGERS = ("websockets", "engineio", "socketio", "aiohttp", "botocore", "aiobotocore",
+                 "urllib3", "google.auth", "multipart", "python_multipart")
 # Libraries whose debug lines are frames and handshake headers, printed through a logger that
 # is not theirs (uvicorn lends ``uvicorn.error`` to the websockets library).
 FRAME_PACKAGES = ("websockets", "wsproto", "h11", "httptools")

@@ -25,18 +25,19 @@ back blocks at the top all the time, and with 1 MiB each trim was paid back in p
 next piece (~2,600 faults and ~8 ms of system CPU per answer, none now).
 
 Idle passes (:class:`IdleTrimmer`). Once the gateway has had no job for ``memory.idle_seconds``
-(5), one pass collects the garbage the burst left in reference cycles (an idle process makes
-too few objects for the collector to come round: each finished stream leaves ~33 objects in
-cycles with its connection's transport (sse_starlette's cancelled keep-alive and exit-listener
-tasks and their tracebacks), and jobs cancelled by clients that left keep their frames and
-image buffers, hundreds of megabytes after a 2,000-job burst, until a full collection) and
-``malloc_trim`` hands back what the heap holds free. More passes follow at 3, 9 and 27 times
-that idle time (``memory.idle_passes``, 4 in all): what is freed later (pooled upstream
-connections close ``upstream.keepalive_timeout`` after their last use) is returned too. The
-first pass after 1,000-2,000 streams took 110-230 ms of CPU (~50,000 objects collected, a heap
-of several hundred MB trimmed, the trim in a thread), later ones 3-30 ms: once per quiet
-spell, never while jobs run. Elsewhere than glibc the trim is skipped and the collection still
-runs.
+(5), one pass collects the garbage the burst left in reference cycles (an idle process makes too
+few objects for the collector to come round: each streamed request leaves objects in cycles,
+mostly its two cancelled client-watch tasks with their tracebacks: 200 streams through one
+process holding the gateway, its client and a fake upstream left 19,262 unreachable objects, and
+34,668 when sse-starlette wrote streams with its cancelled keep-alive and exit-listener tasks),
+and jobs cancelled by clients that left keep their frames and image buffers, hundreds of
+megabytes after a 2,000-job burst, until a full collection) and ``malloc_trim`` hands back what
+the heap holds free. More passes follow at 3, 9 and 27 times that idle time
+(``memory.idle_passes``, 4 in all): what is freed later (pooled upstream connections close
+``upstream.keepalive_timeout`` after their last use) is returned too. The first pass after
+1,000-2,000 streams took 110-230 ms of CPU (~50,000 objects collected, a heap of several hundred
+MB trimmed, the trim in a thread), later ones 3-30 ms: once per quiet spell, never while jobs
+run. Elsewhere than glibc the trim is skipped and the collection still runs.
 
 What stays: CPython's small-object allocator (pymalloc) hands back a 1 MiB arena only when every
 object in it is gone. A burst of 2,000 streams spreads its small objects over ~110 new arenas,

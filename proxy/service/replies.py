@@ -4,6 +4,7 @@ answer), and the errors about job ids."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -18,7 +19,7 @@ from proxy.request.bound import ImageRequest
 from proxy.service.gateway import Gateway
 from proxy.service.kept import collect_answer
 from proxy.service.passing import PassedAnswer, take_answer
-from proxy.service.stream import LiveStream
+from proxy.service.stream import Frame, LiveStream
 
 # The header a client sends to choose the job id (named in errors about it).
 JOB_ID_HEADER = "x-job-id"
@@ -54,7 +55,7 @@ class JobStream(Protocol):
 
     async def open(self) -> GatewayError | None: ...
 
-    def frames(self) -> Any: ...
+    def frames(self) -> AsyncGenerator[Frame, None]: ...
 
     async def aclose(self) -> None: ...
 

@@ -20,12 +20,21 @@ from proxy.core.events import Completed, Event, Failed, Image, PartialImage, Usa
 from proxy.jobs.job import Job
 from proxy.request.echo import requested_settings, resolved_settings
 from proxy.service.results import NO_IMAGE
-from proxy.upstream.sse import encode_event, encode_image_event
+from proxy.upstream.sse import encode_event, image_event_pieces
 
 # A reader whose job stopped without an end of its own (every other reader left and it was
 # cancelled just as this one arrived): nothing was charged, the request can be sent again.
 JOB_CANCELLED = GatewayError(503, "The job was cancelled before it finished; send the request "
                              "again.", type="server_error", code="job_cancelled", retryable=True)
+
+
+# A frame as the writer writes it: its bytes, or its pieces in order (an image frame: the
+# image's base64 between the frame's head and tail, never copied into one string with them).
+Frame = bytes | tuple[bytes, ...]
+
+
+def joined(frame: Frame) -> bytes:
+    return frame if isinstance(frame, bytes) else b"".join(frame)
 
 
 def error_frame(error: GatewayError, head: bytes = b"") -> bytes:
@@ -35,8 +44,8 @@ def error_frame(error: GatewayError, head: bytes = b"") -> bytes:
 class StreamRenderer:
     """Turns one job's events, in order, into its frames, numbered from 1 (``count`` is the
     number of the last one made). The ``id:`` line is written with the frame, and each image
-    is let go as its frame is made: a 1.5 MB image waiting for a slow client is held once, as
-    its frame, never copied again to be numbered."""
+    is let go as its frame is made: a 1.5 MB image waiting for a slow client is held once, in
+    its frame's pieces, never copied into the frame nor again to be numbered."""
 
     def __init__(self, job: Job) -> None:
         self.job = job
@@ -50,11 +59,11 @@ class StreamRenderer:
         self.count += 1
         return b"id: %d\n" % self.count
 
-    def frames(self, event: Event) -> list[bytes]:
+    def frames(self, event: Event) -> list[Frame]:
         if self.done:
             return []
         if isinstance(event, PartialImage):
-            return [encode_image_event(f"{self.prefix}.partial_image", {
+            return [image_event_pieces(f"{self.prefix}.partial_image", {
                 "type": f"{self.prefix}.partial_image", "created_at": int(time.time()),
                 **self.requested, "partial_image_index": event.partial_index,
             }, event.b64_json, self._id())]
@@ -72,16 +81,16 @@ class StreamRenderer:
         self.done = True
         return error_frame(error, self._id())
 
-    def _completed(self, event: Completed) -> list[bytes]:
+    def _completed(self, event: Completed) -> list[Frame]:
         self.done = True
         job = self.job
         settings = {**self.requested, **resolved_settings(job.request, job.model.rules, event)}
         usage = (event.usage or Usage()).to_dict()
         usage.pop("output_tokens_details", None)  # not part of the stream's ImagesUsage
         self.finished.sort(key=lambda i: i.index, reverse=True)
-        frames = []
+        frames: list[Frame] = []
         while self.finished:
-            frames.append(encode_image_event(f"{self.prefix}.completed", {
+            frames.append(image_event_pieces(f"{self.prefix}.completed", {
                 "type": f"{self.prefix}.completed", "created_at": int(time.time()), **settings,
                 "usage": usage}, self.finished.pop().b64_json or "", self._id()))
         return frames
@@ -90,7 +99,7 @@ class StreamRenderer:
 def render_all(job: Job, events: Iterable[Event]) -> list[bytes]:
     """Every frame of a finished job's events, numbered (what its answer keeps for replays)."""
     renderer = StreamRenderer(job)
-    return [frame for event in events for frame in renderer.frames(event)]
+    return [joined(frame) for event in events for frame in renderer.frames(event)]
 
 
 class LiveStream:
@@ -124,7 +133,7 @@ class LiveStream:
         async for event in self._events:
             yield event
 
-    async def frames(self) -> AsyncIterator[bytes]:
+    async def frames(self) -> AsyncGenerator[Frame, None]:
         """The numbered frames. Closes the job's events however it ends."""
         renderer = StreamRenderer(self.job)
         try:
@@ -160,6 +169,6 @@ class ReplayedStream:
     async def aclose(self) -> None:
         return None
 
-    async def frames(self) -> AsyncIterator[bytes]:
+    async def frames(self) -> AsyncGenerator[Frame, None]:
         for frame in self._frames[self._after:]:  # numbered from 1 when they were made
             yield frame

@@ -33,10 +33,22 @@ class SSEMessage:
     id: str | None = None
 
 
-class SSEDecoder:
-    """Feed it chunks as they arrive; it yields each complete event (WHATWG rules)."""
+# A line still unfinished when this much of it has come is held as the chunks it came in,
+# not grown in the buffer: a 1.5 MB data line arrives in dozens of chunks.
+HOLD_FROM = 64 * 1024
 
-    def __init__(self) -> None:
+
+class SSEDecoder:
+    """Feed it chunks as they arrive; it yields each complete event (WHATWG rules).
+
+    Short lines are collected in one buffer. A long unfinished line (``hold_from`` bytes or
+    more: a data line carrying an image) is held as the chunks it arrives in, and its value is
+    copied out once, when its end comes: growing a buffer chunk by chunk, then copying the
+    value out of it, cost two to three copies of every image."""
+
+    def __init__(self, hold_from: int = HOLD_FROM) -> None:
+        self._hold_from = hold_from
+        self._held: list[bytes | memoryview] = []  # the long line's pieces so far
         self._buffer = bytearray()
         self._resume = 0  # where the line-end search resumes: earlier bytes have none
         self._skip_lf = False  # the last chunk ended in CR: a leading LF belongs to it
@@ -60,9 +72,14 @@ class SSEDecoder:
             self._skip_lf = False
             if chunk[:1] == b"\n":
                 chunk = chunk[1:]
+        messages: list[SSEMessage] = []
+        if self._held:
+            rest = self._held_line(chunk, messages)
+            if rest is None:
+                return messages
+            chunk = rest
         buffer = self._buffer
         buffer += chunk
-        messages: list[SSEMessage] = []
         start = 0
         search = self._resume
         view = memoryview(buffer)  # lines are copied out once, not sliced then copied
@@ -84,12 +101,47 @@ class SSEDecoder:
             # All consumed: a fresh buffer, so a stream does not keep the capacity of its
             # largest event (a partial image's megabyte) for the rest of its life.
             self._buffer = bytearray()
+        elif len(buffer) - start >= self._hold_from:
+            self._held = [bytes(buffer[start:])]  # a long line begun: held from here on
+            self._buffer = bytearray()
+            search = start
         else:
             del buffer[:start]
         self._resume = search - start
         return messages
 
-    def _line(self, buffer: bytearray, view: memoryview, start: int,
+    def _held_line(self, chunk: bytes, messages: list[SSEMessage]) -> bytes | memoryview | None:
+        """``chunk`` after a long line's beginning: held too if the line does not end in it;
+        else the line is read (its message, if it completes one, added to ``messages``) and
+        what follows it in the chunk is returned."""
+        end, after = _line_end(chunk, 0)
+        if end < 0:
+            self._held.append(chunk)
+            return None
+        view = memoryview(chunk)
+        pieces, self._held = self._held, []
+        pieces.append(view[:end])
+        message = self._long_line(pieces)
+        if message is not None:
+            messages.append(message)
+        if after == len(chunk) and chunk.endswith(b"\r"):
+            self._skip_lf = True
+        return view[after:]
+
+    def _long_line(self, pieces: list[bytes | memoryview]) -> SSEMessage | None:
+        """A long line in pieces (the first one is ``hold_from`` bytes or more). A data line's
+        value is copied out of them once; any other line is joined and read as usual."""
+        first = pieces[0]
+        if first[:5] == b"data:" and len(first) > 5:  # (the space after it is in this piece)
+            start = 6 if first[5:6] == b" " else 5
+            pieces[0] = memoryview(first)[start:]
+            self._data.append(b"".join(pieces))
+            return None
+        line = b"".join(pieces)
+        with memoryview(line) as view:
+            return self._line(line, view, 0, len(line))
+
+    def _line(self, buffer: bytes | bytearray, view: memoryview, start: int,
               end: int) -> SSEMessage | None:
         """One line, ``buffer[start:end]``. Only a field's value is copied out of the buffer
         (once): a data line is a megabyte of base64, and every copy of it costs."""
@@ -133,15 +185,23 @@ def encode_event(event: str, payload: dict, head: bytes = b"") -> bytes:
                      b"\n\n"))
 
 
-def encode_image_event(event: str, payload: dict, b64: str | bytes, head: bytes = b"") -> bytes:
-    """:func:`encode_event` for a payload whose ``b64_json`` is ``b64``: bytes (pure base64,
-    nothing to escape) are spliced in as they are, never turned into a string first, and the
-    frame is made in one copy of the image."""
+def image_event_pieces(event: str, payload: dict, b64: str | bytes,
+                       head: bytes = b"") -> tuple[bytes, ...]:
+    """:func:`encode_event` for a payload whose ``b64_json`` is ``b64``, in pieces to be written
+    one after the other: bytes (pure base64, nothing to escape) are the middle piece as they
+    are, never turned into a string nor copied into the frame; a string is encoded with the
+    rest, in one piece."""
     if isinstance(b64, str):
-        return encode_event(event, {**payload, "b64_json": b64}, head)
+        return (encode_event(event, {**payload, "b64_json": b64}, head),)
     frame = encode_event(event, {**payload, "b64_json": ""}, head)
     at = frame.index(b'"b64_json":""') + len(b'"b64_json":"')
-    return b"".join((frame[:at], b64, frame[at:]))
+    return frame[:at], b64, frame[at:]
+
+
+def encode_image_event(event: str, payload: dict, b64: str | bytes, head: bytes = b"") -> bytes:
+    """:func:`image_event_pieces` as one frame (made in one copy of the image)."""
+    pieces = image_event_pieces(event, payload, b64, head)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def encode_comment(text: str) -> bytes:

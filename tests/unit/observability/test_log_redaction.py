@@ -79,5 +79,5 @@ def test_websocket_frames_and_handshake_headers_are_dropped_at_debug(written) ->
 
 def test_transport_libraries_never_log_below_warning() -> None:
     loggers = logs.configure("debug")["loggers"]
-    for name in ("websockets", "engineio", "socketio", "aiohttp", "sse_starlette", "botocore"):
+    for name in ("websockets", "engineio", "socketio", "aiohttp", "botocore"):
         assert logging.getLevelName(loggers[name]["level"]) >= logging.WARNING, name
