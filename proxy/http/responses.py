@@ -92,10 +92,12 @@ class PassedBody(Response):
 
     media_type = "application/json"
 
-    def __init__(self, answer: PassedAnswer, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(self, answer: PassedAnswer, headers: Mapping[str, str] | None = None,
+                 watch: ClientWatch | None = None) -> None:
         self.status_code = 200
         self.background = None
         self.answer = answer
+        self.watch = watch  # the request's, when its endpoint watched already
         self.init_headers(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -107,7 +109,7 @@ class PassedBody(Response):
 
         job_id = self.answer.job.id
         try:
-            async with ClientWatch(Request(scope, receive)):
+            async with self.watch or ClientWatch(Request(scope, receive)):
                 last = await self.answer.write(body)
         except ClientGone:
             log.info("job %s: the client left while its answer was being written", job_id)

@@ -121,10 +121,11 @@ class SSEBody(Response):
     media_type = "text/event-stream"
 
     def __init__(self, stream: JobStream, headers: Mapping[str, str], *, keepalive: float,
-                 gauge: Gauge) -> None:
+                 gauge: Gauge, watch: ClientWatch | None = None) -> None:
         self.status_code = 200
         self.background = None
         self.stream = stream
+        self.watch = watch  # the request's, when its endpoint watched already
         self.keepalive = keepalive
         self.gauge = gauge
         self.init_headers({**CACHE_CONTROL, **headers, **STREAM_HEADERS})
@@ -139,7 +140,8 @@ class SSEBody(Response):
             self.gauge.inc()
             frames = self.stream.frames()
             try:
-                if await self._write(frames, Request(scope, receive), send):
+                watch = self.watch or ClientWatch(Request(scope, receive))
+                if await self._write(frames, watch, send):
                     await send({"type": "http.response.body", "body": b"",
                                 "more_body": False})
             finally:
@@ -148,12 +150,12 @@ class SSEBody(Response):
         finally:
             await self.stream.aclose()
 
-    async def _write(self, frames: AsyncGenerator[Frame, None], request: Request,
+    async def _write(self, frames: AsyncGenerator[Frame, None], watch: ClientWatch,
                      send: Send) -> bool:
         """Every frame as it comes, kept alive while none does; False if the client left."""
         keepalive = KeepAlive(send, self.keepalive)
         try:
-            async with ClientWatch(request):
+            async with watch:
                 async for frame in frames:
                     await keepalive.settled()
                     if isinstance(frame, bytes):
@@ -173,7 +175,9 @@ class SSEBody(Response):
         return True
 
 
-def sse_response(stream: JobStream, headers: dict[str, str], gateway: Gateway) -> SSEBody:
-    """``stream`` (opened: its job did not fail before streaming) as the response."""
+def sse_response(stream: JobStream, headers: dict[str, str], gateway: Gateway,
+                 watch: ClientWatch | None = None) -> SSEBody:
+    """``stream`` (opened: its job did not fail before streaming) as the response, watched by
+    ``watch`` (the request's) or a watch of its own."""
     return SSEBody(stream, headers, keepalive=gateway.config.server.sse_keepalive,
-                   gauge=gateway.metrics.sse_streams)
+                   gauge=gateway.metrics.sse_streams, watch=watch)

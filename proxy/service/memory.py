@@ -26,10 +26,11 @@ next piece (~2,600 faults and ~8 ms of system CPU per answer, none now).
 
 Idle passes (:class:`IdleTrimmer`). Once the gateway has had no job for ``memory.idle_seconds``
 (5), one pass collects the garbage the burst left in reference cycles (an idle process makes too
-few objects for the collector to come round: each streamed request leaves objects in cycles,
-mostly its two cancelled client-watch tasks with their tracebacks: 200 streams through one
-process holding the gateway, its client and a fake upstream left 19,262 unreachable objects, and
-34,668 when sse-starlette wrote streams with its cancelled keep-alive and exit-listener tasks),
+few objects for the collector to come round: a streamed request used to leave objects in
+cycles, its cancelled tasks with their tracebacks: 200 streams through one process holding the
+gateway, its client and a fake upstream left 34,668 unreachable objects when sse-starlette wrote
+streams, 19,262 with the gateway's own writer and a client watch per block, and in another such
+run 6,483 against 1,419 once a request's one client watch ends by itself instead of cancelled),
 and jobs cancelled by clients that left keep their frames and image buffers, hundreds of
 megabytes after a 2,000-job burst, until a full collection) and ``malloc_trim`` hands back what
 the heap holds free. More passes follow at 3, 9 and 27 times that idle time

@@ -91,7 +91,8 @@ async def _create(request: Request, *, edit_route: bool,
                                    upload_limit=server.max_upload_bytes)
         # From here on the client is watched: if it leaves, the work is stopped, upstream too
         # (or, for a job it chose the id of, left to run on when so configured).
-        async with ClientWatch(request):
+        watch = ClientWatch(request)  # one for the request: its response may go on with it
+        async with watch:
             async with _Refusals(service, key, job_id, watched):
                 edit = await load_images(body, gateway.fetcher)
             reply = await service.submit(key, Order(
@@ -114,7 +115,8 @@ async def _create(request: Request, *, edit_route: bool,
                     return error_response(error, reply.headers)
                 if isinstance(answer, dict):
                     return ImagesBody(answer, headers=reply.headers)
-                return PassedBody(answer, reply.headers)  # written as the upstream sends it
+                # Written as the upstream sends it, the client still watched.
+                return PassedBody(answer, reply.headers, watch)
             # The first event is awaited before committing to a 200 stream, so a request the
             # upstream refuses outright gets a real status code (the SDKs raise on it).
             stream = reply.stream(after)
@@ -123,7 +125,7 @@ async def _create(request: Request, *, edit_route: bool,
         return Response(status_code=CLIENT_CLOSED)
     if failed is not None:
         return error_response(failed, reply.headers)
-    return sse_response(stream, reply.headers, gateway)
+    return sse_response(stream, reply.headers, gateway, watch)
 
 
 class _Refusals:
