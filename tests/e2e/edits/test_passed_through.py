@@ -5,33 +5,19 @@ ends the upstream's answer."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import orjson
-import pytest
 
 from tests.support.fakes.slow_body import IMAGES, SlowBody
 from tests.support.images import encoded
 from tests.support.keys import ALICE, client, keys_config
-from tests.support.stack import Stack, upstream_and_gateway
+from tests.support.stack import Stack, stack_fixture
 
 MODEL = "openai/gpt-image-1"
 
 
-@pytest.fixture(scope="module")
-def module_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack[SlowBody]]:
-    data_dir = tmp_path_factory.mktemp("ledger")
-    with upstream_and_gateway(SlowBody(), lambda url: keys_config(
-            f"{url}/v1", data_dir=str(data_dir))) as stack:
-        yield stack
-
-
-@pytest.fixture
-def stack(module_stack: Stack[SlowBody]) -> Stack[SlowBody]:
-    module_stack.fake.reset()
-    return module_stack
+stack = stack_fixture(SlowBody, lambda url: keys_config(f"{url}/v1"))
 
 
 def _post(stack: Stack[SlowBody]) -> Any:
@@ -46,14 +32,7 @@ def test_the_client_reads_the_edit_while_the_upstream_still_sends_it(stack) -> N
     with _post(stack) as response:
         assert response.status_code == 200
         assert "content-length" not in response.headers
-        chunks = response.iter_raw()
-        first = next(chunks)
-        # The upstream is waiting halfway for the test: the gateway did not wait for its end.
-        assert stack.fake.halfway.is_set() and not stack.fake.finished.is_set()
-        assert first.startswith(b'{"created":')
-        stack.fake.go_on.set()
-        body = orjson.loads(first + b"".join(chunks))
-    assert stack.fake.finished.is_set()
+        body = stack.fake.read_meanwhile(response)
     assert [item["b64_json"] for item in body["data"]] == [IMAGES[0], IMAGES[1]]
     assert [item["revised_prompt"] for item in body["data"]] == ["picture 0", "picture 1"]
     assert body["usage"]["output_tokens"] == 272

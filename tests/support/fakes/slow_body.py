@@ -57,6 +57,19 @@ class SlowBody(FakeOpenAI):
             flag.clear()
         self.requests.clear()
 
+    def read_meanwhile(self, response: Any) -> dict[str, Any]:
+        """Read a gateway's streamed ``response`` to a request this fake answers: its first
+        bytes must come while the fake waits halfway (the gateway did not wait for the end);
+        then the fake goes on, and the whole answer is parsed."""
+        chunks = response.iter_raw()
+        first = next(chunks)
+        assert self.halfway.is_set() and not self.finished.is_set()
+        assert first.startswith(b'{"created":')
+        self.go_on.set()
+        body = orjson.loads(first + b"".join(chunks))
+        assert self.finished.is_set()
+        return body
+
     def answer(self, n: int) -> bytes:
         """An OpenAI answer with ``n`` large images; ``revised_prompt`` after each image and
         ``usage`` after all of them, as DALL-E 3 and GPT image models place them."""
