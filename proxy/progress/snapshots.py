@@ -26,9 +26,13 @@ import orjson
 
 from proxy.fleet.batch import Batch, Script
 from proxy.fleet.policy import StorePolicy
+from proxy.progress.ended import EndedSnapshots
 from proxy.progress.snapshot import JobSnapshot
 
 WATCH_TTL = 10.0
+# Running jobs' snapshots past their retention (their end never came) are dropped at most this
+# often; reads skip them anyway.
+RUNNING_SWEEP_SECONDS = 60.0
 
 
 class Opened(NamedTuple):
@@ -67,7 +71,8 @@ class SnapshotStore(Protocol):
 
 
 class _Expiring:
-    """A dict whose entries expire; expired ones are swept as new ones arrive."""
+    """A dict whose entries expire; expired ones are swept as new ones arrive (the watch marks:
+    few, and short-lived)."""
 
     def __init__(self) -> None:
         self.items: dict[str, tuple[float, object]] = {}
@@ -94,36 +99,57 @@ class _Expiring:
 
 
 class MemorySnapshotStore:
-    """Two dicts with expiry, for one process (which knows its watchers without marks; they
-    are kept anyway, so both backends behave alike)."""
+    """For one process: running jobs' snapshots in a dict, ended ones serialised in
+    :class:`~proxy.progress.ended.EndedSnapshots` (why: see there), watch marks in a dict with
+    expiry (the process knows its watchers without marks; they are kept anyway, so both
+    backends behave alike)."""
 
     shared = False
 
     def __init__(self, retention: float, watch_ttl: float = WATCH_TTL) -> None:
         self.retention = retention
         self.watch_ttl = watch_ttl
-        self._jobs = _Expiring()
+        self._running: dict[str, tuple[float, JobSnapshot]] = {}
+        self._ended = EndedSnapshots()
         self._marks = _Expiring()
+        self._next_sweep = 0.0
 
     def _marked(self, room: str, now: float) -> bool:
         return self._marks.get(room, now) is not None
 
     async def create(self, snapshot: JobSnapshot, room: str, replace: bool = False) -> Opened:
         now = time.monotonic()
-        self._jobs.sweep(now)
-        if not replace and self._jobs.get(snapshot.job_id, now) is not None:
+        if replace:
+            self._ended.discard(snapshot.job_id)
+        elif self._find(snapshot.job_id, now) is not None:
             return Opened(False, False)
-        self._jobs.set(snapshot.job_id, snapshot, now + self.retention)
+        self._store(snapshot, now)
         return Opened(True, self._marked(room, now))
 
     async def put(self, snapshot: JobSnapshot) -> None:
-        now = time.monotonic()
-        self._jobs.sweep(now)
-        self._jobs.set(snapshot.job_id, snapshot, now + self.retention)
+        self._store(snapshot, time.monotonic())
 
     async def get(self, job_id: str) -> JobSnapshot | None:
-        found = self._jobs.get(job_id, time.monotonic())
-        return found if isinstance(found, JobSnapshot) else None
+        return self._find(job_id, time.monotonic())
+
+    def _store(self, snapshot: JobSnapshot, now: float) -> None:
+        if now >= self._next_sweep:  # running jobs whose end never came (their task was lost)
+            self._next_sweep = now + RUNNING_SWEEP_SECONDS
+            for job_id in [j for j, (expires, _) in self._running.items() if expires <= now]:
+                del self._running[job_id]
+        if snapshot.terminal:
+            self._running.pop(snapshot.job_id, None)
+            self._ended.put(snapshot, now + self.retention, now)
+        else:
+            self._running[snapshot.job_id] = (now + self.retention, snapshot)
+
+    def _find(self, job_id: str, now: float) -> JobSnapshot | None:
+        running = self._running.get(job_id)
+        if running is None:
+            return self._ended.get(job_id, now)
+        if running[0] > now:
+            return running[1]
+        return None
 
     async def end_lost(self, job_id: str, error: dict[str, Any]) -> JobSnapshot | None:
         snapshot = await self.get(job_id)
@@ -146,7 +172,8 @@ class MemorySnapshotStore:
         return [self._marked(room, now) for room in check]
 
     async def aclose(self) -> None:
-        self._jobs.clear()
+        self._running.clear()
+        self._ended.close()
         self._marks.clear()
 
 

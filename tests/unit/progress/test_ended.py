@@ -1,0 +1,58 @@
+"""Ended jobs' snapshots in one process: kept serialised (not as the objects that were put) until
+their retention ends, read back whole."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from proxy.progress.ended import EndedSnapshots
+from proxy.progress.snapshot import JobSnapshot
+from proxy.progress.snapshots import MemorySnapshotStore
+
+
+def ended(job_id: str, status: str = "failed") -> JobSnapshot:
+    return JobSnapshot(job_id=job_id, seq=9, status=status, percent=42.5,  # type: ignore[arg-type]
+                       model="m", created_at=1.25, updated_at=2.5, step=3, total_steps=7,
+                       stage="rendering", message="late", estimated=True,
+                       error={"message": "no", "type": "server_error", "param": None,
+                              "code": "upstream_error"}, owner="alice")
+
+
+def test_a_snapshot_reads_back_whole_until_it_expires() -> None:
+    store = EndedSnapshots()
+    job = str(uuid.uuid4())
+    store.put(ended(job), expires=110.0, now=100.0)
+    assert store.get(job, now=109.9) == ended(job)
+    assert store.get(job, now=110.0) is None
+    assert store.get(str(uuid.uuid4()), now=100.0) is None
+    store.close()
+
+
+def test_a_later_put_replaces_and_expired_rows_are_swept() -> None:
+    store = EndedSnapshots()
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    store.put(ended(first), expires=10.0, now=0.0)
+    store.put(ended(first, "succeeded"), expires=20.0, now=0.0)
+    assert store.get(first, now=15.0) == ended(first, "succeeded")
+    store.put(ended(second), expires=100.0, now=25.0)  # a sweep is due: first's row goes
+    rows = store._cursor.execute("SELECT job_id FROM ended").fetchall()
+    assert rows == [(second,)]
+    store.discard(second)
+    assert store.get(second, now=26.0) is None
+    store.close()
+
+
+async def test_the_memory_store_keeps_no_object_of_an_ended_job() -> None:
+    store = MemorySnapshotStore(retention=60)
+    job = str(uuid.uuid4())
+    running = JobSnapshot(job_id=job, seq=1, status="running", percent=5.0, model="m",
+                          created_at=time.time(), updated_at=time.time(), owner="alice")
+    await store.create(running, f"job:alice:{job}")
+    assert await store.get(job) is running
+    final = ended(job, "succeeded")
+    await store.put(final)
+    read = await store.get(job)
+    assert read == final and read is not final
+    assert store._running == {}
+    await store.aclose()
