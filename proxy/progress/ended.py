@@ -1,6 +1,8 @@
 """Ended jobs' snapshots in one process, kept ``jobs.retention_seconds`` (an hour by default)
 for ``GET /v1/images/jobs/{id}`` and late subscribers: serialised (as the Redis store keeps them)
-in an in-memory SQLite table, not as Python objects.
+in an in-memory SQLite table, not as Python objects. The memory store moves them here in
+batches (:class:`~proxy.progress.snapshots.MemorySnapshotStore`): once the process is idle, or
+when many have ended meanwhile.
 
 Why not a dict of :class:`JobSnapshot`: those are the objects that outlive a burst. Each ended job
 left ~10 small objects (the snapshot, its id and floats, a dict entry's and an expiry heap's
@@ -18,6 +20,7 @@ the connection (purged only every 200 cursors), small objects of the burst again
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 
 import orjson
 
@@ -46,10 +49,15 @@ class EndedSnapshots:
             self._cursor.execute(statement)
         self._next_sweep = 0.0
 
-    def put(self, snapshot: JobSnapshot, expires: float, now: float) -> None:
+    def put(self, snapshots: Iterable[tuple[float, JobSnapshot]], now: float) -> None:
+        """Keep each snapshot until its expiry (one transaction)."""
         self.sweep(now)
-        self._cursor.execute(_PUT, (snapshot.job_id, expires,
-                                    orjson.dumps(snapshot.to_store())))
+        self._cursor.execute("BEGIN")
+        try:
+            self._cursor.executemany(_PUT, ((s.job_id, expires, orjson.dumps(s.to_store()))
+                                            for expires, s in snapshots))
+        finally:
+            self._cursor.execute("COMMIT")
 
     def get(self, job_id: str, now: float) -> JobSnapshot | None:
         row = self._cursor.execute(_GET, (job_id, now)).fetchone()

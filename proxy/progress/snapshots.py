@@ -30,9 +30,12 @@ from proxy.progress.ended import EndedSnapshots
 from proxy.progress.snapshot import JobSnapshot
 
 WATCH_TTL = 10.0
-# Running jobs' snapshots past their retention (their end never came) are dropped at most this
-# often; reads skip them anyway.
-RUNNING_SWEEP_SECONDS = 60.0
+# Snapshots kept as objects past their retention are dropped at most this often (reads skip
+# them anyway).
+SWEEP_SECONDS = 60.0
+# Ended jobs' snapshots kept as objects until this many (then they are settled at once, in one
+# batch: under steady load the process may never be idle).
+SETTLE_AT = 5000
 
 
 class Opened(NamedTuple):
@@ -67,6 +70,10 @@ class SnapshotStore(Protocol):
         ``mark`` as watched (for
         ``watch_ttl`` seconds), and say which rooms of ``check`` are marked."""
 
+    def settle(self) -> None:
+        """Put what this process keeps as objects into its compact form (the idle passes call
+        it; nothing to do for a store elsewhere)."""
+
     async def aclose(self) -> None: ...
 
 
@@ -99,17 +106,19 @@ class _Expiring:
 
 
 class MemorySnapshotStore:
-    """For one process: running jobs' snapshots in a dict, ended ones serialised in
-    :class:`~proxy.progress.ended.EndedSnapshots` (why: see there), watch marks in a dict with
-    expiry (the process knows its watchers without marks; they are kept anyway, so both
-    backends behave alike)."""
+    """For one process: running jobs' snapshots in a dict; ended ones in another until
+    :meth:`settle` moves them, serialised, to :class:`~proxy.progress.ended.EndedSnapshots`
+    (why: see there); watch marks in a dict with expiry (the process knows its watchers
+    without marks; they are kept anyway, so both backends behave alike)."""
 
     shared = False
 
     def __init__(self, retention: float, watch_ttl: float = WATCH_TTL) -> None:
         self.retention = retention
         self.watch_ttl = watch_ttl
+        # job id -> (expiry, snapshot), by time.monotonic()
         self._running: dict[str, tuple[float, JobSnapshot]] = {}
+        self._ended_here: dict[str, tuple[float, JobSnapshot]] = {}
         self._ended = EndedSnapshots()
         self._marks = _Expiring()
         self._next_sweep = 0.0
@@ -120,6 +129,7 @@ class MemorySnapshotStore:
     async def create(self, snapshot: JobSnapshot, room: str, replace: bool = False) -> Opened:
         now = time.monotonic()
         if replace:
+            self._ended_here.pop(snapshot.job_id, None)
             self._ended.discard(snapshot.job_id)
         elif self._find(snapshot.job_id, now) is not None:
             return Opened(False, False)
@@ -132,24 +142,32 @@ class MemorySnapshotStore:
     async def get(self, job_id: str) -> JobSnapshot | None:
         return self._find(job_id, time.monotonic())
 
+    def settle(self) -> None:
+        """Move the ended jobs' snapshots out of Python objects (the idle passes call this
+        before they collect; see :mod:`proxy.service.memory`)."""
+        if self._ended_here:
+            self._ended.put(self._ended_here.values(), time.monotonic())
+            self._ended_here = {}
+
     def _store(self, snapshot: JobSnapshot, now: float) -> None:
-        if now >= self._next_sweep:  # running jobs whose end never came (their task was lost)
-            self._next_sweep = now + RUNNING_SWEEP_SECONDS
-            for job_id in [j for j, (expires, _) in self._running.items() if expires <= now]:
-                del self._running[job_id]
+        if now >= self._next_sweep:  # past their retention: jobs whose end never came
+            self._next_sweep = now + SWEEP_SECONDS
+            for kept in (self._running, self._ended_here):
+                for job_id in [j for j, (expires, _) in kept.items() if expires <= now]:
+                    del kept[job_id]
         if snapshot.terminal:
             self._running.pop(snapshot.job_id, None)
-            self._ended.put(snapshot, now + self.retention, now)
+            self._ended_here[snapshot.job_id] = (now + self.retention, snapshot)
+            if len(self._ended_here) >= SETTLE_AT:
+                self.settle()
         else:
             self._running[snapshot.job_id] = (now + self.retention, snapshot)
 
     def _find(self, job_id: str, now: float) -> JobSnapshot | None:
-        running = self._running.get(job_id)
-        if running is None:
+        found = self._running.get(job_id) or self._ended_here.get(job_id)
+        if found is None:
             return self._ended.get(job_id, now)
-        if running[0] > now:
-            return running[1]
-        return None
+        return found[1] if found[0] > now else None
 
     async def end_lost(self, job_id: str, error: dict[str, Any]) -> JobSnapshot | None:
         snapshot = await self.get(job_id)
@@ -173,6 +191,7 @@ class MemorySnapshotStore:
 
     async def aclose(self) -> None:
         self._running.clear()
+        self._ended_here.clear()
         self._ended.close()
         self._marks.clear()
 
@@ -271,6 +290,9 @@ class RedisSnapshotStore:
         else:
             return []
         return [value is not None for value in replies[-1]] if check else []
+
+    def settle(self) -> None:
+        """Nothing is kept here."""
 
     async def aclose(self) -> None:
         """The connection belongs to the gateway."""

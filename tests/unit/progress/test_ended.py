@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 
+from proxy.progress import snapshots as snapshots_module
 from proxy.progress.ended import EndedSnapshots
 from proxy.progress.snapshot import JobSnapshot
 from proxy.progress.snapshots import MemorySnapshotStore
@@ -22,7 +23,7 @@ def ended(job_id: str, status: str = "failed") -> JobSnapshot:
 def test_a_snapshot_reads_back_whole_until_it_expires() -> None:
     store = EndedSnapshots()
     job = str(uuid.uuid4())
-    store.put(ended(job), expires=110.0, now=100.0)
+    store.put([(110.0, ended(job))], now=100.0)
     assert store.get(job, now=109.9) == ended(job)
     assert store.get(job, now=110.0) is None
     assert store.get(str(uuid.uuid4()), now=100.0) is None
@@ -32,10 +33,10 @@ def test_a_snapshot_reads_back_whole_until_it_expires() -> None:
 def test_a_later_put_replaces_and_expired_rows_are_swept() -> None:
     store = EndedSnapshots()
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
-    store.put(ended(first), expires=10.0, now=0.0)
-    store.put(ended(first, "succeeded"), expires=20.0, now=0.0)
+    store.put([(10.0, ended(first))], now=0.0)
+    store.put([(20.0, ended(first, "succeeded"))], now=0.0)
     assert store.get(first, now=15.0) == ended(first, "succeeded")
-    store.put(ended(second), expires=100.0, now=25.0)  # a sweep is due: first's row goes
+    store.put([(100.0, ended(second))], now=25.0)  # a sweep is due: first's row goes
     rows = store._cursor.execute("SELECT job_id FROM ended").fetchall()
     assert rows == [(second,)]
     store.discard(second)
@@ -43,7 +44,7 @@ def test_a_later_put_replaces_and_expired_rows_are_swept() -> None:
     store.close()
 
 
-async def test_the_memory_store_keeps_no_object_of_an_ended_job() -> None:
+async def test_the_memory_store_settles_ended_jobs_out_of_their_objects() -> None:
     store = MemorySnapshotStore(retention=60)
     job = str(uuid.uuid4())
     running = JobSnapshot(job_id=job, seq=1, status="running", percent=5.0, model="m",
@@ -52,7 +53,21 @@ async def test_the_memory_store_keeps_no_object_of_an_ended_job() -> None:
     assert await store.get(job) is running
     final = ended(job, "succeeded")
     await store.put(final)
+    assert await store.get(job) is final
+    store.settle()  # as an idle pass does
     read = await store.get(job)
     assert read == final and read is not final
-    assert store._running == {}
+    assert store._running == {} and store._ended_here == {}
+    assert not (await store.create(running, f"job:alice:{job}")).created, "the id stays taken"
+    await store.aclose()
+
+
+async def test_many_ended_jobs_settle_without_an_idle_pass(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(snapshots_module, "SETTLE_AT", 3)
+    store = MemorySnapshotStore(retention=60)
+    jobs = [str(uuid.uuid4()) for _ in range(4)]
+    for job in jobs:
+        await store.put(ended(job))
+    assert list(store._ended_here) == [jobs[3]]
+    assert [await store.get(job) for job in jobs] == [ended(job) for job in jobs]
     await store.aclose()
