@@ -7,11 +7,11 @@ when many have ended meanwhile.
 Why not a dict of :class:`JobSnapshot`: those are the objects that outlive a burst. Each ended job
 left ~10 small objects (the snapshot, its id and floats, a dict entry's and an expiry heap's
 tuples), made while the burst's thousands of requests were being served, so they landed all over
-the ~70 1 MiB arenas of CPython's small-object allocator that the burst had filled; an arena is
-given back only once every object in it is gone, so 2,000 such snapshots (~1.3 MB) kept ~65 MB
-resident for the hour they are kept (docs/benchmarks.md, "RSS a minute after a burst"). SQLite's
-pages are blocks of ~4 KiB from ``malloc``, about ten snapshots each; the rest of what the burst
-freed around them goes back to the system with the idle passes' ``malloc_trim``.
+the ~70 1 MiB arenas of CPython's small-object allocator that the burst had filled, and an arena
+is given back only once every object in it is gone: 2,000 such snapshots (~1.3 MB) were most of
+what kept ~65 of them resident (docs/benchmarks.md, "Ended snapshots out of Python objects").
+SQLite's pages are blocks of ~4 KiB from ``malloc``, about ten snapshots each, written after the
+burst (at the idle pass) or a thousand at a time.
 
 One cursor serves every statement: a new cursor per call would leave a weak reference to it in
 the connection (purged only every 200 cursors), small objects of the burst again.
@@ -71,6 +71,6 @@ class EndedSnapshots:
             self._next_sweep = now + SWEEP_SECONDS
             self._cursor.execute(_SWEEP, (now,))
 
-    def close(self) -> None:
-        self._cursor.close()
-        self._db.close()
+    def clear(self) -> None:
+        """Forget every snapshot (the store stops; reads after it find nothing)."""
+        self._cursor.execute("DELETE FROM ended")

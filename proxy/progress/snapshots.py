@@ -192,7 +192,7 @@ class MemorySnapshotStore:
     async def aclose(self) -> None:
         self._running.clear()
         self._ended_here.clear()
-        self._ended.close()
+        self._ended.clear()
         self._marks.clear()
 
 

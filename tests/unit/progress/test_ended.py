@@ -27,7 +27,8 @@ def test_a_snapshot_reads_back_whole_until_it_expires() -> None:
     assert store.get(job, now=109.9) == ended(job)
     assert store.get(job, now=110.0) is None
     assert store.get(str(uuid.uuid4()), now=100.0) is None
-    store.close()
+    store.clear()
+    assert store.get(job, now=100.0) is None
 
 
 def test_a_later_put_replaces_and_expired_rows_are_swept() -> None:
@@ -41,7 +42,6 @@ def test_a_later_put_replaces_and_expired_rows_are_swept() -> None:
     assert rows == [(second,)]
     store.discard(second)
     assert store.get(second, now=26.0) is None
-    store.close()
 
 
 async def test_the_memory_store_settles_ended_jobs_out_of_their_objects() -> None:
@@ -60,6 +60,7 @@ async def test_the_memory_store_settles_ended_jobs_out_of_their_objects() -> Non
     assert store._running == {} and store._ended_here == {}
     assert not (await store.create(running, f"job:alice:{job}")).created, "the id stays taken"
     await store.aclose()
+    assert await store.get(job) is None
 
 
 async def test_many_ended_jobs_settle_without_an_idle_pass(monkeypatch) -> None:  # type: ignore[no-untyped-def]
