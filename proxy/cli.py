@@ -27,6 +27,7 @@ from proxy.limits.capacity import raise_open_file_limit
 from proxy.observability.logs import configure
 from proxy.observability.multiprocess import clear_named_directory, run_workers
 from proxy.service.gateway import check_config, load_checked
+from proxy.service.memory import choose_allocator
 
 log = logging.getLogger("proxy.cli")
 
@@ -124,6 +125,10 @@ def _serve(args: argparse.Namespace) -> int:
     except Refused as exc:
         print(f"image-proxy: {exc}", file=sys.stderr)
         return 2
+    if choose_allocator(config.memory.allocator) and args.workers == 1:
+        # CPython takes its allocator only as it starts: this process starts again, as itself
+        # (same pid, arguments and environment, but for PYTHONMALLOC). Workers inherit it.
+        os.execv(sys.executable, sys.orig_argv)
     logging_config = log_config(args)
     logging.config.dictConfig(logging_config)
     for line in startup_lines(config, served):

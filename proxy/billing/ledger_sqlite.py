@@ -99,6 +99,34 @@ def _acknowledge(outcomes: Sequence[_Outcome]) -> None:
             future.set_exception(error)
 
 
+def _prepare_inserts(cursor: sqlite3.Cursor, rows_per_statement: int) -> None:
+    """Make (and cache) every statement the writer runs now: the INSERT of every size up to
+    ``rows_per_statement`` (executed without parameters, each is prepared, then refused before
+    it runs), and an empty transaction's."""
+    for count in range(1, rows_per_statement + 1):
+        with contextlib.suppress(sqlite3.ProgrammingError):
+            cursor.execute(insert_rows(count), ())
+    for statement in ("BEGIN IMMEDIATE", "COMMIT", "BEGIN IMMEDIATE", "ROLLBACK"):
+        cursor.execute(statement)
+
+
+def _gather(first: _Pending, pending: queue.SimpleQueue[_Pending | None],
+            due: float) -> tuple[list[_Pending], bool]:
+    """``first`` and what else is queued by ``due`` (up to ``MAX_BATCH`` records), and whether
+    the ``None`` that stops the writer came meanwhile."""
+    batch = [first]
+    while len(batch) < MAX_BATCH:
+        wait = due - time.monotonic()
+        try:
+            item = pending.get(timeout=wait) if wait > 0 else pending.get_nowait()
+        except queue.Empty:
+            break
+        if item is None:
+            return batch, True
+        batch.append(item)
+    return batch, False
+
+
 def _row_specific(error: Exception) -> bool:
     """Whether ``error`` may concern only some rows of a batch (a constraint, a value), so the
     batch is worth retrying row by row. ``OperationalError`` concerns the database as a whole
@@ -218,12 +246,18 @@ class SQLiteLedger(UsageLedger):
             except BaseException as exc:
                 ready.set_exception(exc)
                 return
+            # One cursor for every write: a cursor per statement leaves a weak reference to it
+            # in the connection, purged only every 200 cursors; those, and INSERTs of sizes first
+            # seen under load, would be small objects made amid a burst that outlive it, each
+            # keeping one of the allocator's 1 MiB arenas resident (proxy.service.memory).
+            cursor = conn.cursor()
+            _prepare_inserts(cursor, self._rows_per_statement)
             ready.set_result(None)
-            self._drain(conn, pending)
+            self._drain(cursor, pending)
         finally:
             conn.close()
 
-    def _drain(self, conn: sqlite3.Connection,
+    def _drain(self, cursor: sqlite3.Cursor,
                pending: queue.SimpleQueue[_Pending | None]) -> None:
         """Commit whatever is queued, batch after batch, until the ``None`` that ``aclose``
         queues behind the last record."""
@@ -233,34 +267,26 @@ class SQLiteLedger(UsageLedger):
             first = pending.get()  # waits only while nothing is queued
             if first is None:
                 return
-            batch = [first]
             # Within ``commit_interval`` of the last commit: what arrives until then joins.
-            due = last_commit + self.commit_interval
-            while len(batch) < MAX_BATCH:
-                wait = due - time.monotonic()
-                try:
-                    item = pending.get(timeout=wait) if wait > 0 else pending.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
+            batch, stopping = _gather(first, pending, last_commit + self.commit_interval)
             last_commit = time.monotonic()
-            self._notify(batch, self._write_batch(conn, batch))
+            self._notify(batch, self._write_batch(cursor, batch))
+            # Not held while the next record is awaited: the last batch of a burst would stay
+            # (rows, futures), small objects amid the burst's garbage (proxy.service.memory).
+            del first, batch
 
-    def _write_batch(self, conn: sqlite3.Connection,
+    def _write_batch(self, cursor: sqlite3.Cursor,
                      batch: list[_Pending]) -> list[BaseException | None]:
         """Insert ``batch`` in one transaction; each record's error, None once committed."""
         try:
-            self._insert(conn, [row for row, _, _ in batch], self._rows_per_statement)
+            self._insert(cursor, [row for row, _, _ in batch], self._rows_per_statement)
         except Exception as exc:
             if len(batch) == 1 or not _row_specific(exc):
                 log.error("usage ledger: could not write %d record(s): %s", len(batch), exc)
                 self._failed += len(batch)
                 return [exc] * len(batch)
             # One at a time, so a row the database refuses fails only its own caller.
-            return [error for item in batch for error in self._write_batch(conn, [item])]
+            return [error for item in batch for error in self._write_batch(cursor, [item])]
         self._commits += 1
         self._records += len(batch)
         return [None] * len(batch)
@@ -276,7 +302,7 @@ class SQLiteLedger(UsageLedger):
                 loop.call_soon_threadsafe(_acknowledge, outcomes)
 
     @staticmethod
-    def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]],
+    def _insert(cursor: sqlite3.Cursor, rows: list[tuple[Any, ...]],
                 rows_per_statement: int) -> None:
         """Insert ``rows`` in one transaction, committed (and fsynced) before this returns.
 
@@ -285,18 +311,18 @@ class SQLiteLedger(UsageLedger):
         statements between BEGIN IMMEDIATE and COMMIT.
         """
         if len(rows) <= rows_per_statement:
-            conn.execute(insert_rows(len(rows)), list(itertools.chain.from_iterable(rows)))
+            cursor.execute(insert_rows(len(rows)), list(itertools.chain.from_iterable(rows)))
             return
-        conn.execute("BEGIN IMMEDIATE")
+        cursor.execute("BEGIN IMMEDIATE")
         try:
             for start in range(0, len(rows), rows_per_statement):
                 chunk = rows[start:start + rows_per_statement]
-                conn.execute(insert_rows(len(chunk)),
-                             list(itertools.chain.from_iterable(chunk)))
-            conn.execute("COMMIT")
+                cursor.execute(insert_rows(len(chunk)),
+                               list(itertools.chain.from_iterable(chunk)))
+            cursor.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
+                cursor.execute("ROLLBACK")
             raise
 
     # ---- reading ---------------------------------------------------------------------------

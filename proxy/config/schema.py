@@ -327,6 +327,12 @@ class MemoryConfig(Strict):
     # blocks at the top all the time; the idle passes return the rest). null: glibc's default
     # (which also creeps up with the mmap threshold).
     trim_threshold: int | None = Field(8 * 1024 * 1024, ge=0)
+    # CPython's allocator for the gateway's objects (PYTHONMALLOC, set by `serve`, which starts
+    # itself again for it; a PYTHONMALLOC in the environment wins). pymalloc: CPython's own,
+    # cheapest per object, but a 1 MiB arena of it goes back only once every object in it is
+    # gone, so a few hundred objects outliving a burst keep tens of MB resident. malloc:
+    # glibc's, which the idle passes return down to 4 KiB pages, at some CPU per request.
+    allocator: Literal["pymalloc", "malloc"] = "pymalloc"
 
 
 def default_data_dir() -> Path:

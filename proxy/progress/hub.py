@@ -137,22 +137,27 @@ class ProgressHub:
         ``claim=False`` is for an id this gateway made for a job answered on its own connection:
         nobody else can hold it or watch it yet, so with a shared store the opening write (a
         round trip per job) is skipped; the job is stored by the next sync if it runs that long,
-        and at its end like every job. ``replace``: the id was reserved elsewhere
-        (:mod:`proxy.jobs.claims`), and this job's first snapshot replaces whatever an earlier
-        attempt under that id left."""
+        and at its end like every job; in memory it is written without checking the id.
+        ``replace``: the id was reserved elsewhere (:mod:`proxy.jobs.claims`), and this job's
+        first snapshot replaces whatever an earlier attempt under that id left."""
         if not claim and self.store.shared:
             self._live[tracker.job_id] = tracker
             tracker.dirty = True
             self._keep_in_sync()
             return True
         snapshot = tracker.snapshot
-        await self._record([tracker])
-        opened = await (self.store.create(snapshot, tracker.room, replace=True) if replace
-                        else self.store.create(snapshot, tracker.room))
-        if not opened.created:
-            return False
+        if not claim:
+            await self.store.put(snapshot)
+            watched = False
+        else:
+            await self._record([tracker])
+            opened = await (self.store.create(snapshot, tracker.room, replace=True) if replace
+                            else self.store.create(snapshot, tracker.room))
+            if not opened.created:
+                return False
+            watched = opened.watched
         self._live[tracker.job_id] = tracker
-        if opened.watched or self.local(tracker.room):
+        if watched or self.local(tracker.room):
             tracker.watch()
             self.outbox.push(tracker.room, tracker.wire())
         self._keep_in_sync()

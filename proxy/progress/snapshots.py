@@ -26,9 +26,16 @@ import orjson
 
 from proxy.fleet.batch import Batch, Script
 from proxy.fleet.policy import StorePolicy
+from proxy.progress.ended import EndedSnapshots
 from proxy.progress.snapshot import JobSnapshot
 
 WATCH_TTL = 10.0
+# Snapshots kept as objects past their retention are dropped at most this often (reads skip
+# them anyway).
+SWEEP_SECONDS = 60.0
+# Ended jobs' snapshots kept as objects until this many (then they are settled at once, in one
+# batch of ~3-5 ms: under steady load the process may never be idle).
+SETTLE_AT = 1000
 
 
 class Opened(NamedTuple):
@@ -63,11 +70,16 @@ class SnapshotStore(Protocol):
         ``mark`` as watched (for
         ``watch_ttl`` seconds), and say which rooms of ``check`` are marked."""
 
+    def settle(self) -> None:
+        """Put what this process keeps as objects into its compact form (the idle passes call
+        it; nothing to do for a store elsewhere)."""
+
     async def aclose(self) -> None: ...
 
 
 class _Expiring:
-    """A dict whose entries expire; expired ones are swept as new ones arrive."""
+    """A dict whose entries expire; expired ones are swept as new ones arrive (the watch marks:
+    few, and short-lived)."""
 
     def __init__(self) -> None:
         self.items: dict[str, tuple[float, object]] = {}
@@ -94,36 +106,68 @@ class _Expiring:
 
 
 class MemorySnapshotStore:
-    """Two dicts with expiry, for one process (which knows its watchers without marks; they
-    are kept anyway, so both backends behave alike)."""
+    """For one process: running jobs' snapshots in a dict; ended ones in another until
+    :meth:`settle` moves them, serialised, to :class:`~proxy.progress.ended.EndedSnapshots`
+    (why: see there); watch marks in a dict with expiry (the process knows its watchers
+    without marks; they are kept anyway, so both backends behave alike)."""
 
     shared = False
 
     def __init__(self, retention: float, watch_ttl: float = WATCH_TTL) -> None:
         self.retention = retention
         self.watch_ttl = watch_ttl
-        self._jobs = _Expiring()
+        # job id -> (expiry, snapshot), by time.monotonic()
+        self._running: dict[str, tuple[float, JobSnapshot]] = {}
+        self._ended_here: dict[str, tuple[float, JobSnapshot]] = {}
+        self._ended = EndedSnapshots()
         self._marks = _Expiring()
+        self._next_sweep = 0.0
 
     def _marked(self, room: str, now: float) -> bool:
         return self._marks.get(room, now) is not None
 
     async def create(self, snapshot: JobSnapshot, room: str, replace: bool = False) -> Opened:
         now = time.monotonic()
-        self._jobs.sweep(now)
-        if not replace and self._jobs.get(snapshot.job_id, now) is not None:
+        if replace:
+            self._ended_here.pop(snapshot.job_id, None)
+            self._ended.discard(snapshot.job_id)
+        elif self._find(snapshot.job_id, now) is not None:
             return Opened(False, False)
-        self._jobs.set(snapshot.job_id, snapshot, now + self.retention)
+        self._store(snapshot, now)
         return Opened(True, self._marked(room, now))
 
     async def put(self, snapshot: JobSnapshot) -> None:
-        now = time.monotonic()
-        self._jobs.sweep(now)
-        self._jobs.set(snapshot.job_id, snapshot, now + self.retention)
+        self._store(snapshot, time.monotonic())
 
     async def get(self, job_id: str) -> JobSnapshot | None:
-        found = self._jobs.get(job_id, time.monotonic())
-        return found if isinstance(found, JobSnapshot) else None
+        return self._find(job_id, time.monotonic())
+
+    def settle(self) -> None:
+        """Move the ended jobs' snapshots out of Python objects (the idle passes call this
+        before they collect; see :mod:`proxy.service.memory`)."""
+        if self._ended_here:
+            self._ended.put(self._ended_here.values(), time.monotonic())
+            self._ended_here = {}
+
+    def _store(self, snapshot: JobSnapshot, now: float) -> None:
+        if now >= self._next_sweep:  # past their retention: jobs whose end never came
+            self._next_sweep = now + SWEEP_SECONDS
+            for kept in (self._running, self._ended_here):
+                for job_id in [j for j, (expires, _) in kept.items() if expires <= now]:
+                    del kept[job_id]
+        if snapshot.terminal:
+            self._running.pop(snapshot.job_id, None)
+            self._ended_here[snapshot.job_id] = (now + self.retention, snapshot)
+            if len(self._ended_here) >= SETTLE_AT:
+                self.settle()
+        else:
+            self._running[snapshot.job_id] = (now + self.retention, snapshot)
+
+    def _find(self, job_id: str, now: float) -> JobSnapshot | None:
+        found = self._running.get(job_id) or self._ended_here.get(job_id)
+        if found is None:
+            return self._ended.get(job_id, now)
+        return found[1] if found[0] > now else None
 
     async def end_lost(self, job_id: str, error: dict[str, Any]) -> JobSnapshot | None:
         snapshot = await self.get(job_id)
@@ -146,7 +190,9 @@ class MemorySnapshotStore:
         return [self._marked(room, now) for room in check]
 
     async def aclose(self) -> None:
-        self._jobs.clear()
+        self._running.clear()
+        self._ended_here.clear()
+        self._ended.clear()
         self._marks.clear()
 
 
@@ -244,6 +290,9 @@ class RedisSnapshotStore:
         else:
             return []
         return [value is not None for value in replies[-1]] if check else []
+
+    def settle(self) -> None:
+        """Nothing is kept here."""
 
     async def aclose(self) -> None:
         """The connection belongs to the gateway."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import socket
 from dataclasses import dataclass, field
@@ -173,7 +174,8 @@ class Gateway:
         tune_allocator(memory.mmap_threshold, memory.trim_threshold)
         capacity = self.capacity
         self.trimmer = IdleTrimmer(lambda: (capacity.running, capacity.started),
-                                   memory.idle_seconds, memory.idle_passes)
+                                   memory.idle_seconds, memory.idle_passes,
+                                   collect=self._settle_and_collect)
         self.trimmer.start()
         self.leases.on_lost = self._lost
         gauge = self.metrics.store_up
@@ -188,6 +190,11 @@ class Gateway:
         if self.usage is not None:
             await self.usage.start()
         tune_collector()  # last: what start-up made is frozen
+
+    def _settle_and_collect(self) -> int:
+        """An idle pass's collection: ended jobs' snapshots leave their objects first."""
+        self.hub.store.settle()
+        return gc.collect()
 
     def _lost(self, leases: list[JobLease]) -> None:
         """Jobs the fleet ended while this instance could not renew their leases (it was cut

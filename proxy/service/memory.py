@@ -41,10 +41,15 @@ MB trimmed, the trim in a thread), later ones 3-30 ms: once per quiet spell, nev
 run. Elsewhere than glibc the trim is skipped and the collection still runs.
 
 What stays: CPython's small-object allocator (pymalloc) hands back a 1 MiB arena only when every
-object in it is gone. A burst of 2,000 streams spreads its small objects over ~110 new arenas,
-and the few that outlive it (each finished job's snapshot, kept ``jobs.retention_seconds`` for
-``GET /v1/images/jobs/{id}``; a few hundred connection and timer objects) keep most of them:
-tens of megabytes that no trim can return (docs/benchmarks.md).
+object in it is gone. A burst of 2,000 streams spreads its small objects over ~70 new arenas,
+and the few hundred that outlive it keep most of them: tens of megabytes that no trim can
+return (docs/benchmarks.md). Ended jobs' snapshots, kept ``jobs.retention_seconds`` for ``GET
+/v1/images/jobs/{id}``, were most of them and are no Python objects any more
+(:mod:`proxy.progress.ended`); what remains is spread through the libraries (counters' latest
+values, the ABCs' type caches, metrics' label children first used in the burst, timers).
+``memory.allocator: malloc`` (:func:`choose_allocator`) runs the gateway on glibc's allocator
+instead (``PYTHONMALLOC=malloc``): a survivor then keeps a 4 KiB page, not a 1 MiB arena, and
+the idle passes' trim returns the rest; small objects cost more CPU to make and free that way.
 """
 
 from __future__ import annotations
@@ -137,6 +142,21 @@ def resident_bytes() -> int | None:
             return int(statm.read().split()[1]) * PAGE_SIZE
     except (OSError, ValueError, IndexError):
         return None
+
+
+# CPython reads its allocator from this variable when it starts, and only then.
+ALLOCATOR_ENV = "PYTHONMALLOC"
+
+
+def choose_allocator(allocator: str) -> bool:
+    """Have the gateway run on CPython's ``allocator`` (``pymalloc``: its default; ``malloc``:
+    glibc's for every object), unless ``PYTHONMALLOC`` was set for this process already (the
+    operator's choice stands). Processes started from here on inherit it; True when this one
+    must start again for it (it runs on pymalloc)."""
+    if ALLOCATOR_ENV in os.environ or allocator == "pymalloc":
+        return False
+    os.environ[ALLOCATOR_ENV] = allocator
+    return True
 
 
 # Jobs running, and jobs admitted since start (a job that came and went between two looks
