@@ -76,6 +76,10 @@ class JobTracker:
         # no reader sees it ended without its result.
         self.defer_end = False
         self._deferred: dict[str, Any] | None = None
+        # While an end is written together with what goes with it (``write``: a durable job's
+        # result), readers here still see the job as it was: the hub may first wait for an
+        # older snapshot's write, and the end must not show before its result is stored.
+        self._before_end: JobSnapshot | None = None
 
     # ------------------------------------------------------------------ state
     @property
@@ -119,9 +123,14 @@ class JobTracker:
                 self._deferred = changes
                 self._stop_ticker()
             return
+        before = self.snapshot if write is not None else None
         if self._apply(changes):
             self._stop_ticker()
-            await self.hub.finish(self, write)
+            self._before_end = before
+            try:
+                await self.hub.finish(self, write)
+            finally:
+                self._before_end = None
 
     def _eta(self, percent: float) -> float | None:
         if self._running_since is None or percent <= 0 or percent >= 100:
@@ -210,7 +219,10 @@ class JobTracker:
 
     def current(self) -> JobSnapshot:
         """The snapshot as of now: a due estimate is made first (recorded, not published;
-        watchers get the ticker's next one)."""
+        watchers get the ticker's next one). Until an end written with its result is stored,
+        the snapshot from before it."""
+        if self._before_end is not None:
+            return self._before_end
         if self._estimate_due():
             self._estimate(publish=False)
         return self.snapshot

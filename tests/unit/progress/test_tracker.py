@@ -190,3 +190,33 @@ async def test_a_slow_fan_out_does_not_hold_up_the_job() -> None:
     events = process.emitter.events(job)
     assert [e["seq"] for e in events] == list(range(len(events))) and len(events) == 13
     assert_well_formed(events)
+
+
+async def test_an_end_written_with_its_result_shows_only_once_it_is_stored() -> None:
+    """A durable job's end goes to the store together with its result (``write``). Until that
+    write is done, a read here sees the job as it was, never ended without its result (the
+    hub may first wait for an older snapshot's write: the window the fleet's polls hit)."""
+    process = Process(MemorySnapshotStore(retention=60))
+    tracker = JobTracker(process.hub, str(uuid.uuid4()), "m", "alice")
+    assert await tracker.open()
+    await tracker.observe(Progress(50.0, step=1, total_steps=2))
+    tracker.defer_end = True
+    await tracker.observe(Completed())
+    stored = asyncio.Event()
+    release = asyncio.Event()
+
+    async def write(snapshot: JobSnapshot) -> bool:
+        await release.wait()  # the end and its result on their way to the store
+        await process.hub.store.put(snapshot)
+        stored.set()
+        return True
+
+    ending = asyncio.create_task(tracker.conclude(write=write))
+    await asyncio.sleep(0.01)
+    seen = await process.hub.get(tracker.job_id, "alice")
+    assert seen is not None and seen.status == "running" and not seen.terminal
+    release.set()
+    await ending
+    assert stored.is_set()
+    final = await process.hub.get(tracker.job_id, "alice")
+    assert final is not None and final.status == "succeeded"

@@ -164,25 +164,43 @@ def test_queue_length_from_status_counts_the_foreign_prompts() -> None:
     assert server.foreign == 0
 
 
-class SlowQueue:
+class GatedQueue:
+    """A server whose queue reads each wait until the test lets them end (no timing)."""
+
     def __init__(self) -> None:
         self.reads = 0
+        self.started = asyncio.Event()
+        self.go_on = asyncio.Event()
 
     async def queue(self, timeout: object) -> QueueState:
         self.reads += 1
-        await asyncio.sleep(0.02)
-        return QueueState((), (f"read-{self.reads}",))
+        read = self.reads
+        self.started.set()
+        await self.go_on.wait()
+        self.go_on.clear()
+        return QueueState((), (f"read-{read}",))
+
+    async def let_one_read_end(self) -> None:
+        await asyncio.wait_for(self.started.wait(), 5)
+        self.started.clear()
+        self.go_on.set()
 
 
 async def test_many_waiting_jobs_share_one_queue_read() -> None:
-    client = SlowQueue()
+    client = GatedQueue()
     view = QueueView(client)  # type: ignore[arg-type]
-    states = await asyncio.gather(*(view.current() for _ in range(20)))
+    asks = [asyncio.ensure_future(view.current()) for _ in range(20)]
+    await asyncio.sleep(0)  # all twenty asked before the read ends
+    await client.let_one_read_end()
+    states = await asyncio.gather(*asks)
     assert client.reads == 1 and {s.pending for s in states} == {("read-1",)}
     # Asks made while a read is under way get the read after it: the queue may have changed
     # since that one began.
     early = asyncio.ensure_future(view.current())
-    await asyncio.sleep(0.005)
-    late = await asyncio.gather(*(view.current() for _ in range(5)))
+    await asyncio.wait_for(client.started.wait(), 5)  # read 2 is under way
+    late = [asyncio.ensure_future(view.current()) for _ in range(5)]
+    await asyncio.sleep(0)
+    await client.let_one_read_end()  # read 2 ends; read 3 follows for the asks made during it
+    await client.let_one_read_end()
     assert client.reads == 3
-    assert {s.pending for s in [*late, await early]} == {("read-3",)}
+    assert {s.pending for s in [*await asyncio.gather(*late), await early]} == {("read-3",)}
