@@ -15,6 +15,10 @@ response that started and is chunked, on a request other than HEAD, is written h
 control is uvicorn's (wait while the transport is paused, drop it once the client is gone).
 Every other message (the start, a small or last piece, an answer with a Content-Length) is
 uvicorn's ``send``, unchanged.
+
+The cycles become :class:`ChunkedWritesCycle` where uvicorn (0.55) starts each one,
+``HttpToolsProtocol._start_asgi_task``: if a later uvicorn stops starting them there, answers are
+written as uvicorn writes them (joined), and tests/unit/http/test_chunked.py fails.
 """
 
 from __future__ import annotations
