@@ -22,6 +22,7 @@ from proxy import __version__
 from proxy.app import CONFIG_ENV, OVERRIDES_ENV, create_app
 from proxy.auth import new_key
 from proxy.config import ConfigError, GatewayConfig
+from proxy.http.chunked import PROTOCOL as HTTP
 from proxy.http.websocket import PROTOCOL as WEBSOCKET
 from proxy.limits.capacity import raise_open_file_limit
 from proxy.observability.logs import configure
@@ -151,14 +152,14 @@ def _serve(args: argparse.Namespace) -> int:
         run_workers(uvicorn.Config(
             "proxy.app:from_environment", factory=True, workers=args.workers,
             host=config.server.host, port=config.server.port, log_level=args.log_level,
-            log_config=logging_config, timeout_graceful_shutdown=timeout, ws=WEBSOCKET))
+            log_config=logging_config, timeout_graceful_shutdown=timeout, http=HTTP, ws=WEBSOCKET))
         return 0
 
     clear_named_directory()  # PROMETHEUS_MULTIPROC_DIR set: this one process writes there
     uvicorn.Server(uvicorn.Config(
         create_app(config), host=config.server.host, port=config.server.port,
         log_level=args.log_level, log_config=logging_config,
-        timeout_graceful_shutdown=timeout, ws=WEBSOCKET)).run()
+        timeout_graceful_shutdown=timeout, http=HTTP, ws=WEBSOCKET)).run()
     return 0
 
 

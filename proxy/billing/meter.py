@@ -35,7 +35,7 @@ class UsageMeter:
             self._images.add(event.index)
             self.image_bytes += len(event.b64_json or "")
         elif isinstance(event, ImagePiece):
-            self.image_bytes += len(event.data)
+            self.image_bytes += sum(map(len, event.parts))
         elif isinstance(event, PartialImage):
             self.partial_bytes += len(event.b64_json)
         elif isinstance(event, Completed):

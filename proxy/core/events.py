@@ -63,12 +63,13 @@ class Image:
 @dataclass(frozen=True, slots=True)
 class ImagePiece:
     """The next bytes of image ``index``'s base64, as the upstream sends them (ASCII, nothing
-    to escape). Only a call that asks for pieces (``Call.pieces``: a JSON answer written while
-    the upstream still sends) gets them: the pieces of one image come in order, then its
-    ``Image`` (``pieced``), then the next image's pieces."""
+    to escape): ``parts`` in order, as they were read (not joined into one: a 16 MB answer is
+    not copied once more on its way). Only a call that asks for pieces (``Call.pieces``: a JSON
+    answer written while the upstream still sends) gets them: the pieces of one image come in
+    order, then its ``Image`` (``pieced``), then the next image's pieces."""
 
     index: int
-    data: bytes
+    parts: tuple[bytes, ...]
 
 
 def b64_text(b64: str | bytes | None) -> str | None:

@@ -64,7 +64,8 @@ class PassedAnswer:
                                        f"image {self._open}")
                 await send(self._separator() + b'{"b64_json":"')
                 self._open = event.index
-            await send(event.data)
+            for part in event.parts:
+                await send(part)
         elif isinstance(event, Image):
             await send(self._item_end(event) if event.pieced else
                        self._separator() + orjson.dumps(_whole(event)))

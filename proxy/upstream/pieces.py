@@ -109,7 +109,7 @@ class ImageScanner:
         self.start = start
         self.started = False  # pieces were handed on
         self.declined = False
-        self.raw = bytearray()  # until started: every byte fed
+        self.raw = bytearray()  # until started: every byte fed (after a decline too)
         self._skeleton = bytearray()
         self._pending = b""  # a key (or what follows it) not yet whole
         self._image: _Image | None = None  # the image whose string is open
@@ -121,7 +121,8 @@ class ImageScanner:
 
     def feed(self, chunk: bytes) -> list[Output]:
         """What of the answer can be handed on now (nothing while holding, or declined)."""
-        if self.declined:
+        if self.declined:  # nothing went out: what follows is kept with the rest
+            self.raw += chunk
             return []
         if not self.started:
             self.raw += chunk

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import uvicorn
 from starlette.types import ASGIApp
 
+from proxy.http.chunked import PROTOCOL as HTTP
 from proxy.http.websocket import PROTOCOL as WEBSOCKET
 
 
@@ -42,9 +43,9 @@ def serve(app: ASGIApp, *, lifespan: str = "on") -> Iterator[RunningServer]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    # Websockets with the gateway's own protocol, as ``image-proxy serve`` runs it.
+    # HTTP and websockets with the gateway's own protocols, as ``image-proxy serve`` runs them.
     config = uvicorn.Config(app, lifespan=lifespan, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=2, ws=WEBSOCKET)
+                            timeout_graceful_shutdown=2, http=HTTP, ws=WEBSOCKET)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -21,6 +21,7 @@ from proxy.images.codec import b64_complete
 from proxy.providers.base import Call, Provider, ProviderSettings
 from proxy.providers.openai.errors import error_from_upstream, parse_usage
 from proxy.providers.openai.pieced import passes, pieced_events
+from proxy.upstream.client import chunk_batches
 from proxy.upstream.lifted import lift_images
 from proxy.upstream.pieces import ImageScanner
 from proxy.upstream.sse import SSEDecoder, SSEMessage
@@ -115,7 +116,7 @@ class OpenAIProvider(Provider):
             if call.pieces and self.lifts_images and passes(response.content_length):
                 # Large: its images are handed on as they arrive, unless the scanner declines.
                 scanner = ImageScanner()
-                async for event in pieced_events(scanner, response.content.iter_any(),
+                async for event in pieced_events(scanner, chunk_batches(response.content),
                                                  item_image, body_completed):
                     yield event
                 if not scanner.declined:

@@ -20,38 +20,52 @@ def passes(content_length: int | None) -> bool:
     return content_length is None or content_length >= PASS_MIN
 
 
-async def pieced_events(scanner: ImageScanner, chunks: AsyncIterable[bytes],
+async def pieced_events(scanner: ImageScanner, batches: AsyncIterable[list[bytes]],
                         item_image: Callable[[int, dict[str, Any]], Image],
                         completed: Callable[[dict[str, Any]], Completed],
                         ) -> AsyncGenerator[Event, None]:
-    """The answer's events as ``chunks`` arrive; nothing when the scanner declines (its
-    ``raw`` then holds what was read, the rest is still to be read)."""
+    """The answer's events as its chunks arrive (in ``batches``: what was read at once, one
+    event per image they continue); nothing when the scanner declines (its ``raw`` then holds
+    what was read, the rest is still to be read)."""
     try:
-        async for chunk in chunks:
-            outputs = scanner.feed(chunk)
+        async for batch in batches:
+            outputs: list[Output] = []
+            for chunk in batch:
+                outputs += scanner.feed(chunk)
             if scanner.declined:
                 return
-            for output in outputs:
-                yield _event(output, item_image)
-            del outputs, chunk
+            for event in _events(outputs, item_image):
+                yield event
+            del outputs, batch
         outputs, body = scanner.finish()
     except NotPassable as exc:
         raise broken(str(exc)) from None
     if scanner.declined:
         return
-    for output in outputs:
-        yield _event(output, item_image)
+    for event in _events(outputs, item_image):
+        yield event
     yield completed(body)
 
 
-def _event(output: Output, item_image: Callable[[int, dict[str, Any]], Image]) -> Event:
-    if isinstance(output, Piece):
-        return ImagePiece(output.index, output.data)
-    if output.pieced:
-        fields = output.fields
-        return Image(output.index, url=fields.get("url"),
-                     revised_prompt=fields.get("revised_prompt"), pieced=True)
-    return item_image(output.index, output.fields)
+def _events(outputs: list[Output],
+            item_image: Callable[[int, dict[str, Any]], Image]) -> list[Event]:
+    """The events of ``outputs``: an image's pieces in a row are one ``ImagePiece``."""
+    events: list[Event] = []
+    parts: list[bytes] = []
+    for number, output in enumerate(outputs):
+        if isinstance(output, Piece):
+            parts.append(output.data)
+            following = outputs[number + 1] if number + 1 < len(outputs) else None
+            if not isinstance(following, Piece) or following.index != output.index:
+                events.append(ImagePiece(output.index, tuple(parts)))
+                parts = []
+        elif output.pieced:
+            fields = output.fields
+            events.append(Image(output.index, url=fields.get("url"),
+                                revised_prompt=fields.get("revised_prompt"), pieced=True))
+        else:
+            events.append(item_image(output.index, output.fields))
+    return events
 
 
 def broken(why: str) -> GatewayError:
