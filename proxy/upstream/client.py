@@ -110,7 +110,9 @@ async def chunk_batches(content: aiohttp.StreamReader) -> AsyncGenerator[list[by
         taken += len(chunk)
         batch = [chunk]
         while content.total_bytes > taken:  # more is held: readchunk returns at once
-            chunk, _ = await content.readchunk()
+            chunk, ended = await content.readchunk()
+            if not chunk and not ended:
+                break  # the body's end: its bytes were not all read here (never spin on it)
             taken += len(chunk)
             if chunk:
                 batch.append(chunk)

@@ -88,3 +88,13 @@ async def test_an_error_of_the_connection_is_raised() -> None:
         pass
     else:
         raise AssertionError("the connection's error was not raised")
+
+
+async def test_a_body_partly_read_before_ends_without_spinning() -> None:
+    content = reader()
+    content.feed_data(b"x" * 10)
+    assert await content.read(4) == b"xxxx"  # read elsewhere: not this reader's to count
+    content.feed_data(BIG[0])
+    content.feed_eof()
+    batches = [batch async for batch in chunk_batches(content)]
+    assert b"".join(part for batch in batches for part in batch) == b"x" * 6 + BIG[0]
