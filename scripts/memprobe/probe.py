@@ -262,9 +262,10 @@ def _run_logged(probe: Probe, folder: str, done: int) -> None:
         _note(folder, "error.txt", traceback.format_exc())
 
 
-def install(folder: str) -> None:
-    """Wrap IdleTrimmer's pass once proxy.service.memory is imported (polled: sitecustomize
-    runs before the gateway's own modules are importable)."""
+def install(folder: str | None, shuffled: bool, released: bool = False) -> None:
+    """Once proxy.service.memory is imported (polled: sitecustomize runs before the gateway's
+    own modules are importable): the free-list shuffle after each idle pass if ``shuffled``
+    (:mod:`shuffle`), then the probe if ``folder``."""
     import threading
 
     def wait() -> None:
@@ -272,6 +273,14 @@ def install(folder: str) -> None:
             time.sleep(0.05)
         time.sleep(0.2)
         memory = sys.modules["proxy.service.memory"]
+        if shuffled:
+            import shuffle
+            shuffle.patch(memory)
+        if released:
+            import release
+            release.patch(memory)
+        if folder is None:
+            return
         probe = Probe(folder)
         original = memory.IdleTrimmer._pass
 
