@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import os
 import socket
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ from proxy.progress.snapshots import MemorySnapshotStore, RedisSnapshotStore, Sn
 from proxy.routing import ModelTable, build_models, check_raw, plan_models
 from proxy.service.memory import (
     IdleTrimmer,
+    collect,
     release_collector,
     tune_allocator,
     tune_collector,
@@ -194,7 +194,7 @@ class Gateway:
     def _settle_and_collect(self) -> int:
         """An idle pass's collection: ended jobs' snapshots leave their objects first."""
         self.hub.store.settle()
-        return gc.collect()
+        return collect()
 
     def _lost(self, leases: list[JobLease]) -> None:
         """Jobs the fleet ended while this instance could not renew their leases (it was cut

@@ -25,7 +25,8 @@ back blocks at the top all the time, and with 1 MiB each trim was paid back in p
 next piece (~2,600 faults and ~8 ms of system CPU per answer, none now).
 
 Idle passes (:class:`IdleTrimmer`). Once the gateway has had no job for ``memory.idle_seconds``
-(5), one pass collects the garbage the burst left in reference cycles (an idle process makes too
+(5), one pass (:func:`collect`) empties CPython's type attribute cache and collects the garbage
+the burst left in reference cycles (an idle process makes too
 few objects for the collector to come round: a streamed request used to leave objects in
 cycles, its cancelled tasks with their tracebacks: 200 streams through one process holding the
 gateway, its client and a fake upstream left 34,668 unreachable objects when sse-starlette wrote
@@ -40,13 +41,25 @@ the heap holds free. More passes follow at 3, 9 and 27 times that idle time
 MB trimmed, the trim in a thread), later ones 3-30 ms: once per quiet spell, never while jobs
 run. Elsewhere than glibc the trim is skipped and the collection still runs.
 
+The type attribute cache (4,096 entries, one per type and name looked up) holds a strong
+reference to each name: a name built at run time (``getattr(obj, "repr_" + kind)`` and the
+like, in the libraries) stays alive in it, unreachable from any object, wherever the burst
+allocated it. After 2,000 streams ~300-360 such strings (79 of them ``'result'``) were spread
+over ~40 of the burst's arenas (``scripts/memprobe``); emptying the cache took the RSS a minute
+after from 161 to 156 MB (92 before the burst; most of those arenas are held by free lists too,
+below) and costs the next lookup of each name a miss, once per quiet spell.
+
 What stays: CPython's small-object allocator (pymalloc) hands back a 1 MiB arena only when every
 object in it is gone. A burst of 2,000 streams spreads its small objects over ~70 new arenas,
 and the few hundred that outlive it keep most of them: tens of megabytes that no trim can
 return (docs/benchmarks.md). Ended jobs' snapshots, kept ``jobs.retention_seconds`` for ``GET
 /v1/images/jobs/{id}``, were most of them and are no Python objects any more
-(:mod:`proxy.progress.ended`); what remains is spread through the libraries (counters' latest
-values, the ABCs' type caches, metrics' label children first used in the burst, timers).
+(:mod:`proxy.progress.ended`); what remains (``scripts/memprobe`` after 2,000 streams, a minute
+after) is mostly not live at all: ~1,000 dead objects that C extension types keep on their own
+free lists for reuse (uvloop's ``Handle`` and ``TimerHandle``, ``_asyncio``'s ``FutureIter``,
+aiohttp's ``RawResponseMessage``, ~250 each; multidict's), whichever of the burst's objects were
+freed first, one to a few dozen in each of ~40 arenas; no Python call empties those lists. And a
+few live ones: counters' latest values (floats), weak references in the ABCs' caches.
 ``memory.allocator: malloc`` (:func:`choose_allocator`) runs the gateway on glibc's allocator
 instead (``PYTHONMALLOC=malloc``): a survivor then keeps a 4 KiB page, not a 1 MiB arena, and
 the idle passes' trim returns the rest; small objects cost more CPU to make and free that way.
@@ -61,6 +74,7 @@ import ctypes.util
 import gc
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 
@@ -102,6 +116,13 @@ def tune_collector() -> None:
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
+def collect() -> int:
+    """An idle pass's collection (see the docstring): the type attribute cache's names, then the
+    garbage in reference cycles; how many objects the collector found unreachable."""
+    sys._clear_type_cache()
+    return gc.collect()
 
 
 def release_collector() -> None:
@@ -170,7 +191,7 @@ class IdleTrimmer:
     process stays idle. ``collect`` and ``trim`` are a pass's two steps."""
 
     def __init__(self, activity: Activity, idle: float = IDLE_SECONDS, passes: int = PASSES,
-                 *, collect: Callable[[], object] = gc.collect,
+                 *, collect: Callable[[], object] = collect,
                  trim: Callable[[], None] = trim) -> None:
         self.activity, self.idle, self.passes = activity, idle, passes
         self.collect, self.trim = collect, trim

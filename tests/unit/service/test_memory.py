@@ -1,12 +1,14 @@
 """Memory back after a burst: the idle passes (collect, then trim) come once the gateway has
 had no job for ``memory.idle_seconds``, and again at 3, 9 ... times that, ``memory.idle_passes``
-in all per quiet spell; never while jobs run, nor before any job ran. Without glibc the trim
-is a no-op and the rest still works."""
+in all per quiet spell; never while jobs run, nor before any job ran. A pass also empties the
+type attribute cache, which holds the names looked up. Without glibc the trim is a no-op and the
+rest still works."""
 
 from __future__ import annotations
 
 import asyncio
 import platform
+import sys
 import uuid
 from pathlib import Path
 
@@ -135,3 +137,15 @@ memory: {{idle_seconds: 0.05, idle_passes: 1}}
         assert trimmer.done == 1
     finally:
         await gateway.aclose()
+
+
+def test_a_pass_lets_go_of_the_names_the_type_attribute_cache_holds() -> None:
+    class Looked:
+        pass
+
+    name = "".join(["built_at_", "run_time"])  # not interned: only its users hold it
+    before = sys.getrefcount(name)
+    assert getattr(Looked, name, None) is None  # the lookup is cached with its name
+    assert sys.getrefcount(name) > before
+    memory.collect()
+    assert sys.getrefcount(name) == before
