@@ -48,6 +48,26 @@ ensure_chromium() {
   [ -x /usr/bin/chromium ] || { echo "apt-get installed no /usr/bin/chromium" >&2; return 1; }
 }
 
+# jemalloc, the allocator `serve` preloads for the gateway (memory.allocator: auto, its default):
+# the memory a burst of jobs took goes back once it is over. Installed with apt-get when the
+# loader does not know it; without apt-get (or if the install fails) the gateway runs on
+# CPython's own allocator, as `auto` then chooses, and this says so.
+ensure_jemalloc() {
+  local found='import ctypes.util, sys; sys.exit(ctypes.util.find_library("jemalloc") is None)'
+  if "$VENV/bin/python" -c "$found"; then return 0; fi
+  if command -v apt-get >/dev/null 2>&1; then
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing Debian's libjemalloc2 (the gateway's allocator) ..." >&2
+    if $sudo apt-get update -qq &&
+       $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjemalloc2 >/dev/null &&
+       "$VENV/bin/python" -c "$found"; then
+      return 0
+    fi
+  fi
+  echo "libjemalloc2 is not installed: the gateway runs on CPython's allocator" >&2
+}
+
 # The scale-out tests need a Redis. Use the one answering on 127.0.0.1:6379, or start one
 # (installing Debian's redis-server if it is missing). Tests use their own database number
 # and key prefix, so a shared Redis is safe.

@@ -1,6 +1,7 @@
 """``memory.allocator``: ``serve`` runs the gateway on the allocator the configuration names
-(CPython takes it only as it starts, so the process starts again as itself), unless
-``PYTHONMALLOC`` was set for it."""
+(CPython takes it only as it starts, so the process starts again as itself; jemalloc is
+preloaded), unless ``PYTHONMALLOC`` was set for it. ``auto`` (the default) is jemalloc where
+the system has it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from proxy.service.memory import jemalloc_library
 from tests.support.servers import free_port
 
 CONFIG = """\
@@ -25,10 +27,14 @@ memory:
 
 
 def started_with(pid: int) -> str | None:
-    """The PYTHONMALLOC process ``pid`` was (last) started with."""
+    """The PYTHONMALLOC process ``pid`` was (last) started with, ``+jemalloc`` when jemalloc
+    is mapped into it."""
     environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     found = [v for v in environ if v.startswith(b"PYTHONMALLOC=")]
-    return found[0].split(b"=", 1)[1].decode() if found else None
+    allocator = found[0].split(b"=", 1)[1].decode() if found else None
+    if b"libjemalloc" in Path(f"/proc/{pid}/maps").read_bytes():
+        return f"{allocator}+jemalloc"
+    return allocator
 
 
 def workers_of(pid: int) -> list[int]:
@@ -95,3 +101,21 @@ def test_workers_start_on_the_allocator_their_supervisor_does_not_restart(
         tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONMALLOC"}
     assert allocator_of(tmp_path, "malloc", env, workers=2) == [None, "malloc", "malloc"]
+
+
+JEMALLOC = pytest.mark.skipif(jemalloc_library() is None, reason="needs Debian's libjemalloc2")
+
+
+@JEMALLOC
+def test_jemalloc_restarts_the_process_with_it_preloaded(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONMALLOC", "LD_PRELOAD")}
+    assert allocator_of(tmp_path, "jemalloc", env) == ["malloc+jemalloc"]
+    assert allocator_of(tmp_path, "jemalloc", env, workers=2) == [
+        None, "malloc+jemalloc", "malloc+jemalloc"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
+def test_auto_is_jemalloc_where_the_system_has_it(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONMALLOC", "LD_PRELOAD")}
+    expected = [None] if jemalloc_library() is None else ["malloc+jemalloc"]
+    assert allocator_of(tmp_path, "auto", env) == expected

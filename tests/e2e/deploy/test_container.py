@@ -70,9 +70,15 @@ def test_image_is_multi_stage_slim_and_unprivileged() -> None:
     for stage in (build, final):
         image, _, tag = stage.base.partition(":")
         assert image == "python" and "slim" in tag and tag[0].isdigit(), stage.base
-    # the final stage takes only the virtualenv from the build stage, and installs nothing
+    # the final stage takes only the virtualenv from the build stage, and installs nothing but
+    # the runtime library its allocator comes from (no pip, no compiler, no apt lists kept)
     assert [i.flags.get("from") for i in final.all("COPY") if "from" in i.flags] == [build.name]
-    assert not any("pip" in i.value or "apt" in i.value for i in final.all("RUN"))
+    assert not any("pip" in i.value for i in final.all("RUN"))
+    installs = [i.value for i in final.all("RUN") if "apt-get install" in i.value]
+    assert len(installs) == 1 and "libjemalloc2=" in installs[0], installs
+    assert "--no-install-recommends" in installs[0]
+    assert "rm -rf /var/lib/apt/lists/*" in installs[0]
+    assert not any(tool in installs[0] for tool in ("gcc", "build-essential", "make"))
     user = final.last("USER").value.split(":")[0]
     assert user.isdigit() and int(user) != 0
     assert final.instructions.index(final.last("USER")) > final.instructions.index(
