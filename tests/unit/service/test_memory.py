@@ -11,6 +11,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -179,3 +180,46 @@ def test_on_jemalloc_a_trim_purges_what_it_holds_free() -> None:
     # without the purge an idle process would hold all of them (a trim of glibc's heap, not
     # in use here, returns nothing).
     assert int(done.stdout) > 64 * 2**20
+
+
+# On jemalloc: the blocks a thread freed wait in that thread's cache, out of the purge's reach,
+# until that thread hands them back (jemalloc's own counter of cached bytes, all arenas).
+_CACHE_RELEASED = """
+import ctypes
+from proxy.service import memory
+jemalloc = ctypes.CDLL(None)
+
+def cached() -> int:
+    epoch, value, size = ctypes.c_uint64(1), ctypes.c_size_t(0), ctypes.c_size_t(8)
+    jemalloc.mallctl(b"epoch", None, None, ctypes.byref(epoch), ctypes.c_size_t(8))
+    assert jemalloc.mallctl(b"stats.arenas.4096.tcache_bytes", ctypes.byref(value),
+                            ctypes.byref(size), None, ctypes.c_size_t(0)) == 0
+    return value.value
+
+blocks = [b"x" * (16 + n % 3000) for n in range(20_000)]
+del blocks
+print(cached())
+memory.release_thread_cache()
+print(cached())
+"""
+
+
+@pytest.mark.skipif(memory.jemalloc_library() is None, reason="needs Debian's libjemalloc2")
+def test_on_jemalloc_a_pass_hands_back_the_loops_cached_blocks() -> None:
+    env = {**os.environ, "LD_PRELOAD": str(memory.jemalloc_library()), "PYTHONMALLOC": "malloc"}
+    done = subprocess.run([sys.executable, "-c", _CACHE_RELEASED], env=env, check=True,
+                          capture_output=True, text=True, timeout=60)
+    before, after = (int(line) for line in done.stdout.split())
+    assert before > 64 * 1024 and after == 0
+
+
+async def test_a_pass_releases_the_loop_threads_cache_before_the_trim(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, bool]] = []
+    loop_thread = threading.get_ident()
+    monkeypatch.setattr(memory, "release_thread_cache",
+                        lambda: calls.append(("release", threading.get_ident() == loop_thread)))
+    trimmer = IdleTrimmer(lambda: (0, 0), collect=lambda: 0,
+                          trim=lambda: calls.append(("trim", False)))
+    await trimmer._pass()
+    assert calls == [("release", True), ("trim", False)]
