@@ -240,7 +240,7 @@ class UsageConfig(Strict):
     # The SQLite ledger begins at most one commit (one fsync) per this many seconds under load,
     # the records of the interval sharing it; a record after a quiet spell is written at once.
     # Answers never wait for it. 0: commit whatever is queued as soon as the last commit ends.
-    commit_interval: float = Field(0.010, ge=0, le=1)
+    commit_interval: float = Field(0.050, ge=0, le=1)
 
     @field_validator("database_url")
     @classmethod
