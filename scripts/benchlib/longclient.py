@@ -34,6 +34,9 @@ from benchlib.fleet import raise_nofile
 
 JSON_HEADERS = {"content-type": "application/json"}
 GO_WAIT_S = 60.0  # how long a ready worker waits for the go file
+# How much of an event the client copies out to read: its kind and the upstream's stamp, which
+# sits in the first characters of its image (keep-alive comments come as frames of their own).
+FRAME_HEAD = 8192
 
 
 def job_body(kind: str, seconds: float, tag: str) -> bytes:
@@ -72,7 +75,10 @@ async def one_job(session: aiohttp.ClientSession, url: str, kind: str,
             buffer += chunk
             while (ends := payloads.frame_end(buffer, search))[0] >= 0:
                 search = 0
-                frame = payloads.without_comments(bytes(buffer[:ends[0]]))
+                # Only the frame's head is looked at (its kind, the stamp near the start of
+                # its image). Holding whole 1.5 MB frames and copying them out made this client
+                # cost ~7 ms of CPU per job, three times the relay's, on the machine they share.
+                frame = payloads.without_comments(bytes(buffer[:min(ends[0], FRAME_HEAD)]))
                 del buffer[:ends[1]]
                 if not frame:
                     continue  # a keep-alive alone
@@ -89,6 +95,10 @@ async def one_job(session: aiohttp.ClientSession, url: str, kind: str,
                     return "", (arrived - stamp) / 1e6
                 elif b"error" in head:
                     return f"error event: {_error_code(frame.partition(b'data: ')[2])}", None
+            if len(buffer) > FRAME_HEAD + 3:
+                # An event still coming: its head and its last bytes (where its end may begin)
+                # are all that is needed of it; the next search starts after the head.
+                del buffer[FRAME_HEAD:-3]
         return "stream ended before the completed event", None
 
 
