@@ -8,6 +8,7 @@ holds a key, a token, a signature or an upstream secret."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import signal
@@ -174,7 +175,10 @@ async def stop(process: asyncio.subprocess.Process) -> None:
         await asyncio.wait_for(asyncio.shield(process.wait()), 5)
     except TimeoutError:
         for _ in range(2):
-            process.send_signal(signal.SIGINT)
+            # It may end on its own meanwhile: its graceful shutdown takes about as long as
+            # the wait above, and a signal to a process that is gone raises.
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGINT)
             await asyncio.sleep(0.2)
         await asyncio.wait_for(process.wait(), 30)
 
