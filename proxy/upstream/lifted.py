@@ -15,6 +15,7 @@ string.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -33,9 +34,9 @@ def _verbatim(value: bytes) -> bool:
     return value.isascii() and b"\\" not in value
 
 
-def _value_bounds(raw: bytes, key_end: int) -> tuple[int, int] | None:
-    """Where the string value after a ``"b64_json"`` key starts and ends (its quotes excluded),
-    if it is a string; None otherwise."""
+def _value_start(raw: bytes, key_end: int) -> int | None:
+    """Where the string value after a ``"b64_json"`` key begins (after its opening quote), if
+    that value is a string and its opening quote is in ``raw``; None otherwise."""
     at = key_end
     while at < len(raw) and raw[at] in _SPACE:
         at += 1
@@ -46,15 +47,28 @@ def _value_bounds(raw: bytes, key_end: int) -> tuple[int, int] | None:
         at += 1
     if raw[at:at + 1] != b'"':
         return None
-    end = raw.find(b'"', at + 1)
-    return (at + 1, end) if end > 0 else None
+    return at + 1
 
 
-def lift_images(raw: bytes) -> tuple[Any, dict[str, bytes]]:
-    """``(parsed skeleton, {marker: base64 bytes})``; raises ``orjson.JSONDecodeError`` like
-    ``orjson.loads`` for a body that is not JSON."""
+def _value_bounds(raw: bytes, key_end: int) -> tuple[int, int] | None:
+    """Where the string value after a ``"b64_json"`` key starts and ends (its quotes excluded),
+    if it is a string; None otherwise."""
+    start = _value_start(raw, key_end)
+    if start is None:
+        return None
+    end = raw.find(b'"', start)
+    return (start, end) if end > 0 else None
+
+
+def _marker(tag: str, index: int) -> str:
+    return f"\x00lifted:{tag}:{index}"
+
+
+def lift_raw(raw: bytes) -> tuple[bytes, dict[str, bytes]]:
+    """``(skeleton, {marker: base64 bytes})``: ``raw`` with each large verbatim ``b64_json``
+    value replaced by a marker (``raw`` itself when there is none), not parsed."""
     if len(raw) < LIFT_MIN:
-        return orjson.loads(raw), {}
+        return raw, {}
     tag = nonce()
     lifted: dict[str, bytes] = {}
     parts: list[bytes] = []
@@ -70,11 +84,56 @@ def lift_images(raw: bytes) -> tuple[Any, dict[str, bytes]]:
         search = end + 1
         if len(value) < LIFT_MIN or not _verbatim(value):
             continue  # small, escaped or not ASCII: parsed as usual
-        marker = f"\x00lifted:{tag}:{len(lifted)}"
+        marker = _marker(tag, len(lifted))
         lifted[marker] = value
         parts += (raw[done:start], orjson.dumps(marker)[1:-1])
         done = end
     if not lifted:
-        return orjson.loads(raw), {}
+        return raw, {}
     parts.append(raw[done:])
-    return orjson.loads(b"".join(parts)), lifted
+    return b"".join(parts), lifted
+
+
+def lift_images(raw: bytes) -> tuple[Any, dict[str, bytes]]:
+    """``(parsed skeleton, {marker: base64 bytes})``; raises ``orjson.JSONDecodeError`` like
+    ``orjson.loads`` for a body that is not JSON."""
+    skeleton, lifted = lift_raw(raw)
+    return orjson.loads(skeleton), lifted
+
+
+def lift_pieces(pieces: Sequence[bytes], start: int,
+                end: int) -> tuple[bytes, dict[str, bytes]] | None:
+    """:func:`lift_raw` of the text ``pieces[0][start:] + pieces[1:-1] + pieces[-1][:end]``
+    (at least two pieces: a long SSE data line as it arrived) without joining it first.
+
+    Joined, then lifted, each image was copied twice (the line, then the value out of it);
+    here its bytes are joined once, straight from the pieces, when its key and opening quote
+    are in the first piece and the value runs past it (an image event's usual shape). None
+    otherwise: the caller joins the text and lifts it as usual."""
+    first, last = pieces[0], len(pieces) - 1
+    found = first.find(_KEY, start)
+    value_start = None if found < 0 else _value_start(first, found + len(_KEY))
+    if value_start is None or first.find(b'"', value_start) >= 0:
+        return None
+    parts: list[bytes | memoryview] = [memoryview(first)[value_start:]]
+    for k in range(1, last + 1):
+        limit = end if k == last else len(pieces[k])
+        quote = pieces[k].find(b'"', 0, limit)
+        if quote >= 0:
+            break
+        parts.append(pieces[k])
+    else:
+        return None  # the string does not end in the text: the parser will say so
+    parts.append(memoryview(pieces[k])[:quote])
+    value = b"".join(parts)
+    del parts
+    if len(value) < LIFT_MIN or not _verbatim(value):
+        return None
+    rest = [memoryview(pieces[k])[quote:limit], *pieces[k + 1:last]]
+    if k < last:
+        rest.append(memoryview(pieces[last])[:end])
+    tail, lifted = lift_raw(b"".join(rest))  # any image after this one
+    marker = _marker(nonce(), 0)
+    skeleton = b"".join((memoryview(first)[start:value_start], orjson.dumps(marker)[1:-1],
+                         tail))
+    return skeleton, {marker: value, **lifted}

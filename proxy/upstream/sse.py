@@ -8,7 +8,8 @@ bytes because generic encoders regex-split multi-megabyte data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -31,6 +32,14 @@ class SSEMessage:
     event: str
     data: bytes
     id: str | None = None
+    # With a decoder's ``lift``: the values it took out of ``data``, by the marker left there.
+    lifted: dict[str, bytes] | None = field(default=None, compare=False, repr=False)
+
+
+# What a decoder may do with a long data line instead of joining it: ``(data, lifted values)``
+# for the text ``pieces[0][start:] + pieces[1:-1] + pieces[-1][:end]``, or None to have it
+# joined (``proxy.upstream.lifted.lift_pieces``).
+LongDataLift = Callable[[Sequence[bytes], int, int], "tuple[bytes, dict[str, bytes]] | None"]
 
 
 # A line still unfinished when this much of it has come is held as the chunks it came in,
@@ -44,11 +53,15 @@ class SSEDecoder:
     Short lines are collected in one buffer. A long unfinished line (``hold_from`` bytes or
     more: a data line carrying an image) is held as the chunks it arrives in, and its value is
     copied out once, when its end comes: growing a buffer chunk by chunk, then copying the
-    value out of it, cost two to three copies of every image."""
+    value out of it, cost two to three copies of every image. With ``lift``, a long data line
+    is handed to it as those chunks first: what it returns is the line's data, and the values
+    it took out are the message's ``lifted``."""
 
-    def __init__(self, hold_from: int = HOLD_FROM) -> None:
+    def __init__(self, hold_from: int = HOLD_FROM, lift: LongDataLift | None = None) -> None:
         self._hold_from = hold_from
-        self._held: list[bytes | memoryview] = []  # the long line's pieces so far
+        self._lift = lift
+        self._lifted: dict[str, bytes] = {}
+        self._held: list[bytes] = []  # the long line's pieces so far
         self._buffer = bytearray()
         self._resume = 0  # where the line-end search resumes: earlier bytes have none
         self._skip_lf = False  # the last chunk ended in CR: a leading LF belongs to it
@@ -116,28 +129,35 @@ class SSEDecoder:
         what follows it in the chunk is returned."""
         end, after = _line_end(chunk, 0)
         if end < 0:
-            self._held.append(chunk)
+            self._held.append(bytes(chunk))
             return None
-        view = memoryview(chunk)
         pieces, self._held = self._held, []
-        pieces.append(view[:end])
-        message = self._long_line(pieces)
+        pieces.append(bytes(chunk))
+        message = self._long_line(pieces, end)
         if message is not None:
             messages.append(message)
         if after == len(chunk) and chunk.endswith(b"\r"):
             self._skip_lf = True
-        return view[after:]
+        return memoryview(chunk)[after:]
 
-    def _long_line(self, pieces: list[bytes | memoryview]) -> SSEMessage | None:
-        """A long line in pieces (the first one is ``hold_from`` bytes or more). A data line's
-        value is copied out of them once; any other line is joined and read as usual."""
+    def _long_line(self, pieces: list[bytes], end: int) -> SSEMessage | None:
+        """A long line: ``pieces`` joined, the last one cut at ``end`` (the first piece is
+        ``hold_from`` bytes or more). A data line's value is copied out of them once, or
+        lifted; any other line is joined and read as usual."""
         first = pieces[0]
+        views: list[bytes | memoryview] = [*pieces[:-1], memoryview(pieces[-1])[:end]]
         if first[:5] == b"data:" and len(first) > 5:  # (the space after it is in this piece)
             start = 6 if first[5:6] == b" " else 5
-            pieces[0] = memoryview(first)[start:]
-            self._data.append(b"".join(pieces))
+            lifted = None if self._lift is None else self._lift(pieces, start, end)
+            if lifted is not None:
+                data, values = lifted
+                self._data.append(data)
+                self._lifted.update(values)
+                return None
+            views[0] = memoryview(first)[start:]
+            self._data.append(b"".join(views))
             return None
-        line = b"".join(pieces)
+        line = b"".join(views)
         with memoryview(line) as view:
             return self._line(line, view, 0, len(line))
 
@@ -152,8 +172,9 @@ class SSEDecoder:
                 self._event = ""
                 return None
             data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
-            message = SSEMessage(self._event or "message", data, self._id)
-            self._event, self._data = "", []
+            message = SSEMessage(self._event or "message", data, self._id,
+                                 self._lifted or None)
+            self._event, self._data, self._lifted = "", [], {}
             return message
         if buffer[start] == 0x3A:  # ":" a comment
             return None

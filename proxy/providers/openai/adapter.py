@@ -22,7 +22,7 @@ from proxy.providers.base import Call, Provider, ProviderSettings
 from proxy.providers.openai.errors import error_from_upstream, parse_usage
 from proxy.providers.openai.pieced import passes, pieced_events
 from proxy.upstream.client import chunk_batches
-from proxy.upstream.lifted import lift_images
+from proxy.upstream.lifted import lift_images, lift_pieces
 from proxy.upstream.pieces import ImageScanner
 from proxy.upstream.sse import SSEDecoder, SSEMessage
 
@@ -138,7 +138,9 @@ class OpenAIProvider(Provider):
         """The upstream's SSE events as ours. Nothing large outlives its use here: the chunk
         and the raw event are let go before their events are handed on (a 1.5 MB final image
         waiting for a slow client is then held once, as its outgoing frame, not three times)."""
-        decoder = SSEDecoder()
+        # A long data line (an image event) is lifted from the chunks it came in: its image's
+        # bytes are copied once, not joined into the line and then copied out of it.
+        decoder = SSEDecoder(lift=lift_pieces)
         expected = max(call.request.partial_images, 0) + 1
         async for chunk in content.iter_any():
             messages = decoder.feed(chunk)
@@ -156,7 +158,10 @@ class OpenAIProvider(Provider):
 
     def _stream_events(self, message: SSEMessage, expected: int) -> list[Event]:
         """Our events for one upstream SSE event (none for an event we do not relay)."""
-        data, lifted = parse_lifting(message.data)
+        if message.lifted:
+            data, lifted = parse_json(message.data), message.lifted
+        else:
+            data, lifted = parse_lifting(message.data)
         if not isinstance(data, dict):
             raise invalid_response("an SSE event whose data is not a JSON object")
         if data.get("error"):
