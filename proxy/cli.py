@@ -32,6 +32,9 @@ from proxy.service.memory import choose_allocator
 
 log = logging.getLogger("proxy.cli")
 
+# The exit status of a command the user interrupted (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
+
 DESCRIPTION = "image-proxy: an OpenAI-compatible image-generation gateway."
 EPILOG = """examples:
   image-proxy serve                         the built-in renderer on http://127.0.0.1:8080
@@ -156,10 +159,16 @@ def _serve(args: argparse.Namespace) -> int:
         return 0
 
     clear_named_directory()  # PROMETHEUS_MULTIPROC_DIR set: this one process writes there
-    uvicorn.Server(uvicorn.Config(
-        create_app(config), host=config.server.host, port=config.server.port,
-        log_level=args.log_level, log_config=logging_config,
-        timeout_graceful_shutdown=timeout, http=HTTP, ws=WEBSOCKET)).run()
+    try:
+        uvicorn.Server(uvicorn.Config(
+            create_app(config), host=config.server.host, port=config.server.port,
+            log_level=args.log_level, log_config=logging_config,
+            timeout_graceful_shutdown=timeout, http=HTTP, ws=WEBSOCKET)).run()
+    except KeyboardInterrupt:
+        # Ctrl-C: the server has stopped (it re-raises the signal once its shutdown is over,
+        # and asyncio turns that into KeyboardInterrupt). An exit, not a crash: no traceback,
+        # the shell's status for an interrupted command.
+        return INTERRUPTED
     return 0
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
 
 import httpx
+import pytest
 
 from tests.support.images import decode
 from tests.support.servers import free_port
@@ -35,3 +37,35 @@ def test_serve_embedded_default_answers_with_a_png() -> None:
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_stops_serve_without_a_traceback(workers: int) -> None:
+    """Ctrl-C (SIGINT) on ``serve`` as run in a terminal: the server stops and the command exits
+    130, the status of an interrupted command, saying nothing of a KeyboardInterrupt (uvicorn
+    re-raises the signal once it has shut down, and asyncio turned that into a traceback)."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--port", str(port),
+                                "--workers", str(workers)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, process.stdout.read().decode()
+            assert time.monotonic() < deadline, "the gateway did not start"
+            time.sleep(0.1)
+        time.sleep(0.5 * workers)  # every worker has installed its signal handlers
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = output.decode(errors="replace")
+    assert process.returncode in (0, 130), text
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
