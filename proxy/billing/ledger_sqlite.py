@@ -152,7 +152,10 @@ class SQLiteLedger(UsageLedger):
         self.commit_interval = commit_interval
         self.path = self.data_dir / FILENAME
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
-        self._closing = threading.Event()
+        # Cuts the writer's sleep through the commit interval short: set by ``aclose``, and by
+        # the record that fills a batch (a full batch is not kept waiting).
+        self._wake = threading.Event()
+        self._closed = False  # aclose asked the writer to stop: its sleeps end at once
         self._writer: threading.Thread | None = None
         self._readers: concurrent.futures.ThreadPoolExecutor | None = None
         self._reader_conns: list[sqlite3.Connection] = []
@@ -171,7 +174,8 @@ class SQLiteLedger(UsageLedger):
             raise RuntimeError("the usage ledger is already started")
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._queue = queue.SimpleQueue()
-        self._closing = threading.Event()
+        self._wake = threading.Event()
+        self._closed = False
         self._records = self._failed = self._commits = self._wakeups = 0
         self._writer = threading.Thread(target=self._write_loop, args=(ready, self._queue),
                                         name="usage-ledger-writer", daemon=True)
@@ -201,7 +205,8 @@ class SQLiteLedger(UsageLedger):
         for conn in conns:
             conn.close()
         self._queue.put(None)
-        self._closing.set()
+        self._closed = True
+        self._wake.set()
         writer, self._writer = self._writer, None
         await asyncio.to_thread(writer.join)
 
@@ -226,6 +231,10 @@ class SQLiteLedger(UsageLedger):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._queue.put((row, future, loop))
+        if self._queue.qsize() == MAX_BATCH - 1:
+            # With the record the writer holds, a full batch: it stops sleeping out the
+            # interval (once per batch; a record that does not fill one wakes nobody).
+            self._wake.set()
         return self._queued(future)
 
     def _connect(self, *, cached_statements: int = 128) -> sqlite3.Connection:
@@ -281,11 +290,14 @@ class SQLiteLedger(UsageLedger):
             # Within ``commit_interval`` of the last commit: what arrives until then joins.
             # The thread sleeps through the rest of the interval instead of waiting on the
             # queue: a wait on the queue would wake it (and take the GIL from the event loop)
-            # once per record; ``aclose`` cuts the sleep short. A full batch is not kept
-            # waiting.
+            # once per record. ``aclose`` cuts the sleep short, and so does the record that
+            # fills a batch: a full batch is not kept waiting.
             wait = last_commit + self.commit_interval - time.monotonic()
-            if wait > 0 and pending.qsize() < MAX_BATCH - 1:
-                self._closing.wait(wait)
+            if wait > 0:
+                if not self._closed:
+                    self._wake.clear()  # then look: a batch filling (or aclose) from now wakes it
+                if pending.qsize() < MAX_BATCH - 1 and not self._closed:
+                    self._wake.wait(wait)
             batch, stopping = _gather(first, pending)
             last_commit = time.monotonic()
             self._notify(batch, self._write_batch(cursor, batch))
