@@ -2,6 +2,12 @@
 
 ``serve`` and ``check-config`` judge a configuration the same way (:func:`checked_config`), so
 ``check-config`` says OK exactly when ``serve`` would start.
+
+``serve`` usually starts twice: CPython takes its allocator only as it starts, so a process
+that must run on another one (``memory.allocator``) starts again as itself. The first start
+reads only the configuration's schema to decide that; the gateway itself (the app, the
+service, the server: ~1.5 s of CPU on a slow machine, a third of a second on a fast one) is
+imported only where it is used, by the process that runs it.
 """
 
 from __future__ import annotations
@@ -16,18 +22,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import uvicorn
-
 from proxy import __version__
-from proxy.app import CONFIG_ENV, OVERRIDES_ENV, create_app
-from proxy.auth import new_key
-from proxy.config import ConfigError, GatewayConfig
-from proxy.http.chunked import PROTOCOL as HTTP
-from proxy.http.websocket import PROTOCOL as WEBSOCKET
-from proxy.limits.capacity import raise_open_file_limit
-from proxy.observability.logs import configure
-from proxy.observability.multiprocess import clear_named_directory, run_workers
-from proxy.service.gateway import check_config, load_checked
+from proxy.config import ConfigError, GatewayConfig, load_config, load_default_config
 from proxy.service.memory import choose_allocator
 
 log = logging.getLogger("proxy.cli")
@@ -48,6 +44,8 @@ Run "image-proxy COMMAND --help" for a command's options."""
 def log_config(args: argparse.Namespace) -> dict:
     """JSON lines (or logfmt) on stderr; the access log (one line per request, with its id)
     only with --access-log."""
+    from proxy.observability.logs import configure
+
     config = configure(args.log_level, args.log_format)
     config["loggers"]["proxy.access"] = {"level": "INFO" if args.access_log else "WARNING"}
     return config
@@ -81,6 +79,8 @@ def checked_config(args: argparse.Namespace) -> tuple[GatewayConfig, list[str]]:
     (schema, providers, models, fallbacks, the open-bind rule), and the names of the models it
     serves (a provider under ``providers:`` serves its whole catalog). Raises ``ConfigError``
     (invalid) or :class:`Refused`."""
+    from proxy.service.gateway import check_config, load_checked
+
     config = load_checked(args.config)
     if args.host is not None:
         config.server.host = args.host
@@ -118,7 +118,23 @@ def startup_lines(config: GatewayConfig, served: list[str]) -> list[str]:
             f"API reference: {url}/docs (OpenAPI document: {url}/openapi.json)"]
 
 
+def _allocator(path: str | None) -> str | None:
+    """``memory.allocator`` of the configuration at ``path`` (the embedded default for None),
+    read with its schema only; None when it does not load (the whole check says why)."""
+    try:
+        config = load_default_config() if path is None else load_config(path)
+    except ConfigError:
+        return None
+    return config.memory.allocator
+
+
 def _serve(args: argparse.Namespace) -> int:
+    allocator = _allocator(args.config)
+    if allocator is not None and choose_allocator(allocator) and args.workers == 1:
+        # CPython takes its allocator only as it starts: this process starts again, as itself
+        # (same pid, arguments and environment, but for PYTHONMALLOC), before it has imported
+        # the gateway. Workers inherit it.
+        os.execv(sys.executable, sys.orig_argv)
     try:
         config, served = checked_config(args)
     except ConfigError as exc:
@@ -129,10 +145,14 @@ def _serve(args: argparse.Namespace) -> int:
     except Refused as exc:
         print(f"image-proxy: {exc}", file=sys.stderr)
         return 2
-    if choose_allocator(config.memory.allocator) and args.workers == 1:
-        # CPython takes its allocator only as it starts: this process starts again, as itself
-        # (same pid, arguments and environment, but for PYTHONMALLOC). Workers inherit it.
-        os.execv(sys.executable, sys.orig_argv)
+    import uvicorn
+
+    from proxy.app import CONFIG_ENV, OVERRIDES_ENV, create_app
+    from proxy.http.chunked import PROTOCOL as HTTP
+    from proxy.http.websocket import PROTOCOL as WEBSOCKET
+    from proxy.limits.capacity import raise_open_file_limit
+    from proxy.observability.multiprocess import clear_named_directory, run_workers
+
     logging_config = log_config(args)
     logging.config.dictConfig(logging_config)
     for line in startup_lines(config, served):
@@ -190,6 +210,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _new_key(args: argparse.Namespace) -> int:
+    from proxy.auth import new_key
+
     key, digest = new_key()
     print(f"key:        {key}")
     print(f"key_sha256: {digest}")
