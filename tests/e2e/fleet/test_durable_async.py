@@ -237,7 +237,10 @@ async def test_a_repeated_async_request_under_its_job_id_is_one_job_on_any_insta
         fake_openai: tuple[FakeOpenAI, str]) -> None:
     fake, upstream = fake_openai
     fake.delay = 0.5  # still running when the repeat comes
-    gateways = await fleet(config(own_redis, tmp_path, upstream), 2)
+    # No instance dies here: a lease and a store timeout that a loaded machine's Redis keeps
+    # (with 0.2 s, the job could wait out 20 s of store timeouts in the suite's busiest minute).
+    gateways = await fleet(config(own_redis, tmp_path, upstream,
+                                  fleet="{lease_seconds: 6, store_timeout: 1.0}"), 2)
     job_id = str(uuid.uuid4())
     body = {"model": PAID, "prompt": "p", "size": "1024x1024", "quality": "low"}
     headers = {"Prefer": "respond-async", "X-Job-Id": job_id}
@@ -249,6 +252,7 @@ async def test_a_repeated_async_request_under_its_job_id_is_one_job_on_any_insta
                                  json=body)
         done = await poll(http, f"{gateways[1].url}/v1/images/jobs/{job_id}",
                           lambda j: j["status"] in TERMINAL)
+        assert done["status"] == "succeeded", (done, *(g.logged()[-4000:] for g in gateways))
         again = await http.post(f"{gateways[0].url}/v1/images/generations", headers=headers,
                                 json=body)
         other = await http.post(f"{gateways[1].url}/v1/images/generations", headers=headers,
