@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,6 +30,23 @@ async def wait_healthy(url: str, timeout: float = 30) -> None:
                 pass
             await asyncio.sleep(0.1)
     raise AssertionError(f"gateway {url} did not start")
+
+
+def wait_answering(process: subprocess.Popen[bytes], url: str, timeout: float = 60,
+                   output: Callable[[], str] = lambda: "") -> None:
+    """Wait until the gateway ``process`` serves at ``url`` answers ``/healthz``; an
+    AssertionError (with ``output()``, what it printed) if it stops or has not after
+    ``timeout`` seconds. For synchronous tests."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, f"the gateway stopped: {output()}"
+        assert time.monotonic() < deadline, f"the gateway did not start: {output()}"
+        time.sleep(0.1)
 
 
 class GatewayProcess:
@@ -103,16 +120,7 @@ def serving(*args: str, log: Path, port: int | None = None,
                                     "--port", str(port)], stdout=out, stderr=subprocess.STDOUT,
                                    env=env)
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, log.read_text(errors="replace")
-            time.sleep(0.1)
-        else:
-            raise AssertionError(f"gateway {url} did not start: {log.read_text(errors='replace')}")
+        wait_answering(process, url, 30, lambda: log.read_text(errors="replace"))
         yield url
     finally:
         process.terminate()

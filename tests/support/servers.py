@@ -6,6 +6,7 @@ production, which ``httpx.ASGITransport`` (it buffers) cannot show.
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 import time
@@ -19,11 +20,35 @@ from proxy.http.chunked import PROTOCOL as HTTP
 from proxy.http.websocket import PROTOCOL as WEBSOCKET
 
 
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            return int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+# Ports a test picks for a process it starts: below the kernel's ephemeral range, which the
+# clients' connections draw their source ports from (and port 0 binds too). A port picked
+# there could be taken by some connection of the suite's four workers before the process
+# bound it ("address already in use", seen on a slow machine); here only another pick can.
+_PICKED = range(max(1024, _ephemeral_low() - 12_000), _ephemeral_low())
+_random = random.Random()
+
+
 def free_port() -> int:
     """A port nothing listens on right now, for a gateway process started by a test."""
-    with socket.socket() as sock:
+    for _ in range(200):
+        port = _random.choice(_PICKED)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # that range is full: the kernel's choice
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 class RunningServer:

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from proxy.service.memory import jemalloc_library
+from tests.support.processes import wait_answering
 from tests.support.servers import free_port
 
 CONFIG = """\
@@ -57,15 +58,7 @@ def allocator_of(tmp_path: Path, allocator: str, env: dict[str, str],
                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, "the gateway stopped"
-            assert time.monotonic() < deadline, "the gateway did not start"
-            time.sleep(0.1)
+        wait_answering(process, f"http://127.0.0.1:{port}", 60)
         answer = httpx.post(f"http://127.0.0.1:{port}/v1/images/generations", timeout=60,
                             json={"model": "local", "prompt": "a red apple", "size": "256x256"})
         assert answer.status_code == 200

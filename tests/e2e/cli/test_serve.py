@@ -11,7 +11,14 @@ import httpx
 import pytest
 
 from tests.support.images import decode
+from tests.support.processes import wait_answering
 from tests.support.servers import free_port
+
+
+def printed(process: subprocess.Popen[bytes]) -> str:
+    """What a stopped ``process`` printed (its output, piped)."""
+    assert process.stdout is not None
+    return process.stdout.read().decode(errors="replace") if process.poll() is not None else ""
 
 
 def test_serve_embedded_default_answers_with_a_png() -> None:
@@ -20,16 +27,7 @@ def test_serve_embedded_default_answers_with_a_png() -> None:
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.stdout.read().decode()
-            assert time.monotonic() < deadline, "the gateway did not start"
-            time.sleep(0.1)
+        wait_answering(process, url, 30, lambda: printed(process))
         response = httpx.post(f"{url}/v1/images/generations", timeout=60,
                               json={"model": "local", "prompt": "a red apple"})
         assert response.status_code == 200
@@ -49,16 +47,7 @@ def test_ctrl_c_stops_serve_without_a_traceback(workers: int) -> None:
                                 "--workers", str(workers)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.stdout.read().decode()
-            assert time.monotonic() < deadline, "the gateway did not start"
-            time.sleep(0.1)
+        wait_answering(process, f"http://127.0.0.1:{port}", 30, lambda: printed(process))
         time.sleep(0.5 * workers)  # every worker has installed its signal handlers
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)

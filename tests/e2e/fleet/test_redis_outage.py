@@ -99,9 +99,14 @@ async def test_redis_stops_while_jobs_run_and_comes_back(
     await watcher.close()
     for gateway in (a, b):
         logged = gateway.logged()
-        # One outage, logged once when it began and once when it ended.
-        assert logged.count("the shared store (redis) cannot be reached") == 1, logged
-        assert logged.count("the shared store (redis) answers again after") == 1, logged
+        # One outage, logged once when it began and once when it ended. (On a loaded machine
+        # a call may also outlast store_timeout: a short outage of its own, logged the same
+        # way, once each; never a line per failed call.)
+        began = logged.count("the shared store (redis) cannot be reached")
+        assert logged.count("the shared store (redis) cannot be reached (ConnectionError") == 1, \
+            logged
+        assert began == logged.count("the shared store (redis) answers again after"), logged
+        assert began <= 3, logged
         assert "Traceback" not in logged and "never retrieved" not in logged, logged
 
 
