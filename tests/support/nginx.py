@@ -10,13 +10,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.support.processes import wait_answering
 
 
 def nginx_binary(workdir: Path) -> Path:
@@ -72,16 +72,8 @@ def running_nginx(binary: Path, conf: str, workdir: Path, port: int) -> Iterator
                                    stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                if httpx.get(f"{url}/nginx-health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, log.read_text(errors="replace")
-            assert time.monotonic() < deadline, "nginx did not start:\n" + log.read_text()
-            time.sleep(0.05)
+        wait_answering(process, url, 15, lambda: log.read_text(errors="replace"),
+                       path="/nginx-health")
         yield url
     finally:
         process.terminate()

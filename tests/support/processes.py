@@ -33,19 +33,19 @@ async def wait_healthy(url: str, timeout: float = 30) -> None:
 
 
 def wait_answering(process: subprocess.Popen[bytes], url: str, timeout: float = 60,
-                   output: Callable[[], str] = lambda: "") -> None:
-    """Wait until the gateway ``process`` serves at ``url`` answers ``/healthz``; an
-    AssertionError (with ``output()``, what it printed) if it stops or has not after
-    ``timeout`` seconds. For synchronous tests."""
+                   output: Callable[[], str] = lambda: "", path: str = "/healthz") -> None:
+    """Wait until the server ``process`` runs at ``url`` answers ``path`` (a gateway's
+    ``/healthz`` by default) with a 200; an AssertionError (with ``output()``, what it
+    printed) if it stops or has not after ``timeout`` seconds. For synchronous tests."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass
-        assert process.poll() is None, f"the gateway stopped: {output()}"
-        assert time.monotonic() < deadline, f"the gateway did not start: {output()}"
+        assert process.poll() is None, f"it stopped: {output()}"
+        assert time.monotonic() < deadline, f"it did not start: {output()}"
         time.sleep(0.1)
 
 

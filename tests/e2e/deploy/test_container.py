@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from tests.support.dockerfile import (
 )
 from tests.support.images import decode
 from tests.support.paths import REPO_ROOT
+from tests.support.processes import wait_answering
 from tests.support.servers import free_port
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
@@ -191,16 +191,7 @@ def test_installed_package_holds_every_file_of_the_source(
 
 
 def _wait_ready(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, log.read_text(errors="replace")
-        assert time.monotonic() < deadline, "not ready:\n" + log.read_text(errors="replace")
-        time.sleep(0.1)
+    wait_answering(process, url, 30, lambda: log.read_text(errors="replace"), path="/readyz")
 
 
 def _healthcheck_passes(rootfs: Rootfs, final: Stage, env: dict[str, str]) -> None:
