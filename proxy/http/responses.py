@@ -115,14 +115,7 @@ class PassedBody(Response):
             log.info("job %s: the client left while its answer was being written", job_id)
             return
         except GatewayError as error:
-            # The server closes a connection whose body is incomplete: the client cannot
-            # mistake what it got for a whole answer.
-            log.warning("job %s failed after its answer began (%s): connection aborted",
-                        job_id, error.code or error.type)
-            state = scope.get("state")
-            if state is not None:
-                state[ERROR_CODE_STATE] = error.code or error.type
-            ABORTED_ON_PURPOSE.set(True)  # the server's own error line would say it again
+            abort_answer(scope, job_id, error, "after its answer began")
             return
         finally:
             await self.answer.aclose()
@@ -132,6 +125,19 @@ class PassedBody(Response):
 # Where an error answer leaves its code in the request's scope state, for the request metrics
 # (``RequestIdMiddleware``): a stream's error after its 200 is the job's, not the request's.
 ERROR_CODE_STATE = "error_code"
+
+
+def abort_answer(scope: Scope, job_id: str, error: GatewayError, when: str) -> None:
+    """A job failed ``when`` its answer could no longer say so (a body or frame written in
+    part): the response returns unfinished, and the server closes the connection of an
+    unfinished answer, so the client cannot mistake what it got for a whole one (the SDKs
+    raise). Logged once, its code noted for the request metrics."""
+    log.warning("job %s failed %s (%s): connection aborted", job_id, when,
+                error.code or error.type)
+    state = scope.get("state")
+    if state is not None:
+        state[ERROR_CODE_STATE] = error.code or error.type
+    ABORTED_ON_PURPOSE.set(True)  # the server's own error line would say it again
 
 
 class ErrorBody(JSONBody):

@@ -29,10 +29,11 @@ from starlette.types import Receive, Scope, Send
 
 from proxy.core.errors import invalid_param
 from proxy.http.disconnect import ClientGone, ClientWatch
+from proxy.http.responses import abort_answer
 from proxy.observability.metrics import Gauge
 from proxy.service.gateway import Gateway
 from proxy.service.replies import JobStream
-from proxy.service.stream import Frame
+from proxy.service.stream import Frame, StreamBroken
 
 LAST_EVENT_ID = "last-event-id"
 _MAX_DIGITS = 18
@@ -144,6 +145,8 @@ class SSEBody(Response):
                 if await self._write(frames, watch, send):
                     await send({"type": "http.response.body", "body": b"",
                                 "more_body": False})
+            except StreamBroken as broken:  # a frame begun piece by piece: unfinishable
+                abort_answer(scope, broken.job_id, broken.error, "inside a frame it was writing")
             finally:
                 self.gauge.dec()
                 await frames.aclose()

@@ -60,7 +60,7 @@ Output = Piece | Item
 
 
 @dataclass(slots=True)
-class _Image:
+class ImageEnds:
     """What is checked of an image passed in pieces: its length and both ends."""
 
     index: int
@@ -112,7 +112,7 @@ class ImageScanner:
         self.raw = bytearray()  # until started: every byte fed (after a decline too)
         self._skeleton = bytearray()
         self._pending = b""  # a key (or what follows it) not yet whole
-        self._image: _Image | None = None  # the image whose string is open
+        self._image: ImageEnds | None = None  # the image whose string is open
         self._passed: dict[int, bytes] = {}  # image index -> its marker
         self._held: list[Output] = []  # until started
         self._held_bytes = 0
@@ -234,7 +234,7 @@ class ImageScanner:
         marker = f"\x00pieces:{self._nonce}:{index}".encode()
         self._passed[index] = marker
         self._skeleton += orjson.dumps(marker.decode())[1:-1]
-        self._image = _Image(index)
+        self._image = ImageEnds(index)
 
     def _close_items(self, skeleton: bytes, spans: list[tuple[int, int]],
                      out: list[Output]) -> bool:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from proxy.core.nonces import nonce
+
 _BOM = "\ufeff".encode()
 
 
@@ -34,6 +36,9 @@ class SSEMessage:
     id: str | None = None
     # With a decoder's ``lift``: the values it took out of ``data``, by the marker left there.
     lifted: dict[str, bytes] | None = field(default=None, compare=False, repr=False)
+    # With a decoder's ``passing``: the marker left in ``data`` where the image's base64 was,
+    # its bytes handed on already (:meth:`SSEDecoder.feed_passing`).
+    passed: str | None = field(default=None, compare=False, repr=False)
 
 
 # What a decoder may do with a long data line instead of joining it: ``(data, lifted values)``
@@ -45,6 +50,15 @@ LongDataLift = Callable[[Sequence[bytes], int, int], "tuple[bytes, dict[str, byt
 # A line still unfinished when this much of it has come is held as the chunks it came in,
 # not grown in the buffer: a 1.5 MB data line arrives in dozens of chunks.
 HOLD_FROM = 64 * 1024
+# Which events' image may be handed on before the event has ended (given the event's name).
+PassesImage = Callable[[str], bool]
+_B64_KEY = b'"b64_json"'
+_JSON_SPACE = b" \t"
+
+
+class BrokenImage(ValueError):
+    """An image handed on in pieces turned out not to be plain base64 ending in its string's
+    closing quote: what was handed on cannot be completed."""
 
 
 class SSEDecoder:
@@ -55,11 +69,21 @@ class SSEDecoder:
     copied out once, when its end comes: growing a buffer chunk by chunk, then copying the
     value out of it, cost two to three copies of every image. With ``lift``, a long data line
     is handed to it as those chunks first: what it returns is the line's data, and the values
-    it took out are the message's ``lifted``."""
+    it took out are the message's ``lifted``.
 
-    def __init__(self, hold_from: int = HOLD_FROM, lift: LongDataLift | None = None) -> None:
+    With ``passing`` (:meth:`feed_passing`), the image of a long data line of an event it
+    accepts (by its name, from the ``event:`` line before the data) is handed on as it arrives:
+    its ``b64_json`` string's bytes, verbatim base64, come out of ``feed_passing`` chunk by chunk
+    (bounded memory, no wait for the event's end), and the event, once it ends, has a marker
+    in their place (``passed``)."""
+
+    def __init__(self, hold_from: int = HOLD_FROM, lift: LongDataLift | None = None,
+                 passing: PassesImage | None = None) -> None:
         self._hold_from = hold_from
         self._lift = lift
+        self._passing = passing
+        self._passed_head: bytes | None = None  # the line's JSON before the image passing on
+        self._passed: str | None = None  # the marker of the image passed in this event
         self._lifted: dict[str, bytes] = {}
         self._held: list[bytes] = []  # the long line's pieces so far
         self._buffer = bytearray()
@@ -72,12 +96,30 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[SSEMessage]:
         """Add bytes; returns the events they complete (possibly none)."""
+        out: list[SSEMessage | bytes] = []
+        self._feed(chunk, out)
+        return out  # type: ignore[return-value]  # nothing is passed without ``passing``
+
+    def feed_passing(self, chunk: bytes) -> list[SSEMessage | bytes]:
+        """:meth:`feed`, with the pieces of an image being passed on, in order among the events
+        (bytes: the next of its base64). Raises :class:`BrokenImage` when an image being passed
+        on is not plain base64 after all."""
+        out: list[SSEMessage | bytes] = []
+        self._feed(chunk, out)
+        return out
+
+    def _feed(self, chunk: bytes, messages: list[SSEMessage | bytes]) -> None:
+        if self._passed_head is not None:
+            rest = self._passing_on(chunk, messages)
+            if rest is None:
+                return
+            chunk = rest
         if self._at_start and chunk:
             # WHATWG: one leading byte order mark is ignored (it may arrive split).
             pending = bytes(self._buffer) + chunk
             if len(pending) < 3 and _BOM.startswith(pending):
                 self._buffer = bytearray(pending)
-                return []
+                return
             self._at_start = False
             self._buffer = bytearray()
             chunk = pending[3:] if pending.startswith(_BOM) else pending
@@ -85,11 +127,10 @@ class SSEDecoder:
             self._skip_lf = False
             if chunk[:1] == b"\n":
                 chunk = chunk[1:]
-        messages: list[SSEMessage] = []
         if self._held:
             rest = self._held_line(chunk, messages)
             if rest is None:
-                return messages
+                return
             chunk = rest
         buffer = self._buffer
         buffer += chunk
@@ -115,15 +156,59 @@ class SSEDecoder:
             # largest event (a partial image's megabyte) for the rest of its life.
             self._buffer = bytearray()
         elif len(buffer) - start >= self._hold_from:
-            self._held = [bytes(buffer[start:])]  # a long line begun: held from here on
+            line = bytes(buffer[start:])
             self._buffer = bytearray()
             search = start
+            if not self._pass_on(line, messages):
+                self._held = [line]  # a long line begun: held from here on
         else:
             del buffer[:start]
         self._resume = search - start
-        return messages
 
-    def _held_line(self, chunk: bytes, messages: list[SSEMessage]) -> bytes | memoryview | None:
+    def _pass_on(self, line: bytes, out: list[SSEMessage | bytes]) -> bool:
+        """A long line begun: if it is the data of an event whose image is passed on, and its
+        ``b64_json`` string begins in it and runs past it, hand on what came of that string
+        and pass the rest on as it comes (True)."""
+        if (self._passing is None or self._passed is not None or self._data
+                or line[:5] != b"data:" or not self._passing(self._event)):
+            return False
+        found = line.find(_B64_KEY)
+        if found < 0:
+            return False
+        at = found + len(_B64_KEY)
+        while line[at:at + 1] in _JSON_SPACE and at < len(line):
+            at += 1
+        if line[at:at + 1] != b":":
+            return False
+        at += 1
+        while line[at:at + 1] in _JSON_SPACE and at < len(line):
+            at += 1
+        if line[at:at + 1] != b'"' or line.find(b'"', at + 1) >= 0:
+            return False
+        self._passed_head = line[:at + 1]
+        self._passed = f"\x00passed:{nonce()}"
+        piece = line[at + 1:]
+        if piece:
+            out.append(_plain(piece))
+        return True
+
+    def _passing_on(self, chunk: bytes, out: list[SSEMessage | bytes]) -> bytes | None:
+        """``chunk`` while an image is passed on: its bytes up to the string's closing quote are
+        handed on; what follows the quote (the rest of the line, and more) is returned, the
+        line held from there as a long line, the marker in place of the image."""
+        quote = chunk.find(b'"')
+        piece = chunk if quote < 0 else chunk[:quote]
+        if piece:
+            out.append(_plain(piece))
+        if quote < 0:
+            return None
+        head, self._passed_head = self._passed_head, None
+        assert head is not None and self._passed is not None
+        self._held = [head + orjson.dumps(self._passed)[1:-1]]
+        return chunk[quote:]
+
+    def _held_line(self, chunk: bytes,
+                   messages: list[SSEMessage | bytes]) -> bytes | memoryview | None:
         """``chunk`` after a long line's beginning: held too if the line does not end in it;
         else the line is read (its message, if it completes one, added to ``messages``) and
         what follows it in the chunk is returned."""
@@ -148,7 +233,8 @@ class SSEDecoder:
         views: list[bytes | memoryview] = [*pieces[:-1], memoryview(pieces[-1])[:end]]
         if first[:5] == b"data:" and len(first) > 5:  # (the space after it is in this piece)
             start = 6 if first[5:6] == b" " else 5
-            lifted = None if self._lift is None else self._lift(pieces, start, end)
+            lifted = (None if self._lift is None or self._passed is not None
+                      else self._lift(pieces, start, end))
             if lifted is not None:
                 data, values = lifted
                 self._data.append(data)
@@ -173,8 +259,8 @@ class SSEDecoder:
                 return None
             data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
             message = SSEMessage(self._event or "message", data, self._id,
-                                 self._lifted or None)
-            self._event, self._data, self._lifted = "", [], {}
+                                 self._lifted or None, self._passed)
+            self._event, self._data, self._lifted, self._passed = "", [], {}, None
             return message
         if buffer[start] == 0x3A:  # ":" a comment
             return None
@@ -194,6 +280,14 @@ class SSEDecoder:
             if b"\0" not in value:
                 self._id = value.decode("utf-8", "replace")
         return None
+
+
+def _plain(piece: bytes) -> bytes:
+    """``piece`` of an image's string if it is plain base64 text: ASCII, nothing escaped, no
+    line end (checked with C scans, not byte by byte)."""
+    if not piece.isascii() or b"\\" in piece or b"\n" in piece or b"\r" in piece:
+        raise BrokenImage("an image that is not plain base64")
+    return piece
 
 
 def encode_event(event: str, payload: dict, head: bytes = b"") -> bytes:

@@ -16,15 +16,15 @@ import orjson
 from pydantic import Field, SecretStr
 
 from proxy.core.errors import GatewayError, upstream_error
-from proxy.core.events import Completed, Event, Image, PartialImage, Progress
+from proxy.core.events import Completed, Event, Image, ImagePiece, PartialImage, Progress
 from proxy.images.codec import b64_complete
 from proxy.providers.base import Call, Provider, ProviderSettings
 from proxy.providers.openai.errors import error_from_upstream, parse_usage
 from proxy.providers.openai.pieced import passes, pieced_events
 from proxy.upstream.client import chunk_batches
 from proxy.upstream.lifted import lift_images, lift_pieces
-from proxy.upstream.pieces import ImageScanner
-from proxy.upstream.sse import SSEDecoder, SSEMessage
+from proxy.upstream.pieces import ImageEnds, ImageScanner
+from proxy.upstream.sse import BrokenImage, SSEDecoder, SSEMessage
 
 _ECHOED = ("size", "quality", "background", "output_format")
 
@@ -113,7 +113,8 @@ class OpenAIProvider(Provider):
                 return
             # Also the answer of compatible servers that ignore ``stream``. Read from the
             # stream, not response.read(), which also keeps a copy on the response object.
-            if call.pieces and self.lifts_images and passes(response.content_length):
+            if (call.pieces and not call.request.stream and self.lifts_images
+                    and passes(response.content_length)):
                 # Large: its images are handed on as they arrive, unless the scanner declines.
                 scanner = ImageScanner()
                 async for event in pieced_events(scanner, chunk_batches(response.content),
@@ -137,16 +138,31 @@ class OpenAIProvider(Provider):
     async def _relay_stream(self, call: Call, content: Any) -> AsyncGenerator[Event, None]:
         """The upstream's SSE events as ours. Nothing large outlives its use here: the chunk
         and the raw event are let go before their events are handed on (a 1.5 MB final image
-        waiting for a slow client is then held once, as its outgoing frame, not three times)."""
+        waiting for a slow client is then held once, as its outgoing frame, not three times).
+        With ``call.pieces`` (a stream written to one client as the job makes it) the final
+        image is not held at all: its base64 is handed on in ``ImagePiece`` events as it
+        arrives, and the ``completed`` event follows once its end has come."""
         # A long data line (an image event) is lifted from the chunks it came in: its image's
         # bytes are copied once, not joined into the line and then copied out of it.
-        decoder = SSEDecoder(lift=lift_pieces)
+        decoder = SSEDecoder(lift=lift_pieces,
+                             passing=_final_event if call.pieces and self.lifts_images else None)
         expected = max(call.request.partial_images, 0) + 1
+        passed: ImageEnds | None = None
         async for chunk in content.iter_any():
-            messages = decoder.feed(chunk)
+            try:
+                outputs = decoder.feed_passing(chunk)
+            except BrokenImage as exc:
+                raise invalid_response(str(exc)) from None
             del chunk
-            while messages:
-                events = self._stream_events(messages.pop(0), expected)
+            while outputs:
+                if isinstance(outputs[0], bytes):  # the final image's next bytes
+                    passed = passed or ImageEnds(0)
+                    passed.add(outputs[0])
+                    yield ImagePiece(0, (outputs.pop(0),))
+                    continue
+                # Not bound to a name: a partial image's event is not held while the next one
+                # is awaited (seconds, in a long job).
+                events = self._stream_events(outputs.pop(0), expected, passed)
                 while events:
                     event = events.pop(0)
                     yield event
@@ -156,8 +172,12 @@ class OpenAIProvider(Provider):
         raise upstream_error("The upstream stream ended before the image was completed.",
                              code="upstream_incomplete")
 
-    def _stream_events(self, message: SSEMessage, expected: int) -> list[Event]:
-        """Our events for one upstream SSE event (none for an event we do not relay)."""
+    def _stream_events(self, message: SSEMessage, expected: int,
+                       passed: ImageEnds | None = None) -> list[Event]:
+        """Our events for one upstream SSE event (none for an event we do not relay);
+        ``passed``: the image handed on in pieces, when ``message`` is its event."""
+        if message.passed:
+            return _passed_completed(message, passed)
         if message.lifted:
             data, lifted = parse_json(message.data), message.lifted
         else:
@@ -176,6 +196,24 @@ class OpenAIProvider(Provider):
             return [Image(0, b64_json=_b64(data, lifted)),
                     Completed(parse_usage(data.get("usage")), _resolved(data))]
         return []
+
+
+def _final_event(name: str) -> bool:
+    """An upstream event whose image may be handed on before the event has ended: the
+    ``completed`` one (a partial image's frame needs its index, which may follow the image)."""
+    return name.endswith(".completed")
+
+
+def _passed_completed(message: SSEMessage, passed: ImageEnds | None) -> list[Event]:
+    """The end of a ``completed`` event whose image went ahead in pieces (its marker in the
+    image's place): the pieced ``Image`` and ``Completed``, once the image is known whole."""
+    data = parse_json(message.data)
+    if (not isinstance(data, dict) or data.get("b64_json") != message.passed
+            or not str(data.get("type") or message.event).endswith(".completed")):
+        raise invalid_response("a completed event whose image is not its 'b64_json'")
+    if passed is None or not passed.complete():
+        raise invalid_response("a truncated or corrupt image")
+    return [Image(0, pieced=True), Completed(parse_usage(data.get("usage")), _resolved(data))]
 
 
 def endpoint(call: Call) -> str:

@@ -93,3 +93,71 @@ def test_image_events_lifted_from_their_chunks_are_the_same_events(chunk: int,
         # line is decoded as a short line, and lifted by the adapter later.
         assert (got.lifted is not None) == (chunk < len(data))
     assert lifting[2:] == plain[2:] == EXPECTED
+
+
+def _restored(message: SSEMessage) -> dict:
+    data = orjson.loads(message.data)
+    for marker, value in (message.lifted or {}).items():
+        assert data["b64_json"] == marker
+        data["b64_json"] = value.decode()
+    return data
+
+
+def _passing_decoder() -> SSEDecoder:
+    return SSEDecoder(lift=lift_pieces, passing=lambda name: name.endswith(".completed"))
+
+
+def _image_stream(image: bytes, ending: bytes) -> bytes:
+    events = [(kind, orjson.dumps({"type": f"image_generation.{kind}",
+                                   "b64_json": image.decode(), "size": "1024x1024"}))
+              for kind in ("partial_image", "completed")]
+    data = b"".join(b"event: image_generation." + kind.encode() + b"\ndata: " + event + b"\n\n"
+                    for kind, event in events)
+    return data.replace(b"\n", ending) + STREAM.replace(b"\n", ending)
+
+
+@pytest.mark.parametrize("chunk", [4096, 65_536, 262_144])
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n", b"\r"])
+def test_a_final_image_is_passed_on_as_it_arrives(chunk: int, ending: bytes) -> None:
+    """With ``passing``, the image of an accepted event's long data line comes out in pieces,
+    in order among the messages (after those before it, before its own), and its event comes
+    with a marker in its place; every other message is the one the plain decoder gives."""
+    image = base64.b64encode(os.urandom(300_000))
+    data = _image_stream(image, ending)
+    plain, passer = SSEDecoder(lift=lift_pieces), _passing_decoder()
+    expected = [m for at in range(0, len(data), chunk) for m in plain.feed(data[at:at + chunk])]
+    outputs = [out for at in range(0, len(data), chunk)
+               for out in passer.feed_passing(data[at:at + chunk])]
+    messages = [out for out in outputs if isinstance(out, SSEMessage)]
+    pieces = [number for number, out in enumerate(outputs) if isinstance(out, bytes)]
+    assert b"".join(outputs[number] for number in pieces) == image  # type: ignore[misc]
+    assert len(pieces) > 1  # as it came: more than one piece
+    assert outputs.index(messages[0]) < pieces[0] and pieces[-1] < outputs.index(messages[1])
+    assert messages[0].passed is None and _restored(messages[0]) == _restored(expected[0])
+    completed, want = orjson.loads(messages[1].data), _restored(expected[1])
+    assert messages[1].passed is not None and completed.pop("b64_json") == messages[1].passed
+    assert want.pop("b64_json") == image.decode() and completed == want
+    assert messages[2:] == expected[2:] == EXPECTED
+
+
+def test_an_image_event_that_arrives_whole_or_short_is_not_passed() -> None:
+    image = base64.b64encode(os.urandom(300_000))
+    data = _image_stream(image, b"\n")
+    whole = _passing_decoder().feed_passing(data)  # one chunk holds every line: none held
+    assert all(isinstance(out, SSEMessage) and out.passed is None for out in whole)
+    short = _image_stream(base64.b64encode(os.urandom(3_000)), b"\n")
+    decoder = _passing_decoder()
+    outputs = [out for at in range(0, len(short), 512) for out in decoder.feed_passing(
+        short[at:at + 512])]
+    assert all(isinstance(out, SSEMessage) and out.passed is None for out in outputs)
+
+
+def test_an_image_that_turns_out_not_plain_base64_is_broken() -> None:
+    from proxy.upstream.sse import BrokenImage
+
+    data = _image_stream(base64.b64encode(os.urandom(300_000)), b"\n")
+    cut = data.index(b"event: image_generation.completed") + 100_000
+    decoder = _passing_decoder()
+    assert any(isinstance(out, bytes) for out in decoder.feed_passing(data[:cut]))
+    with pytest.raises(BrokenImage):
+        decoder.feed_passing(b"AAAA\\/AAAA" + data[cut:])
