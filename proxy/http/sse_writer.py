@@ -169,7 +169,8 @@ class SSEBody(Response):
                             await send({"type": "http.response.body", "body": piece,
                                         "more_body": True})
                     del frame  # a 1.5 MB image is not held while the next one is awaited
-                    keepalive.wrote()
+                    if not self.stream.mid_frame:  # no comment inside a frame's data line
+                        keepalive.wrote()
                 await keepalive.settled()
         except ClientGone:
             return False

@@ -59,6 +59,12 @@ class JobStream(Protocol):
 
     async def aclose(self) -> None: ...
 
+    @property
+    def mid_frame(self) -> bool:
+        """The last of ``frames()`` given out is not its frame's end (a frame written piece
+        by piece): nothing, not even a keep-alive comment, may be written before the rest."""
+        ...
+
 
 class Reply(Protocol):
     """What a submitted request gets: a job started for it, a job it attached to, or a job's

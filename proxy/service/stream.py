@@ -177,6 +177,11 @@ class LiveStream:
         self._events = events
         self._after = after
         self._first: Event | None = None
+        self._renderer = StreamRenderer(job)
+
+    @property
+    def mid_frame(self) -> bool:
+        return self._renderer.mid_frame
 
     async def open(self) -> GatewayError | None:
         try:
@@ -199,7 +204,7 @@ class LiveStream:
 
     async def frames(self) -> AsyncGenerator[Frame, None]:
         """The numbered frames. Closes the job's events however it ends."""
-        renderer = StreamRenderer(self.job)
+        renderer = self._renderer
         try:
             async for event in self._all():
                 frames = renderer.frames(event)
@@ -230,6 +235,10 @@ class ReplayedStream:
 
     async def open(self) -> GatewayError | None:
         return self._error
+
+    @property
+    def mid_frame(self) -> bool:
+        return False  # its frames are whole
 
     async def aclose(self) -> None:
         return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -140,3 +141,32 @@ def test_an_upstream_that_breaks_inside_the_image_aborts_the_connection(
     stack.fake.then = "finish"
     events = list(sdk(stack.gateway).images.generate(model="big", prompt="p", stream=True))
     assert events[-1].b64_json == BIG
+
+
+@pytest.fixture
+def quick_keepalive(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack[HeldFinal]]:
+    monkeypatch.setattr(openai_upstream, "png_b64", lambda *_: BIG)
+    with upstream_and_gateway(HeldFinal(), lambda url: "server: {sse_keepalive: 0.02}\n"
+                              + _yaml(url)) as stack:
+        yield stack
+
+
+def test_no_keepalive_comment_is_written_inside_the_frame(
+        quick_keepalive: Stack[HeldFinal]) -> None:
+    """The upstream is silent inside the image for many keep-alive periods: the comment that
+    would keep the connection alive must wait for the frame's end (inside the data line it
+    would end the line, and the event with it)."""
+    stack = quick_keepalive
+    received = bytearray()
+    with httpx.stream("POST", f"{stack.gateway.url}/v1/images/generations", timeout=30,
+                      json={"model": "big", "prompt": "p", "stream": True}) as answer:
+        chunks = answer.iter_bytes()
+        _read_into_the_image(chunks, received)
+        time.sleep(0.2)  # ten keep-alive periods of silence inside the frame
+        stack.fake.go.set()
+        for chunk in chunks:
+            received += chunk
+    frame = received[received.index(b"event: image_generation.completed"):]
+    assert b"keep-alive" not in frame
+    (completed,) = _events(bytes(frame))
+    assert completed["b64_json"] == BIG

@@ -33,6 +33,7 @@ class Stream:
         self.started = False
         self.frames_closed = False
         self.closed = False
+        self.mid_frame = False
 
     async def open(self) -> GatewayError | None:
         return None
