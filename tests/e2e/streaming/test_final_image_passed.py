@@ -170,3 +170,23 @@ def test_no_keepalive_comment_is_written_inside_the_frame(
     assert b"keep-alive" not in frame
     (completed,) = _events(bytes(frame))
     assert completed["b64_json"] == BIG
+
+
+def test_a_client_that_leaves_inside_the_image_takes_its_job_with_it(
+        stack: Stack[HeldFinal]) -> None:
+    """Half an image read, the client hangs up: the upstream's stream is closed and the job
+    ends cancelled (a provider bills a finished image, not a closed request)."""
+    with httpx.stream("POST", f"{stack.gateway.url}/v1/images/generations", timeout=30,
+                      json={"model": "big", "prompt": "p", "stream": True}) as answer:
+        job_id = answer.headers["x-request-id"]
+        _read_into_the_image(answer.iter_bytes(), bytearray())
+    # Leaving the block unread closes the connection.
+    status = None
+    for _ in range(500):  # bounded: 10 s
+        job = httpx.get(f"{stack.gateway.url}/v1/images/jobs/{job_id}", timeout=10)
+        status = job.json()["status"] if job.status_code == 200 else None
+        if stack.fake.stream_abandoned and status == "cancelled":
+            break
+        time.sleep(0.02)
+    assert stack.fake.stream_abandoned and status == "cancelled"
+    assert not stack.fake.go.is_set()  # the upstream was still inside the image

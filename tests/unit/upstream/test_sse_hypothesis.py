@@ -185,3 +185,64 @@ def test_an_event_without_data_is_not_dispatched() -> None:
 
 def test_a_leading_byte_order_mark_is_ignored() -> None:
     assert decode(["\ufeffevent: x\ndata: y\n\n".encode()]) == [SSEMessage("x", b"y", None)]
+
+
+@st.composite
+def image_streams(draw: st.DrawFn) -> tuple[bytes, list[tuple[int, int]]]:
+    """Events of the random streams above, with image events among them (a ``b64_json``
+    string of base64 in a JSON data line, ``completed`` or not): the stream, and where each
+    image's base64 lies in it."""
+    data, _ = draw(streams())
+    events: list[bytes] = [data]
+    spans: list[tuple[int, int]] = []
+    for _ in range(draw(st.integers(1, 3))):
+        name = draw(st.sampled_from(["image_generation.completed", "image_edit.completed",
+                                     "image_generation.partial_image"]))
+        image = draw(st.binary(min_size=0, max_size=200)).hex().encode()  # base64-safe text
+        fields = orjson.dumps({"type": name, "b64_json": image.decode(), "size": "1x1"})
+        ending = draw(st.sampled_from(ENDINGS)).encode()
+        event = b"event: " + name.encode() + ending + b"data: " + fields + ending + ending
+        at = sum(map(len, events)) + event.index(b'"b64_json":"') + len(b'"b64_json":"')
+        spans.append((at, at + len(image)))
+        events.append(event)
+        if draw(st.booleans()):
+            events.append(draw(streams())[0])
+    return b"".join(events), spans
+
+
+def _restore(message: SSEMessage, pieces: bytes) -> SSEMessage:
+    if message.passed is None:
+        return message
+    marker = orjson.dumps(message.passed)[1:-1]
+    return SSEMessage(message.event, message.data.replace(marker, pieces), message.id)
+
+
+@SETTINGS
+@given(stream=image_streams(), cuts=cut_points, inside=st.lists(st.floats(0, 1), max_size=6),
+       hold_from=st.sampled_from([1, 4, 9, 30]))
+def test_images_passed_on_in_pieces_come_out_whole_and_in_order(stream, cuts, inside,
+                                                                 hold_from) -> None:
+    """Whatever the chunks (cut anywhere, and inside the images too): a passing decoder's
+    messages, each passed image put back from the pieces that came before it, are the plain
+    decoder's; only ``completed`` images pass."""
+    data, spans = stream
+    points = [(start + fraction * (end - start)) / len(data)
+              for (start, end), fraction in zip(spans * 2, inside, strict=False)]
+    chunks = chunked(data, cuts + points)
+    reference = SSEDecoder(hold_from)
+    plain = [m for chunk in chunks for m in reference.feed(chunk)]
+    decoder = SSEDecoder(hold_from, passing=lambda name: name.endswith(".completed"))
+    got: list[SSEMessage] = []
+    pieces = bytearray()
+    for chunk in chunks:
+        for out in decoder.feed_passing(chunk):
+            if isinstance(out, bytes):
+                pieces += out
+                continue
+            assert out.passed is None or out.event.endswith(".completed")
+            got.append(_restore(out, bytes(pieces)))
+            if out.passed is None:
+                assert not pieces  # pieces only ever precede the event they belong to
+            pieces = bytearray()
+    assert not pieces
+    assert got == plain
