@@ -137,11 +137,11 @@ class OpenAIProvider(Provider):
 
     async def _relay_stream(self, call: Call, content: Any) -> AsyncGenerator[Event, None]:
         """The upstream's SSE events as ours. Nothing large outlives its use here: the chunk
-        and the raw event are let go before their events are handed on (a 1.5 MB final image
-        waiting for a slow client is then held once, as its outgoing frame, not three times).
-        With ``call.pieces`` (a stream written to one client as the job makes it) the final
-        image is not held at all: its base64 is handed on in ``ImagePiece`` events as it
-        arrives, and the ``completed`` event follows once its end has come."""
+        and the raw event are let go before their events are handed on (an image waiting for a
+        slow client is held once, as its outgoing frame, not three times). With
+        ``call.pieces`` (a stream written to one client as the job makes it) the final image
+        is not held at all: its base64 is handed on in ``ImagePiece`` events as it arrives,
+        and the ``completed`` event follows once its end has come."""
         # A long data line (an image event) is lifted from the chunks it came in: its image's
         # bytes are copied once, not joined into the line and then copied out of it.
         decoder = SSEDecoder(lift=lift_pieces,
