@@ -112,6 +112,22 @@ def test_stream_relays_partials_then_completed(azure) -> None:
     assert call.path == "/openai/deployments/img-prod/images/generations"
 
 
+def test_a_large_final_image_streams_through_unchanged(azure, monkeypatch) -> None:
+    """Azure's stream is OpenAI's: a final image past 64 KiB, in small chunks, is handed on as
+    it arrives (tests/e2e/streaming/test_final_image_passed.py) and comes out byte for byte."""
+    from tests.e2e.generations.test_large_images import BIG
+    from tests.support.fakes import openai_upstream
+
+    monkeypatch.setattr(openai_upstream, "png_b64", lambda *_: BIG)
+    fake, server = azure
+    fake.chunk_size = 16_384
+    events = list(sdk(server).images.generate(model="azure/gpt-image-1", prompt="p",
+                                              stream=True, partial_images=1))
+    assert [type(e) for e in events] == [ImageGenPartialImageEvent, ImageGenCompletedEvent]
+    assert events[-1].b64_json == BIG and events[0].b64_json == BIG
+    assert events[-1].usage.total_tokens == 284 and events[-1].size == "1024x1024"
+
+
 def test_content_filter_mid_stream_is_an_error_event(azure) -> None:
     fake, server = azure
     fake.mode = "filter_mid_stream"
