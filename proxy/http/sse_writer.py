@@ -8,11 +8,9 @@ event at every blank line once an id is known: ``: keep-alive`` followed by a bl
 reach the SDK as an event with empty data, and ``json.loads("")`` raises. A lone comment line is
 ignored by every decoder, wherever it falls between frames.
 
-The response is written by the request's own task, frame by frame as the job makes them; an
-attached job runs in that task too, read as the writer asks for its next event
-(:mod:`proxy.jobs.runs`). A stream costs no task of its own beyond the request's and the one
-that watches for the client leaving (:class:`~proxy.http.disconnect.ClientWatch`, as the JSON
-answers have): the keep-alive
+The response is written by the request's own task, frame by frame as the job makes them. A
+stream costs no task of its own beyond the request's and the one that watches for the client
+leaving (:class:`~proxy.http.disconnect.ClientWatch`, as the JSON answers have): the keep-alive
 is a timer of the event loop (:class:`KeepAlive`), re-armed only when it comes due, and a task
 exists only while a keep-alive comment is being written. (sse-starlette, which wrote streams
 before, ran a task group of four tasks per stream, a cancel scope per write, and left each

@@ -68,7 +68,6 @@ async def run_job(job: Job, tracker: JobTracker, source: EventSource,
     events = source(job)
     meter = meter_for(job)
     cancelled = False
-    ended = False  # the terminal event was handed on: a reader that stops now ends nothing
     start_job_span(job)
     tracker.start_estimating()
     try:
@@ -78,9 +77,8 @@ async def run_job(job: Job, tracker: JobTracker, source: EventSource,
                 if isinstance(event, Completed):
                     job.cost = _priced(job, meter.images, event)
                 await tracker.observe(event)
-                ended = isinstance(event, (Completed, Failed))
                 yield event
-                if ended:
+                if isinstance(event, (Completed, Failed)):
                     return
             final: Failed = Failed(GatewayError(
                 502, "The upstream ended the job without a result.",
@@ -91,11 +89,8 @@ async def run_job(job: Job, tracker: JobTracker, source: EventSource,
             final = _failure(exc, job)
         meter.observe(final)
         await tracker.observe(final)
-        ended = True
         yield final
     except (GeneratorExit, asyncio.CancelledError):
-        if ended:  # closed after its end (a stream's writer stops at the terminal event)
-            raise
         with anyio.move_on_after(CLEANUP_SECONDS, shield=True):
             if job.aborted is not None:
                 meter.observe(Failed(job.aborted))

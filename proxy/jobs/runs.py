@@ -1,17 +1,17 @@
 """The jobs running in this process, so a shutdown can wait for them and end stragglers.
 
-A job with one reader (an attached request: its JSON answer or its SSE stream) runs *inline*:
-its events are read straight from ``run_job`` in the reader's own task, with no task, queue or
-hand-off per event of its own. The reader reads when it is ready for the next event, so a slow
-client slows the run (the upstream waits in TCP's flow control) and the job holds one event at
-a time, not a queue of partial images. A stream's keep-alive comments need no task meanwhile:
-they are the loop's timer (:mod:`proxy.http.sse_writer`).
+A streamed or detached job runs in its own task, apart from whoever reads its events: it reads
+the job's events (``run_job``) and hands them to one reader through a small queue (the SSE
+response, or a collector that keeps a detached job's result). The queue is short on purpose: a
+slow reader slows the run instead of letting partial images pile up in memory.
 
-A reader that leaves cancels the run (the upstream is closed and the job ends ``cancelled``).
-A shutdown (or a lost lease) aborts it with an error the reader still receives as its last
-event: at once when the reader is waiting for the job's next event (its task is cancelled
-there), else (it is writing what it read) when it next asks for one: a cancellation then
-would land in the reader's write, not in the job.
+An attached JSON job needs neither: its one reader collects the answer in the request's own
+task, so the run is *inline* and its events are read straight from ``run_job`` (no task, no
+queue, no hand-off per event on the hot path).
+
+Either way a reader that leaves cancels the run (the upstream is closed and the job ends
+``cancelled``), and a shutdown aborts it with an error the reader still receives as its last
+event.
 
 A job whose client chose its id (and a detached job) runs in a task of its own into a *feed*
 (:class:`~proxy.jobs.feed.JobFeed`) instead: any number of readers follow it, each from where
@@ -34,6 +34,7 @@ from proxy.jobs.feed import JobFeed
 from proxy.jobs.job import Job
 
 log = logging.getLogger("proxy.jobs.runs")
+QUEUE_SIZE = 2
 
 
 class JobRun:
@@ -46,14 +47,10 @@ class JobRun:
         # client can send its next request.
         self._on_end = on_end
         self._events = events
+        self._queue: asyncio.Queue[Event] | None = None
         self._runs = runs
-        # The task the job's events are read in: its own (with a feed), or (inline) its
-        # reader's, once it reads.
+        # The task the job's events are read in: its own, or (inline) its reader's.
         self.task: asyncio.Task[Any] | None = None
-        # Inline: the reader waits for the job's next event (a cancellation lands in the job);
-        # the job's terminal event has been read (only its finisher is left).
-        self._reading = False
-        self._ended = False
         # A run with a feed: followed by any number of readers (counted), and cancelled when
         # the last one leaves early unless it keeps running.
         self.feed = feed
@@ -61,11 +58,29 @@ class JobRun:
         self.readers = 0
 
     def start(self) -> JobRun:
-        """A run with a feed starts in its own task (an inline one runs as it is read)."""
-        assert self.feed is not None
-        self.task = asyncio.create_task(self._run_into(self.feed), name=f"job {self.job.id}")
-        self._runs.track(self.task, self)
+        if self.feed is not None:
+            self.task = asyncio.create_task(self._run_into(self.feed), name=f"job {self.job.id}")
+        else:
+            self._queue = asyncio.Queue(QUEUE_SIZE)
+            self.task = asyncio.create_task(self._run(), name=f"job {self.job.id}")
+        self._runs.track(self.task)
         return self
+
+    @property
+    def inline(self) -> bool:
+        return self._queue is None and self.feed is None
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        try:
+            async with aclosing(self._events) as events:
+                async for event in events:
+                    await self._queue.put(event)
+        except asyncio.CancelledError:
+            if self.job.aborted is None:
+                raise  # the reader left: nobody to tell
+            # Aborted (the gateway is stopping): the reader learns why, as its last event.
+            await self._queue.put(Failed(self.job.aborted))
 
     async def _run_into(self, feed: JobFeed) -> None:
         try:
@@ -85,7 +100,9 @@ class JobRun:
 
     def stream(self) -> AsyncGenerator[Event, None]:
         """The job's events, ending with its terminal one. Leaving early cancels the job."""
-        return self.follow() if self.feed is not None else self._read_inline()
+        if self.feed is not None:
+            return self.follow()
+        return self._read_inline() if self._queue is None else self._read_queue(self._queue)
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncGenerator[None, None]:
@@ -117,33 +134,36 @@ class JobRun:
         try:
             async with aclosing(self._events) as events:
                 try:
-                    while self.job.aborted is None:  # (never set once the job has ended)
-                        self._reading = True
-                        try:
-                            event = await anext(events)
-                        except StopAsyncIteration:
-                            return
-                        finally:
-                            self._reading = False
-                        if isinstance(event, (Completed, Failed)):
-                            self._ended = True
-                            if self._on_end is not None:
-                                self._on_end()
+                    async for event in events:
+                        if isinstance(event, (Completed, Failed)) and self._on_end is not None:
+                            self._on_end()
                         yield event
-                    # Aborted while the reader was away (writing what it read): the job ends
-                    # now, as it would have at its next event (its end recorded as the abort).
-                    await events.aclose()
                 except asyncio.CancelledError:
                     if self.job.aborted is None:
                         raise  # the reader left (its task was cancelled): nobody to tell
-                    # Aborted (the gateway is stopping) while the job's next event was awaited:
-                    # the job has ended, the reader goes on.
+                    # Aborted (the gateway is stopping): the job has ended, the reader goes
+                    # on and learns why, as its last event.
                     task.uncancel()
-            if self._on_end is not None:
-                self._on_end()
-            yield Failed(self.job.aborted)
+                    if self._on_end is not None:
+                        self._on_end()
+                    yield Failed(self.job.aborted)
         finally:
             self._runs.forget(task)
+
+    async def _read_queue(self, queue: asyncio.Queue[Event]) -> AsyncGenerator[Event, None]:
+        ended = False
+        try:
+            while True:
+                event = await queue.get()
+                ended = isinstance(event, (Completed, Failed))
+                if ended and self._on_end is not None:
+                    self._on_end()
+                yield event
+                if ended:
+                    return
+        finally:
+            if not ended:  # after the terminal event the run winds down (ledger, slot) alone
+                await self.cancel()
 
     async def cancel(self) -> None:
         task = self.task
@@ -154,14 +174,9 @@ class JobRun:
             await asyncio.shield(task)
 
     def abort(self, error: GatewayError) -> None:
-        """End the job now with ``error`` (its reader receives it as a ``Failed`` event): its
-        task is cancelled where the job runs, else (inline, the reader away) the reader ends
-        it when it next asks for an event."""
-        if self._ended:
-            return  # it ended already (its finisher runs, which a cancellation would cut)
-        self.job.aborted = error
-        if (self.task is not None and not self.task.done()
-                and (self.feed is not None or self._reading)):
+        """End the job now with ``error`` (its reader receives it as a ``Failed`` event)."""
+        if self.task is not None and not self.task.done():
+            self.job.aborted = error
             self.task.cancel()
 
 
@@ -189,13 +204,17 @@ class Runs:
             self._idle.set()
 
     def start(self, job: Job, events: AsyncGenerator[Event, None],
-              on_end: Callable[[], None] | None = None, *,
+              on_end: Callable[[], None] | None = None, *, inline: bool = False,
               feed: JobFeed | None = None, keep_running: bool = False) -> JobRun:
-        """Run ``job`` (``events`` are ``run_job``'s): in a task of its own into ``feed``, for
-        any number of readers, if given; else inline, read in the task of its one reader (an
-        attached request), counted from its first read."""
+        """Run ``job`` (``events`` are ``run_job``'s): in a task of its own (into ``feed``,
+        for any number of readers, if given), or ``inline``, read in the task of its one
+        reader (an attached JSON request)."""
         run = JobRun(job, events, self, on_end, feed, keep_running)
-        return run.start() if feed is not None else run
+        if not inline:
+            run.start()
+            assert run.task is not None
+            self.active[run.task] = run
+        return run
 
     def detach(self, work: Callable[[], Awaitable[None]], job: Job) -> None:
         """Run ``work`` (which reads a run to its end) with nobody attached."""

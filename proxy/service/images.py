@@ -289,11 +289,12 @@ class ImageService:
                          self._finisher(key, job, None if order.detached else lease, slot))
         gateway.metrics.jobs_in_flight.inc()
         if not (order.watched or order.detached):
-            # An attached job (its JSON answer or its stream) is read by its request: inline,
-            # in the request's task. Its large images (a stream's final image) are written
-            # while the upstream sends them, unless they are hosted.
+            # An attached JSON job is read by its request: inline, in the request's task. Its
+            # large images (a stream's final image) are written while the upstream sends them,
+            # unless they are hosted.
             job.pieces = not job.request.host_images
-            run = gateway.runs.start(job, events, on_end=slot.release)
+            run = gateway.runs.start(job, events, on_end=slot.release,
+                                     inline=not job.request.stream)
             return Submission(job, tracker, run, headers, order.base_url, gateway)
         feed = JobFeed(job.request.partial_images * max(1, job.request.n))
         run = gateway.runs.start(job, events, on_end=slot.release, feed=feed,

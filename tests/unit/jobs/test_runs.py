@@ -1,7 +1,6 @@
-"""Runs: an inline run (an attached job, JSON or streamed) is read in its reader's task, counted
-until read to its end, ended by a shutdown with an error its reader still receives (whether it
-was waiting for the job or away, writing), and cancelled with it when the reader goes away; a run
-with a feed, in a task of its own, behaves the same to each of its readers."""
+"""Runs: an inline run (an attached JSON job) is read in its reader's task, counted until read to
+its end, ended by a shutdown with an error its reader still receives, and cancelled with it when
+the reader goes away; a run in a task of its own behaves the same to its reader."""
 
 from __future__ import annotations
 
@@ -44,17 +43,15 @@ class Source:
         except asyncio.CancelledError:
             self.outcome = "cancelled"
             raise
-        except GeneratorExit:  # closed where it stood (between two events)
-            self.outcome = "closed"
-            raise
         finally:
             self.tasks.add(asyncio.current_task())
             self.finished_at_end = True  # run_job's finisher runs here
 
 
-async def test_read_to_the_end() -> None:
+@pytest.mark.parametrize("inline", [True, False])
+async def test_read_to_the_end(inline: bool) -> None:
     runs, source, ended = Runs(), Source(), []
-    run = runs.start(_job(), source.events(), on_end=lambda: ended.append(True))
+    run = runs.start(_job(), source.events(), on_end=lambda: ended.append(True), inline=inline)
     reader = asyncio.current_task()
     got: list[Event] = []
     events = run.stream()
@@ -62,16 +59,18 @@ async def test_read_to_the_end() -> None:
     assert not ended and len(runs.active) == 1
     source.release.set()
     got += [event async for event in events]
+    await asyncio.sleep(0)  # a run of its own winds down in its task
     assert [type(e) for e in got] == [Progress, Completed]
     assert ended == [True] and source.outcome == "completed" and source.finished_at_end
-    assert source.tasks == {reader}  # no task of its own
+    assert (source.tasks == {reader}) is inline  # inline: no task of its own
     await asyncio.wait_for(runs.idle(), 1)
 
 
-async def test_shutdown_aborts_with_an_error_the_reader_receives() -> None:
+@pytest.mark.parametrize("inline", [True, False])
+async def test_shutdown_aborts_with_an_error_the_reader_receives(inline: bool) -> None:
     runs, source, ended = Runs(), Source(), []
     job = _job()
-    run = runs.start(job, source.events(), on_end=lambda: ended.append(True))
+    run = runs.start(job, source.events(), on_end=lambda: ended.append(True), inline=inline)
 
     async def read() -> list[Event]:
         got = [event async for event in run.stream()]
@@ -81,7 +80,7 @@ async def test_shutdown_aborts_with_an_error_the_reader_receives() -> None:
         return got
 
     reader = asyncio.create_task(read())
-    await asyncio.sleep(0.01)  # the reader waits for the job's next event
+    await asyncio.sleep(0.01)
     assert runs.abort_all(SHUTDOWN) == 1
     got = await asyncio.wait_for(reader, 1)
     assert isinstance(got[0], Progress) and isinstance(got[-1], Failed)
@@ -90,52 +89,10 @@ async def test_shutdown_aborts_with_an_error_the_reader_receives() -> None:
     await asyncio.wait_for(runs.idle(), 1)
 
 
-async def test_a_shutdown_while_the_reader_writes_ends_the_job_at_its_next_read() -> None:
-    """Not cancelled in the middle of the reader's own work (a stream's write to its client):
-    the job is closed, and its error handed over, when the reader asks for the next event."""
+@pytest.mark.parametrize("inline", [True, False])
+async def test_a_reader_that_leaves_cancels_the_job(inline: bool) -> None:
     runs, source, ended = Runs(), Source(), []
-    job = _job()
-    run = runs.start(job, source.events(), on_end=lambda: ended.append(True))
-    writing = asyncio.Event()
-    written = asyncio.Event()
-
-    async def read() -> list[Event]:
-        events = run.stream()
-        got = [await anext(events)]
-        writing.set()
-        await written.wait()  # away from the job: a cancellation now would land here
-        got += [event async for event in events]
-        return got
-
-    reader = asyncio.create_task(read())
-    await asyncio.wait_for(writing.wait(), 1)
-    assert runs.abort_all(SHUTDOWN) == 1
-    await asyncio.sleep(0.01)
-    assert not reader.done() and source.outcome == "running"  # the write goes on
-    written.set()
-    got = await asyncio.wait_for(reader, 1)
-    assert [type(e) for e in got] == [Progress, Failed] and got[-1].error is SHUTDOWN
-    assert source.outcome == "closed" and source.finished_at_end and ended == [True]
-    await asyncio.wait_for(runs.idle(), 1)
-
-
-async def test_a_shutdown_after_the_jobs_end_changes_nothing() -> None:
-    runs, source, ended = Runs(), Source(), []
-    job = _job()
-    run = runs.start(job, source.events(), on_end=lambda: ended.append(True))
-    source.release.set()
-    events = run.stream()
-    got = [await anext(events), await anext(events)]
-    runs.abort_all(SHUTDOWN)  # its finisher has yet to run: it is not cut
-    got += [event async for event in events]
-    assert [type(e) for e in got] == [Progress, Completed] and job.aborted is None
-    assert source.outcome == "completed" and source.finished_at_end and ended == [True]
-    await asyncio.wait_for(runs.idle(), 1)
-
-
-async def test_a_reader_that_leaves_cancels_the_job() -> None:
-    runs, source, ended = Runs(), Source(), []
-    run = runs.start(_job(), source.events(), on_end=lambda: ended.append(True))
+    run = runs.start(_job(), source.events(), on_end=lambda: ended.append(True), inline=inline)
 
     async def read() -> None:
         async for _ in run.stream():
