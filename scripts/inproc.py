@@ -1,12 +1,16 @@
-"""The gateway's own cost per small JSON request, without sockets on its side: a repeatable
-measure on a shared, noisy machine.
+"""The gateway's own cost per request, without sockets on its side: a repeatable measure on a
+shared, noisy machine. ``--kind small`` (the default) is the benchmark's small JSON request;
+``stream`` and ``long-json`` are its long jobs with no wait (``bench-long dur=0``: two ~100 KB
+partial images and a ~1.5 MB final image streamed, or one ~1.5 MB image as JSON), what a
+stream or a large answer costs beyond a small request.
 
 What: starts the benchmark's fake upstream (``bench.py --serve upstream``, its own process),
 builds the gateway's ASGI app from the benchmark's configuration (``benchlib.gateway``), runs
-its lifespan, and drives ``POST /v1/images/generations`` (the ~4 KB answer) with raw ASGI
-calls, ``--conns`` at a time: after ``--warmup`` requests, ``--rounds`` rounds of ``--n``,
-each printing the process's CPU per request (every thread: the usage ledger's writer too) and
-wall time per request. Uvicorn's own work is not in it (the relay has the same).
+its lifespan, and drives ``POST /v1/images/generations`` with raw ASGI calls (the answer is
+counted, not kept: a long job's must carry its image), ``--conns`` at a time: after
+``--warmup`` requests, ``--rounds`` rounds of ``--n``, each printing the process's CPU per
+request (every thread: the usage ledger's writer too) and wall time per request. Uvicorn's
+own work is not in it (the relay has the same).
 
 Why: CPU per request in ``bench.py`` moves by ±30 % with the neighbours' load. Run under
 callgrind it is exact: the instructions of ``--n 500`` minus those of ``--n 100`` (same
@@ -17,7 +21,11 @@ callgrind it is exact: the instructions of ``--n 500`` minus those of ``--n 100`
 
 (the totals are on valgrind's "Collected" line; the upstream process is not instrumented).
 Beware that callgrind runs the process ~50x slower: what depends on time (the usage ledger's
-commit interval) is not measured as it runs.
+commit interval; for long jobs, how many of the upstream's reads wait together) is not
+measured as it runs.
+
+Session 11 (AMD, a shared machine): small 0.73-0.83 ms, ``stream`` 2.7-2.9 ms, ``long-json``
+2.2-3.4 ms of CPU per request, moving by 15-20 % from round to round.
 """
 
 from __future__ import annotations
@@ -29,11 +37,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from benchlib import payloads
 from benchlib.gateway import HOST, gateway_config
+from benchlib.longclient import job_body
 from benchlib.servers import ROUTE
 
 from proxy.app import create_app
@@ -81,8 +91,9 @@ async def lifespan(app: Any) -> Any:
     return stop
 
 
-async def one(app: Any, body: bytes) -> None:
-    """One request, its answer read whole; the client stays until the answer is written."""
+async def one(app: Any, body: bytes, least: int = 0) -> None:
+    """One request, its answer read whole (at least ``least`` bytes of it: a stream that ended
+    with an error event is a 200 too); the client stays until the answer is written."""
     answered = asyncio.Event()
     sent = False
 
@@ -94,12 +105,14 @@ async def one(app: Any, body: bytes) -> None:
         await answered.wait()
         return {"type": "http.disconnect"}
 
-    status = 0
+    status = length = 0
 
     async def send(message: Message) -> None:
-        nonlocal status
+        nonlocal status, length
         if message["type"] == "http.response.start":
             status = message["status"]
+        elif message["type"] == "http.response.body":
+            length += len(message.get("body", b""))
 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
              "method": "POST", "scheme": "http", "path": ROUTE, "raw_path": ROUTE.encode(),
@@ -110,18 +123,18 @@ async def one(app: Any, body: bytes) -> None:
                          (b"content-length", str(len(body)).encode())]}
     await app(scope, receive, send)
     answered.set()
-    if status != 200:
-        raise RuntimeError(f"the gateway answered {status}")
+    if status != 200 or length < least:
+        raise RuntimeError(f"the gateway answered {status} with {length} bytes")
 
 
-async def drive(app: Any, body: bytes, n: int, conns: int) -> None:
+async def drive(app: Any, body: bytes, n: int, conns: int, least: int = 0) -> None:
     left = n
 
     async def client() -> None:
         nonlocal left
         while left > 0:
             left -= 1
-            await one(app, body)
+            await one(app, body, least)
 
     await asyncio.gather(*(client() for _ in range(conns)))
 
@@ -132,11 +145,11 @@ async def measure(args: argparse.Namespace, upstream_port: int) -> None:
     app = create_app(config)
     stop = await lifespan(app)
     try:
-        body = payloads.request_body()
-        await drive(app, body, args.warmup, args.conns)
+        body, least = BODIES[args.kind]()
+        await drive(app, body, args.warmup, args.conns, least)
         for number in range(args.rounds):
             cpu, wall = time.process_time(), time.perf_counter()
-            await drive(app, body, args.n, args.conns)
+            await drive(app, body, args.n, args.conns, least)
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
             print(f"round {number}: {cpu / args.n * 1e3:.3f} ms CPU per request, "
                   f"{wall / args.n * 1e3:.3f} ms wall", flush=True)
@@ -144,8 +157,19 @@ async def measure(args: argparse.Namespace, upstream_port: int) -> None:
         await stop()
 
 
+# What each --kind sends (the small request, or a long job of no duration), and the fewest
+# bytes its whole answer has (a long job's carries a ~1.5 MB image).
+BODIES: dict[str, Callable[[], tuple[bytes, int]]] = {
+    "small": lambda: (payloads.request_body(), 1_000),
+    "stream": lambda: (job_body("sse", 0.0, "inproc"), 1_000_000),
+    "long-json": lambda: (job_body("json", 0.0, "inproc"), 1_000_000),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kind", choices=sorted(BODIES), default="small",
+                        help="what each request is (default: the small JSON request)")
     parser.add_argument("--n", type=int, default=3000, help="requests per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=500)
