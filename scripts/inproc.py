@@ -24,8 +24,12 @@ Beware that callgrind runs the process ~50x slower: what depends on time (the us
 commit interval; for long jobs, how many of the upstream's reads wait together) is not
 measured as it runs.
 
+``--app relay`` drives the benchmark's bare relay (``benchlib.servers.relay_app``) the same
+way: the gateway's own work per request is the difference.
+
 Session 11 (AMD, a shared machine): small 0.73-0.83 ms, ``stream`` 2.7-2.9 ms, ``long-json``
-2.2-3.4 ms of CPU per request, moving by 15-20 % from round to round.
+2.2-3.4 ms of CPU per request, moving by 15-20 % from round to round. Session 12 (AMD): small
+0.52-0.66 ms, the relay 0.14-0.18 ms.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from typing import Any
 from benchlib import payloads
 from benchlib.gateway import HOST, gateway_config
 from benchlib.longclient import job_body
-from benchlib.servers import ROUTE
+from benchlib.servers import ROUTE, relay_app
 
 from proxy.app import create_app
 from proxy.config import load_config
@@ -141,8 +145,11 @@ async def drive(app: Any, body: bytes, n: int, conns: int, least: int = 0) -> No
 
 async def measure(args: argparse.Namespace, upstream_port: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="inproc-"))
-    config = load_config(str(gateway_config(tmp, "inproc", free_port(), upstream_port)))
-    app = create_app(config)
+    if args.app == "relay":
+        app: Any = relay_app(f"http://{HOST}:{upstream_port}{ROUTE}")
+    else:
+        app = create_app(load_config(str(gateway_config(tmp, "inproc", free_port(),
+                                                        upstream_port))))
     stop = await lifespan(app)
     try:
         body, least = BODIES[args.kind]()
@@ -170,6 +177,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kind", choices=sorted(BODIES), default="small",
                         help="what each request is (default: the small JSON request)")
+    parser.add_argument("--app", choices=("gateway", "relay"), default="gateway",
+                        help="what is driven: the gateway, or the benchmark's bare relay")
     parser.add_argument("--n", type=int, default=3000, help="requests per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=500)
