@@ -1,5 +1,7 @@
 """The gateway's HTTP/1.1 protocol: uvicorn's own (``httptools``, what ``http="auto"`` picks), but
-a large piece of a chunked body is written to the socket without being copied into its frame.
+a large piece of a chunked body is written to the socket without being copied into its frame,
+and what an answer writes in one turn of the event loop goes out in one write
+(:mod:`proxy.http.cork`).
 
 uvicorn frames each ``http.response.body`` message of a chunked answer (one whose length is not
 known in advance: a 16 MB ``ImagesResponse`` written while the upstream still sends it, an SSE
@@ -16,9 +18,13 @@ control is uvicorn's (wait while the transport is paused, drop it once the clien
 Every other message (the start, a small or last piece, an answer with a Content-Length) is
 uvicorn's ``send``, unchanged.
 
+Each cycle writes through a :class:`~proxy.http.cork.CorkedTransport` of its own, flushed as its
+answer ends (before uvicorn may close the connection, or start the next pipelined request).
+
 The cycles become :class:`ChunkedWritesCycle` where uvicorn (0.55) starts each one,
 ``HttpToolsProtocol._start_asgi_task``: if a later uvicorn stops starting them there, answers are
-written as uvicorn writes them (joined), and tests/unit/http/test_chunked.py fails.
+written as uvicorn writes them (joined, each at once), and tests/unit/http/test_chunked.py
+fails.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from typing import Any
 from uvicorn._types import ASGI3Application, ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from proxy.http.cork import CorkedTransport
+
 # The value of ``uvicorn.Config(http=...)`` that serves HTTP/1.1 with this protocol.
 PROTOCOL = "proxy.http.chunked:ChunkedWritesProtocol"
 # Smaller pieces are joined, as uvicorn does: one buffer to write is cheaper than three.
@@ -35,7 +43,10 @@ WRITEV_MIN = 64 * 1024
 
 
 class ChunkedWritesCycle(RequestResponseCycle):
-    """One request's ASGI cycle; a large chunked piece is framed without a copy."""
+    """One request's ASGI cycle, writing through a cork; a large chunked piece is framed without
+    a copy."""
+
+    transport: Any  # a CorkedTransport, from _start_asgi_task on
 
     async def send(self, message: ASGISendEvent) -> None:
         if message["type"] == "http.response.body" and self._frames_in_place(message):
@@ -47,6 +58,8 @@ class ChunkedWritesCycle(RequestResponseCycle):
             self.transport.writelines((b"%x\r\n" % len(body), body, b"\r\n"))
             return
         await super().send(message)
+        if self.response_complete:
+            self.transport.flush()  # the answer is whole: nothing of it waits for the turn's end
 
     def _frames_in_place(self, message: Any) -> bool:
         return (self.response_started and not self.response_complete
@@ -62,4 +75,5 @@ class ChunkedWritesProtocol(HttpToolsProtocol):
         # Every cycle starts here (the first and each pipelined one), before any of its sends.
         # The cycle is made by uvicorn's on_headers_complete, which names its class itself.
         cycle.__class__ = ChunkedWritesCycle
+        cycle.transport = CorkedTransport(cycle.transport, self.loop)
         super()._start_asgi_task(cycle, app)
