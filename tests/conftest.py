@@ -6,6 +6,7 @@ plus a gateway in front of it (``stack.py``), the official SDK clients (``client
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +19,42 @@ from tests.support.fakes.openai_upstream import FakeOpenAI, openai_models_yaml
 from tests.support.gateways import GatewayFactory
 from tests.support.servers import RunningServer, serve
 from tests.support.stack import ModuleStacks, stack_fixture
+
+# The files that hold a worker longest (seconds of it, on 2 cores under the suite's load; most
+# start real processes or a fresh virtualenv), longest first. scripts/test hands files to its
+# workers in the order collected (--no-loadscope-reorder), so these start first, side by side,
+# and none of them is left running alone at the end. Every other file follows, the files with
+# the most tests first (pytest-xdist's own order).
+LONGEST_FIRST = (
+    "tests/e2e/deploy/test_container.py",  # the Dockerfile's install steps: 50-90 s
+    "tests/e2e/fleet/test_durable_async.py",
+    "tests/e2e/openapi/test_every_check.py",
+    "tests/e2e/cli/test_allocator.py",
+    "tests/e2e/openapi/test_fuzz.py",
+    "tests/e2e/shutdown/test_drain.py",
+    "tests/e2e/docs/test_readme.py",
+    "tests/e2e/reliability/test_reliability.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On the workers of pytest-xdist: the files in ``LONGEST_FIRST`` order, then the others by
+    how many tests they hold. Each file's tests keep their order, and stay together."""
+    if not hasattr(config, "workerinput"):
+        return
+    counts = Counter(_file(item) for item in items)
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        path = _file(item)
+        if path in LONGEST_FIRST:
+            return LONGEST_FIRST.index(path), 0
+        return len(LONGEST_FIRST), -counts[path]
+
+    items.sort(key=rank)  # stable: a file's tests, and files of equal rank, keep their order
+
+
+def _file(item: pytest.Item) -> str:
+    return item.nodeid.split("::")[0]
 
 
 @pytest.fixture(scope="session", autouse=True)
