@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from proxy.service.memory import jemalloc_library
+from proxy.service.memory import JEMALLOC_CONF, jemalloc_library
 from tests.support.processes import wait_answering
 from tests.support.servers import free_port
 
@@ -28,13 +28,17 @@ memory:
 
 
 def started_with(pid: int) -> str | None:
-    """The PYTHONMALLOC process ``pid`` was (last) started with, ``+jemalloc`` when jemalloc
-    is mapped into it."""
+    """The PYTHONMALLOC process ``pid`` was (last) started with, ``+jemalloc`` and its
+    MALLOC_CONF when jemalloc is mapped into it."""
     environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    found = [v for v in environ if v.startswith(b"PYTHONMALLOC=")]
-    allocator = found[0].split(b"=", 1)[1].decode() if found else None
+
+    def variable(name: bytes) -> str | None:
+        found = [v for v in environ if v.startswith(name + b"=")]
+        return found[0].split(b"=", 1)[1].decode() if found else None
+
+    allocator = variable(b"PYTHONMALLOC")
     if b"libjemalloc" in Path(f"/proc/{pid}/maps").read_bytes():
-        return f"{allocator}+jemalloc"
+        return f"{allocator}+jemalloc {variable(b'MALLOC_CONF')}"
     return allocator
 
 
@@ -101,14 +105,23 @@ JEMALLOC = pytest.mark.skipif(jemalloc_library() is None, reason="needs Debian's
 
 @JEMALLOC
 def test_jemalloc_restarts_the_process_with_it_preloaded(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONMALLOC", "LD_PRELOAD")}
-    assert allocator_of(tmp_path, "jemalloc", env) == ["malloc+jemalloc"]
-    assert allocator_of(tmp_path, "jemalloc", env, workers=2) == [
-        None, "malloc+jemalloc", "malloc+jemalloc"]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONMALLOC", "LD_PRELOAD", "MALLOC_CONF")}
+    on_jemalloc = f"malloc+jemalloc {JEMALLOC_CONF}"  # its thread caches configured
+    assert allocator_of(tmp_path, "jemalloc", env) == [on_jemalloc]
+    assert allocator_of(tmp_path, "jemalloc", env, workers=2) == [None, on_jemalloc, on_jemalloc]
+
+
+@JEMALLOC
+def test_an_operators_malloc_conf_stands(tmp_path: Path) -> None:
+    env = {**{k: v for k, v in os.environ.items() if k not in ("PYTHONMALLOC", "LD_PRELOAD")},
+           "MALLOC_CONF": "narenas:2"}
+    assert allocator_of(tmp_path, "jemalloc", env) == ["malloc+jemalloc narenas:2"]
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
 def test_auto_is_jemalloc_where_the_system_has_it(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONMALLOC", "LD_PRELOAD")}
-    expected = [None] if jemalloc_library() is None else ["malloc+jemalloc"]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONMALLOC", "LD_PRELOAD", "MALLOC_CONF")}
+    expected = [None] if jemalloc_library() is None else [f"malloc+jemalloc {JEMALLOC_CONF}"]
     assert allocator_of(tmp_path, "auto", env) == expected

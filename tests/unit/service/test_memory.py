@@ -223,3 +223,61 @@ async def test_a_pass_releases_the_loop_threads_cache_before_the_trim(
                           trim=lambda: calls.append(("trim", False)))
     await trimmer._pass()
     assert calls == [("release", True), ("trim", False)]
+
+
+# On jemalloc as ``serve`` configures it (JEMALLOC_CONF): a freed block of up to 2 MiB (a socket
+# read's, an image piece's) waits in the thread's cache for the next one of its size, and the
+# pass's release still hands it back before the purge.
+_LARGE_CACHED = """
+import ctypes
+from proxy.service import memory
+jemalloc = ctypes.CDLL(None)
+
+def read(name: bytes) -> int:
+    epoch, value, size = ctypes.c_uint64(1), ctypes.c_size_t(0), ctypes.c_size_t(8)
+    jemalloc.mallctl(b"epoch", None, None, ctypes.byref(epoch), ctypes.c_size_t(8))
+    assert jemalloc.mallctl(name, ctypes.byref(value), ctypes.byref(size), None,
+                            ctypes.c_size_t(0)) == 0
+    return value.value
+
+memory.release_thread_cache()
+pieces = [bytes(1_500_000 + n) for n in range(4)]
+del pieces
+print(read(b"opt.tcache_max"), read(b"stats.arenas.4096.tcache_bytes"))
+memory.release_thread_cache()
+print(read(b"stats.arenas.4096.tcache_bytes"))
+"""
+
+
+@pytest.mark.skipif(memory.jemalloc_library() is None, reason="needs Debian's libjemalloc2")
+def test_on_jemalloc_freed_image_sized_blocks_wait_in_the_cache_until_a_pass() -> None:
+    env = {**os.environ, "LD_PRELOAD": str(memory.jemalloc_library()), "PYTHONMALLOC": "malloc",
+           "MALLOC_CONF": memory.JEMALLOC_CONF}
+    done = subprocess.run([sys.executable, "-c", _LARGE_CACHED], env=env, check=True,
+                          capture_output=True, text=True, timeout=60)
+    first, second = done.stdout.splitlines()
+    tcache_max, cached = (int(value) for value in first.split())
+    assert tcache_max == 2 * 2**20
+    assert cached >= 4 * 1_500_000
+    assert int(second) < 64 * 1024  # the large blocks are back (a few small ones freed since)
+    assert "Invalid conf" not in done.stderr
+
+
+def test_jemalloc_is_configured_unless_the_operator_did(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (memory.ALLOCATOR_ENV, memory.PRELOAD_ENV, memory.CONF_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(memory, "_jemalloc_here", lambda: False)
+    monkeypatch.setattr(memory, "jemalloc_library", lambda: "libjemalloc.so.2")
+    assert memory.choose_allocator("jemalloc")
+    assert os.environ[memory.CONF_ENV] == memory.JEMALLOC_CONF
+    for name in (memory.ALLOCATOR_ENV, memory.PRELOAD_ENV):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv(memory.CONF_ENV, "narenas:2")
+    assert memory.choose_allocator("jemalloc")
+    assert os.environ[memory.CONF_ENV] == "narenas:2"
+    monkeypatch.delenv(memory.CONF_ENV)
+    monkeypatch.delenv(memory.ALLOCATOR_ENV)
+    monkeypatch.delenv(memory.PRELOAD_ENV)
+    assert memory.choose_allocator("malloc")
+    assert memory.CONF_ENV not in os.environ  # glibc's malloc: nothing of jemalloc's
