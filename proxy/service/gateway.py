@@ -57,6 +57,7 @@ from proxy.service.memory import (
     IdleTrimmer,
     collect,
     release_collector,
+    release_thread_cache,
     tune_allocator,
     tune_collector,
 )
@@ -281,7 +282,8 @@ def _usage_ledger(config: GatewayConfig) -> UsageLedger | None:
         return None
     url = config.usage.database_url
     if url is None:
-        return SQLiteLedger(config.data_path, commit_interval=config.usage.commit_interval)
+        return SQLiteLedger(config.data_path, commit_interval=config.usage.commit_interval,
+                            idle_release=release_thread_cache)
     # Imported only when configured: it brings asyncpg.
     from proxy.billing.ledger_postgres import PostgresLedger
 

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -366,3 +367,64 @@ def test_acknowledged_records_survive_the_process_being_killed(tmp_path: Path) -
     assert len(acknowledged) >= 300
     on_disk = job_ids_on_disk(tmp_path / FILENAME)
     assert set(acknowledged) <= on_disk
+
+
+def sqlite_memory_used() -> int | None:
+    """SQLite's own count of the bytes it holds in this process (every connection), read from
+    the library the ``sqlite3`` module is linked with; None where it cannot be reached."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("sqlite3")
+    if name is None:
+        return None
+    library = ctypes.CDLL(name)
+    library.sqlite3_memory_used.restype = ctypes.c_int64
+    return int(library.sqlite3_memory_used())
+
+
+async def wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "not within the time"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_quiet_writer_gives_back_its_page_cache_once_per_quiet_spell(
+        tmp_path: Path) -> None:
+    """After a burst of writes and ``idle_seconds`` of quiet, the writer shrinks SQLite's page
+    cache and runs ``idle_release`` in its own thread (where the allocator's cache of that
+    thread's freed blocks can be handed back); once per quiet spell, and again after more
+    writes. Records are written and read as before."""
+    threads: list[str] = []
+    ledger = SQLiteLedger(tmp_path / "data", idle_seconds=0.3,
+                          idle_release=lambda: threads.append(threading.current_thread().name))
+    async with ledger:
+        await asyncio.gather(*(ledger.record(varied(i)) for i in range(3000)))
+        held = sqlite_memory_used()
+        await wait_for(lambda: len(threads) == 1)
+        assert threads == ["usage-ledger-writer"]
+        if held is not None:  # the write connection's page cache went back
+            after = sqlite_memory_used()
+            assert after is not None and held - after > 256 * 1024
+        await asyncio.sleep(0.6)
+        assert len(threads) == 1  # quiet still: nothing more to give back
+        await ledger.record(varied(3000))
+        await wait_for(lambda: len(threads) == 2)
+        report = await ledger.query(key=None)
+        assert report.totals.requests == 3001
+
+
+async def test_a_failing_idle_release_does_not_stop_the_writer(tmp_path: Path) -> None:
+    calls = []
+
+    def broken() -> None:
+        calls.append(1)
+        raise RuntimeError("no")
+
+    async with SQLiteLedger(tmp_path / "data", idle_seconds=0.05, idle_release=broken) as ledger:
+        await ledger.record(varied(1))
+        await wait_for(lambda: len(calls) == 1)
+        await ledger.record(varied(2))
+        await wait_for(lambda: len(calls) == 2)
+        assert len(job_ids_on_disk(ledger.path)) == 2
