@@ -211,10 +211,11 @@ _ARENAS_ALL = 4096
 # under a burst's buffers and the next ones fault them in again. 2,000 concurrent streams on
 # a 2-core machine (scripts/bench, long jobs): 300-380 minor faults per job, a third of the
 # gateway's CPU spent zeroing fresh pages (perf: clear_page_erms), final images delivered
-# 3-11 s late, 0.8-3 GB resident at the peak; with this, 25-64 faults, 0.3-1.4 s at p99 and
-# 250-350 MB. The idle passes hand the loop thread's cache back before they purge, so what it
-# holds is returned after a burst all the same. (``lg_tcache_max``: jemalloc 5.2 and 5.3
-# both read it; 5.3's ``tcache_max`` is unknown to 5.2.)
+# 3-11 s late, 0.75-1.3 GB resident at the peak; with this, bursts alone (no other burst just
+# before) 20-65 faults, 0.2-2.7 s at p99 and 240-530 MB (docs/benchmarks.md: it can still fall
+# behind when short of CPU). The idle passes hand the loop thread's cache back before they
+# purge, so what it holds is returned after a burst all the same. (``lg_tcache_max``: jemalloc
+# 5.2 and 5.3 both read it; 5.3's ``tcache_max`` is unknown to 5.2.)
 JEMALLOC_CONF = "lg_tcache_max:21"
 CONF_ENV = "MALLOC_CONF"
 
