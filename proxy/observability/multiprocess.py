@@ -11,7 +11,15 @@ Here is the parent's part:
   any worker starts, so each imports prometheus_client with it set;
 - the workers: uvicorn's supervisor, which also marks every worker that exits (killed, crashed,
   or replaced on SIGHUP) dead, so the gauges of live workers (jobs in flight, open streams, ...)
-  stop counting it. Its counters stay: what it did was done.
+  stop counting it. Its counters stay: what it did was done;
+- the listening sockets (Linux): one per worker, on the same port with ``SO_REUSEPORT``, so the
+  kernel spreads new connections over the workers by their addresses. With uvicorn's one
+  shared socket every worker waits in ``accept`` on it and whichever is awake takes what
+  comes: 16 keep-alive connections opened at once went all to one worker in some runs
+  (``scripts/bench``, ``--workers 2``: 1.01 + 0.00 cores). The parent binds the port without
+  listening (it holds the port, a chosen one for port 0, and takes no connection); each worker
+  binds its own as it starts (:class:`WorkerListener`), so a worker that exits takes its
+  socket with it and new connections go to the others. Elsewhere the shared socket stays.
 """
 
 from __future__ import annotations
@@ -19,11 +27,15 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
+import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.multiprocess import mark_process_dead
 from uvicorn import Config
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -89,14 +101,70 @@ class MetricsSupervisor(Multiprocess):
         self._mark_gone()
 
 
+def reuse_port_balances() -> bool:
+    """Whether sockets bound with ``SO_REUSEPORT`` share their connections out here (Linux;
+    elsewhere the option exists with other meanings, or not at all)."""
+    return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+
+
+def _reusable(family: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    return sock
+
+
+def worker_socket(family: int, host: str, port: int) -> socket.socket:
+    """A worker's own socket on the shared port (bound; the server listens on it)."""
+    sock = _reusable(family)
+    try:
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class WorkerListener:
+    """What the supervisor hands each worker in place of a socket: pickled into the worker as
+    it is spawned, it becomes that worker's own socket there (:func:`worker_socket`)."""
+
+    def __init__(self, family: int, host: str, port: int) -> None:
+        self.family, self.host, self.port = family, host, port
+
+    def __reduce__(self) -> tuple[Any, tuple[int, str, int]]:
+        return worker_socket, (self.family, self.host, self.port)
+
+
+def _listeners(config: Config) -> tuple[socket.socket, list[Any]]:
+    """The socket the parent keeps (closed at the end) and what each worker is given."""
+    if not reuse_port_balances() or config.uds is not None or config.fd is not None:
+        sock = config.bind_socket()
+        return sock, [sock]
+    family = socket.AF_INET6 if config.host and ":" in config.host else socket.AF_INET
+    anchor = _reusable(family)
+    try:
+        anchor.bind((config.host, config.port))  # not listening: no connection comes to it
+    except OSError as exc:
+        anchor.close()
+        logging.getLogger("uvicorn.error").error(exc)
+        sys.exit(STARTUP_FAILURE)
+    port = anchor.getsockname()[1]
+    where = f"[{config.host}]" if family == socket.AF_INET6 else config.host
+    logging.getLogger("uvicorn.error").info(
+        "Uvicorn running on http://%s:%d, a socket per worker (Press CTRL+C to quit)", where,
+        port)
+    return anchor, [WorkerListener(family, config.host, port)]
+
+
 def run_workers(config: Config) -> None:
     """Serve ``config`` (an import string, ``config.workers`` > 1) with metrics summed over
     the workers; returns when the server stopped."""
     directory, made_here = prepare_directory()
     try:
-        sock = config.bind_socket()
+        sock, given = _listeners(config)
         try:
-            MetricsSupervisor(config, [sock], directory).run()
+            MetricsSupervisor(config, given, directory).run()
         except KeyboardInterrupt:  # before the supervisor took the signals over
             pass
         finally:
