@@ -142,7 +142,11 @@ def _listeners(config: Config) -> tuple[socket.socket, list[Any]]:
         sock = config.bind_socket()
         return sock, [sock]
     family = socket.AF_INET6 if config.host and ":" in config.host else socket.AF_INET
-    anchor = _reusable(family)
+    try:
+        anchor = _reusable(family)
+    except OSError:  # the option refused here (some sandboxes): the shared socket, then
+        sock = config.bind_socket()
+        return sock, [sock]
     try:
         anchor.bind((config.host, config.port))  # not listening: no connection comes to it
     except OSError as exc:
