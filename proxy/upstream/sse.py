@@ -164,42 +164,44 @@ class SSEDecoder:
             # largest event (a partial image's megabyte) for the rest of its life.
             self._buffer = bytearray()
         elif len(buffer) - start >= self._hold_from:
-            line = bytes(memoryview(buffer)[start:])  # one copy, from either kind of buffer
             self._buffer = bytearray()
             search = start
-            if not self._pass_on(line, messages):
-                self._held = [line]  # a long line begun: held from here on
+            # A long line begun: its image passed on from here, or the line held from here on;
+            # either way what the line has so far is copied out of the buffer once.
+            if not self._pass_on(buffer, start, messages):
+                self._held = [bytes(memoryview(buffer)[start:])]
         elif isinstance(buffer, bytearray):
             del buffer[:start]
         else:
             self._buffer = bytearray(memoryview(buffer)[start:])  # the unfinished line
         self._resume = search - start
 
-    def _pass_on(self, line: bytes, out: list[SSEMessage | bytes]) -> bool:
-        """A long line begun: if it is the data of an event whose image is passed on, and its
-        ``b64_json`` string begins in it and runs past it, hand on what came of that string
-        and pass the rest on as it comes (True)."""
+    def _pass_on(self, buffer: bytes | bytearray, start: int,
+                 out: list[SSEMessage | bytes]) -> bool:
+        """A long line begun (``buffer`` from ``start``): if it is the data of an event whose
+        image is passed on, and its ``b64_json`` string begins in it and runs past it, hand on
+        what came of that string and pass the rest on as it comes (True)."""
         if (self._passing is None or self._passed is not None or self._data
-                or line[:5] != b"data:" or not self._passing(self._event)):
+                or buffer[start:start + 5] != b"data:" or not self._passing(self._event)):
             return False
-        found = line.find(_B64_KEY)
+        found = buffer.find(_B64_KEY, start)
         if found < 0:
             return False
+        end = len(buffer)
         at = found + len(_B64_KEY)
-        while line[at:at + 1] in _JSON_SPACE and at < len(line):
+        while buffer[at:at + 1] in _JSON_SPACE and at < end:
             at += 1
-        if line[at:at + 1] != b":":
+        if buffer[at:at + 1] != b":":
             return False
         at += 1
-        while line[at:at + 1] in _JSON_SPACE and at < len(line):
+        while buffer[at:at + 1] in _JSON_SPACE and at < end:
             at += 1
-        if line[at:at + 1] != b'"' or line.find(b'"', at + 1) >= 0:
+        if buffer[at:at + 1] != b'"' or buffer.find(b'"', at + 1) >= 0:
             return False
-        self._passed_head = line[:at + 1]
+        self._passed_head = bytes(buffer[start:at + 1])
         self._passed = f"\x00passed:{nonce()}"
-        piece = line[at + 1:]
-        if piece:
-            out.append(_plain(piece))
+        if at + 1 < end:
+            out.append(_plain(bytes(memoryview(buffer)[at + 1:])))
         return True
 
     def _passing_on(self, chunk: bytes, out: list[SSEMessage | bytes]) -> bytes | None:
