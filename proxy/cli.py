@@ -175,7 +175,8 @@ def _serve(args: argparse.Namespace) -> int:
         run_workers(uvicorn.Config(
             "proxy.app:from_environment", factory=True, workers=args.workers,
             host=config.server.host, port=config.server.port, log_level=args.log_level,
-            log_config=logging_config, timeout_graceful_shutdown=timeout, http=HTTP, ws=WEBSOCKET))
+            log_config=logging_config, timeout_graceful_shutdown=timeout, http=HTTP, ws=WEBSOCKET),
+            reuse_port=config.server.reuse_port)
         return 0
 
     clear_named_directory()  # PROMETHEUS_MULTIPROC_DIR set: this one process writes there

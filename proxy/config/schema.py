@@ -72,6 +72,12 @@ class ServerConfig(Strict):
     sse_keepalive: float = Field(15.0, gt=0)
     # A gateway without keys serves only loopback unless this says it may serve anyone.
     allow_open: bool = False
+    # serve --workers N on Linux: each worker listens on a socket of its own on the port
+    # (SO_REUSEPORT), and the kernel spreads new connections over them; with one shared socket
+    # (the default) whichever worker is awake takes what arrives, all of a burst at times. The
+    # cost: a worker that stops (drained on SIGTERM) resets the connections still waiting in
+    # its own queue, unless net.ipv4.tcp_migrate_req=1 hands them to the other workers.
+    reuse_port: bool = False
     # Other origins whose pages may use the Socket.IO progress channel ("*" for any).
     cors_origins: list[str] = Field(default_factory=list)
 

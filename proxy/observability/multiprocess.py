@@ -12,14 +12,17 @@ Here is the parent's part:
 - the workers: uvicorn's supervisor, which also marks every worker that exits (killed, crashed,
   or replaced on SIGHUP) dead, so the gauges of live workers (jobs in flight, open streams, ...)
   stop counting it. Its counters stay: what it did was done;
-- the listening sockets (Linux): one per worker, on the same port with ``SO_REUSEPORT``, so the
-  kernel spreads new connections over the workers by their addresses. With uvicorn's one
-  shared socket every worker waits in ``accept`` on it and whichever is awake takes what
-  comes: 16 keep-alive connections opened at once went all to one worker in some runs
-  (``scripts/bench``, ``--workers 2``: 1.01 + 0.00 cores). The parent binds the port without
-  listening (it holds the port, a chosen one for port 0, and takes no connection); each worker
-  binds its own as it starts (:class:`WorkerListener`), so a worker that exits takes its
-  socket with it and new connections go to the others. Elsewhere the shared socket stays.
+- the listening sockets: uvicorn's one shared socket, on which every worker waits in
+  ``accept`` and whichever is awake takes what comes (16 keep-alive connections opened at once
+  went all to one worker in some runs: ``scripts/bench``, ``--workers 2``, 1.01 + 0.00 cores);
+  or, with ``server.reuse_port`` on Linux, one per worker on the same port (``SO_REUSEPORT``),
+  the kernel spreading new connections over the workers by their addresses. The parent then
+  binds the port without listening (it holds the port, a chosen one for port 0, and takes no
+  connection); each worker binds its own as it starts (:class:`WorkerListener`), so a worker
+  that exits takes its socket with it and new connections go to the others. Not the default:
+  a worker that stops resets the connections still in its own accept queue (the shared
+  socket's queue outlives any one worker), which a drain on SIGTERM must not do unless the
+  kernel hands them on (``net.ipv4.tcp_migrate_req=1``).
 """
 
 from __future__ import annotations
@@ -136,9 +139,10 @@ class WorkerListener:
         return worker_socket, (self.family, self.host, self.port)
 
 
-def _listeners(config: Config) -> tuple[socket.socket, list[Any]]:
+def _listeners(config: Config, reuse_port: bool) -> tuple[socket.socket, list[Any]]:
     """The socket the parent keeps (closed at the end) and what each worker is given."""
-    if not reuse_port_balances() or config.uds is not None or config.fd is not None:
+    if (not reuse_port or not reuse_port_balances() or config.uds is not None
+            or config.fd is not None):
         sock = config.bind_socket()
         return sock, [sock]
     family = socket.AF_INET6 if config.host and ":" in config.host else socket.AF_INET
@@ -161,12 +165,12 @@ def _listeners(config: Config) -> tuple[socket.socket, list[Any]]:
     return anchor, [WorkerListener(family, config.host, port)]
 
 
-def run_workers(config: Config) -> None:
+def run_workers(config: Config, *, reuse_port: bool = False) -> None:
     """Serve ``config`` (an import string, ``config.workers`` > 1) with metrics summed over
-    the workers; returns when the server stopped."""
+    the workers (a listening socket each with ``reuse_port``); returns when it stopped."""
     directory, made_here = prepare_directory()
     try:
-        sock, given = _listeners(config)
+        sock, given = _listeners(config, reuse_port)
         try:
             MetricsSupervisor(config, given, directory).run()
         except KeyboardInterrupt:  # before the supervisor took the signals over

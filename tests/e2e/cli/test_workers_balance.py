@@ -1,6 +1,7 @@
-"""``serve --workers N`` on Linux: each worker listens on a socket of its own on the gateway's
-port (``SO_REUSEPORT``), so the kernel spreads new connections over the workers, instead of
-whichever worker is awake in ``accept`` on one shared socket taking all that arrive at once."""
+"""``serve --workers N`` with ``server.reuse_port`` on Linux: each worker listens on a socket of
+its own on the gateway's port (``SO_REUSEPORT``), so the kernel spreads new connections over
+the workers, instead of whichever worker is awake in ``accept`` on one shared socket taking all
+that arrive at once (the default, whose queue outlives a worker that stops)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tests.support.processes import GatewayProcess
 
 CONFIG = """
 data_dir: {data}
+server: {{reuse_port: true}}
 models:
   - {{name: local, provider: local}}
 """

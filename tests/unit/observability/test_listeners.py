@@ -1,6 +1,7 @@
-"""The listening sockets of ``serve --workers N`` (``proxy.observability.multiprocess``): on
-Linux a socket per worker on one port, the parent holding the port without listening;
-elsewhere, or where ``SO_REUSEPORT`` is refused, uvicorn's one shared socket."""
+"""The listening sockets of ``serve --workers N`` (``proxy.observability.multiprocess``):
+uvicorn's one shared socket by default; with ``server.reuse_port`` on Linux a socket per worker
+on one port, the parent holding the port without listening (elsewhere, or where
+``SO_REUSEPORT`` is refused, the shared socket)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def config(port: int = 0) -> Config:
 
 @LINUX
 def test_each_worker_gets_its_own_socket_on_the_port_the_parent_holds() -> None:
-    anchor, given = _listeners(config())
+    anchor, given = _listeners(config(), True)
     try:
         port = anchor.getsockname()[1]
         assert port != 0
@@ -52,7 +53,7 @@ def test_a_port_in_use_by_another_program_stops_the_start() -> None:
     taken.listen()
     try:
         with pytest.raises(SystemExit):
-            _listeners(config(taken.getsockname()[1]))
+            _listeners(config(taken.getsockname()[1]), True)
     finally:
         taken.close()
 
@@ -60,7 +61,7 @@ def test_a_port_in_use_by_another_program_stops_the_start() -> None:
 def test_without_reuse_port_the_workers_share_one_socket(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(multiprocess, "reuse_port_balances", lambda: False)
-    sock, given = _listeners(config())
+    sock, given = _listeners(config(), True)
     try:
         assert given == [sock] and isinstance(sock, socket.socket)
     finally:
@@ -74,7 +75,15 @@ def test_where_the_option_is_refused_the_workers_share_one_socket(
         raise PermissionError("SO_REUSEPORT refused")
 
     monkeypatch.setattr(multiprocess, "_reusable", refused)
-    sock, given = _listeners(config())
+    sock, given = _listeners(config(), True)
+    try:
+        assert given == [sock] and isinstance(sock, socket.socket)
+    finally:
+        sock.close()
+
+
+def test_by_default_the_workers_share_one_socket() -> None:
+    sock, given = _listeners(config(), False)
     try:
         assert given == [sock] and isinstance(sock, socket.socket)
     finally:
