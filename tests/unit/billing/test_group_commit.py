@@ -150,8 +150,11 @@ async def test_records_arriving_within_an_interval_do_not_wake_the_writer(
         switched = switches_of(writer) - before
         assert ledger.stats.commits == 2
     # The sleep through the interval, the commit's fsync and the wait for the next record: a
-    # few switches, not one per record.
-    assert switched < 10, switched
+    # few switches (4-8 here, beside three CPU burners), not one per record (200 and more).
+    # Each 5 ms the writer waits for the GIL the busy loop thread holds is one more: amid the
+    # whole suite on 2 cores, 65 and 95 were seen. Three quarters of the records' count stays
+    # clear of both.
+    assert switched < 150, switched
 
 
 async def test_full_batches_are_not_held_for_the_interval(tmp_path: Path) -> None:
